@@ -1,0 +1,209 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Reasons a subscription ends, as seen by Subscriber.Err.
+var (
+	ErrSlowConsumer = errors.New("slow consumer: queue overflow")
+	ErrHubClosed    = errors.New("hub closed")
+	ErrShutdown     = errors.New("server shutting down")
+)
+
+// Hub fans the messages of one broker out to local subscribers. Every
+// message reaches each subscriber whose filters match it, once, in ID order.
+type Hub struct {
+	broker Broker
+	queue  atomic.Int64 // per-subscriber queue capacity for new subscribers
+
+	mu     sync.Mutex
+	index  index
+	head   string // ID of the last message delivered
+	round  uint64 // fan-out counter, dedupes overlapping filters
+	subs   int
+	closed bool
+}
+
+// Options configure a hub; they can change while it runs (SetOptions).
+type Options struct {
+	Queue     int // per-subscriber queue capacity, > 0
+	Retention Retention
+}
+
+// New starts a hub on broker.
+func New(broker Broker, opts Options) (*Hub, error) {
+	h := &Hub{broker: broker}
+	h.SetOptions(opts)
+	if err := broker.Start(h.deliver); err != nil {
+		return nil, fmt.Errorf("starting broker: %w", err)
+	}
+	return h, nil
+}
+
+// SetOptions applies new options: the queue size to subscribers that come
+// after, retention at once.
+func (h *Hub) SetOptions(opts Options) {
+	h.queue.Store(int64(max(1, opts.Queue)))
+	h.broker.SetRetention(opts.Retention)
+}
+
+// Publish validates and publishes msgs atomically in order, and returns
+// their IDs.
+func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
+	for _, m := range msgs {
+		if err := ValidateTopic(m.Topic); err != nil {
+			return nil, err
+		}
+	}
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, ErrHubClosed
+	}
+	return h.broker.Publish(ctx, msgs)
+}
+
+// deliver is the broker's callback: it hands m to every matching
+// subscriber without ever blocking on one. A subscriber whose queue is full
+// is closed with ErrSlowConsumer.
+func (h *Hub) deliver(m *Message) {
+	if m.frames == nil {
+		m.frames = new(frameCache)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.head = m.ID
+	h.round++
+	var slow []*Subscriber
+	h.index.match(m.Topic, func(s *Subscriber) {
+		if s.round == h.round {
+			return
+		}
+		s.round = h.round
+		select {
+		case s.queue <- m:
+		default:
+			slow = append(slow, s)
+		}
+	})
+	for _, s := range slow {
+		h.removeLocked(s)
+		s.end(ErrSlowConsumer)
+	}
+}
+
+// Subscribe registers a subscriber for filters. With lastID set it also
+// returns the retained messages after lastID (Earliest: all retained) that
+// match the filters, and a Gap when history no longer covers lastID. Live
+// messages follow on Subscriber.Messages with none lost or repeated between
+// the two.
+func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string) (*Subscriber, []*Message, *Gap, error) {
+	if len(filters) == 0 {
+		return nil, nil, nil, fmt.Errorf("%w: no topic", ErrInvalidTopic)
+	}
+	for _, f := range filters {
+		if err := ValidateFilter(f); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	s := &Subscriber{
+		hub:     h,
+		filters: filters,
+		queue:   make(chan *Message, h.queue.Load()),
+		done:    make(chan struct{}),
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, nil, nil, ErrHubClosed
+	}
+	for _, f := range filters {
+		h.index.add(f, s)
+	}
+	h.subs++
+	upto := h.head
+	s.head = upto
+	h.mu.Unlock()
+
+	if lastID == "" {
+		return s, nil, nil, nil
+	}
+	retained, gap, err := h.broker.Since(ctx, lastID, upto)
+	if err != nil {
+		s.Close()
+		return nil, nil, nil, fmt.Errorf("reading history: %w", err)
+	}
+	backlog := retained[:0:0]
+	for _, m := range retained {
+		if s.matches(m.Topic) {
+			backlog = append(backlog, m)
+		}
+	}
+	return s, backlog, gap, nil
+}
+
+// Head returns the ID of the last message the hub delivered ("" if none
+// since it started).
+func (h *Hub) Head() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.head
+}
+
+// Subscribers returns the number of current subscribers.
+func (h *Hub) Subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.subs
+}
+
+// Disconnect ends every current subscription with reason; the hub keeps
+// running and accepts new ones.
+func (h *Hub) Disconnect(reason error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.disconnectLocked(reason)
+}
+
+// Close ends every subscription with ErrHubClosed and closes the broker.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	h.disconnectLocked(ErrHubClosed)
+	h.mu.Unlock()
+	return h.broker.Close()
+}
+
+func (h *Hub) disconnectLocked(reason error) {
+	var all []*Subscriber
+	h.index.root.walk(func(s *Subscriber) { all = append(all, s) })
+	for _, s := range all {
+		if h.removeLocked(s) {
+			s.end(reason)
+		}
+	}
+}
+
+// removeLocked takes s out of the index; it reports false if s was already
+// out.
+func (h *Hub) removeLocked(s *Subscriber) bool {
+	if s.removed {
+		return false
+	}
+	s.removed = true
+	for _, f := range s.filters {
+		h.index.remove(f, s)
+	}
+	h.subs--
+	return true
+}

@@ -1,0 +1,202 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// MemoryBroker keeps history in a bounded in-process ring. Its IDs are
+// "EPOCH-SEQ": EPOCH is random per broker, so an ID from before a restart is
+// recognised as a gap; SEQ counts up from 1.
+type MemoryBroker struct {
+	epoch string
+	now   func() time.Time
+
+	mu        sync.Mutex
+	deliver   func(*Message)
+	retention Retention
+	ring      []*Message // ring[(start+i)%len(ring)], i < n
+	start, n  int
+	seq       uint64 // last assigned
+	evicted   uint64 // highest sequence dropped from history
+}
+
+// NewMemoryBroker returns a memory broker with the given retention.
+func NewMemoryBroker(r Retention) *MemoryBroker {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return &MemoryBroker{epoch: hex.EncodeToString(b[:]), now: time.Now, retention: r}
+}
+
+// Start implements Broker.
+func (m *MemoryBroker) Start(deliver func(*Message)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.deliver = deliver
+	return nil
+}
+
+// Publish implements Broker. Delivery happens before it returns, in the
+// order IDs were assigned.
+func (m *MemoryBroker) Publish(_ context.Context, msgs []Message) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	ids := make([]string, len(msgs))
+	stored := make([]*Message, len(msgs))
+	for i := range msgs {
+		m.seq++
+		msg := msgs[i]
+		msg.ID = m.epoch + "-" + strconv.FormatUint(m.seq, 10)
+		msg.Time = now
+		ids[i] = msg.ID
+		stored[i] = &msg
+		m.push(&msg)
+	}
+	m.trim(now)
+	if m.deliver != nil {
+		for _, msg := range stored {
+			m.deliver(msg)
+		}
+	}
+	return ids, nil
+}
+
+// push appends msg to the ring, growing it up to the count bound and
+// evicting the oldest message beyond it.
+func (m *MemoryBroker) push(msg *Message) {
+	limit := m.retention.Count
+	if limit <= 0 && m.retention.MaxAge <= 0 {
+		m.evicted = m.seq
+		return
+	}
+	if m.n == len(m.ring) {
+		if limit > 0 && m.n >= limit {
+			m.dropOldest()
+		} else {
+			m.grow()
+		}
+	}
+	m.ring[(m.start+m.n)%len(m.ring)] = msg
+	m.n++
+}
+
+func (m *MemoryBroker) grow() {
+	size := max(16, 2*len(m.ring))
+	if c := m.retention.Count; c > 0 {
+		size = min(size, c)
+	}
+	ring := make([]*Message, size)
+	for i := range m.n {
+		ring[i] = m.ring[(m.start+i)%len(m.ring)]
+	}
+	m.ring, m.start = ring, 0
+}
+
+func (m *MemoryBroker) dropOldest() {
+	m.ring[m.start] = nil
+	m.start = (m.start + 1) % len(m.ring)
+	m.n--
+	m.evicted++
+}
+
+func (m *MemoryBroker) at(i int) *Message { return m.ring[(m.start+i)%len(m.ring)] }
+
+// trim drops messages beyond the count bound or older than MaxAge.
+func (m *MemoryBroker) trim(now time.Time) {
+	for m.n > 0 && m.retention.Count > 0 && m.n > m.retention.Count {
+		m.dropOldest()
+	}
+	if age := m.retention.MaxAge; age > 0 {
+		cutoff := now.Add(-age)
+		for m.n > 0 && m.at(0).Time.Before(cutoff) {
+			m.dropOldest()
+		}
+	}
+	if m.n == 0 {
+		m.evicted = m.seq
+	}
+}
+
+// Since implements Broker.
+func (m *MemoryBroker) Since(_ context.Context, lastID, upto string) ([]*Message, *Gap, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.trim(m.now())
+
+	end := m.seqOf(upto) // 0 if none
+	first := m.evicted + 1
+	var from uint64 // first sequence to return
+	var gap *Gap
+	switch seq, ok := m.parse(lastID); {
+	case lastID == Earliest:
+		from = first
+	case !ok || seq > m.seq || seq < m.evicted:
+		from = first
+		gap = &Gap{LastID: lastID}
+		if m.n > 0 {
+			gap.FirstID = m.at(0).ID
+		}
+	default:
+		from = seq + 1
+	}
+	var out []*Message
+	for s := from; s <= end && s <= m.seq; s++ {
+		out = append(out, m.at(int(s-first)))
+	}
+	return out, gap, nil
+}
+
+// seqOf returns the sequence of one of this broker's IDs, 0 for any other.
+func (m *MemoryBroker) seqOf(id string) uint64 {
+	seq, _ := m.parse(id)
+	return seq
+}
+
+func (m *MemoryBroker) parse(id string) (uint64, bool) {
+	epoch, num, ok := strings.Cut(id, "-")
+	if !ok || epoch != m.epoch {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(num, 10, 64)
+	if err != nil || seq == 0 {
+		return 0, false
+	}
+	return seq, true
+}
+
+// SetRetention implements Broker.
+func (m *MemoryBroker) SetRetention(r Retention) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.retention = r
+	if r.Count <= 0 && r.MaxAge <= 0 {
+		for m.n > 0 {
+			m.dropOldest()
+		}
+	}
+	m.trim(m.now())
+	if c := r.Count; c > 0 && len(m.ring) > c {
+		m.ring, m.start = m.snapshot(), 0
+	}
+}
+
+func (m *MemoryBroker) snapshot() []*Message {
+	out := make([]*Message, m.n)
+	for i := range out {
+		out[i] = m.at(i)
+	}
+	return out
+}
+
+// Close implements Broker.
+func (m *MemoryBroker) Close() error { return nil }
+
+// String describes the broker for logs.
+func (m *MemoryBroker) String() string { return fmt.Sprintf("memory broker (epoch %s)", m.epoch) }

@@ -1,0 +1,47 @@
+// Package hub is the transport-independent core of caddy-pubsub: messages
+// and topics, the Broker that orders and retains them, and the Hub that fans
+// them out to subscribers with bounded queues. It imports neither Caddy nor
+// net/http, so every transport and broker plugs into the same semantics.
+package hub
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Message is one published message. Brokers assign ID and Time.
+type Message struct {
+	ID    string
+	Topic string
+	Event string // optional event name (SSE "event:" field)
+	Data  string
+	Time  time.Time
+
+	frames *frameCache
+}
+
+// Frame kinds for Message.Frame: one slot per wire encoding, so each
+// transport encodes a fanned-out message once and shares the bytes.
+const (
+	FrameSSE = iota
+	FrameSSEJSON
+	FrameWebSocket
+	frameKinds
+)
+
+type frameCache [frameKinds]atomic.Pointer[[]byte]
+
+// Frame returns the message encoded by encode, computing it at most once per
+// kind for messages that went through the hub's fan-out. The returned bytes
+// are shared: callers must not modify them.
+func (m *Message) Frame(kind int, encode func(*Message) []byte) []byte {
+	if m.frames == nil || kind < 0 || kind >= frameKinds {
+		return encode(m)
+	}
+	if b := m.frames[kind].Load(); b != nil {
+		return *b
+	}
+	b := encode(m)
+	m.frames[kind].Store(&b)
+	return b
+}
