@@ -1,0 +1,109 @@
+package pubsub
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+	"go.uber.org/zap"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+// hubs holds every running hub by name. It outlives a config: a reload
+// loads the same hub, so subscribers stay connected and keep receiving.
+var hubs = caddy.NewUsagePool()
+
+// poolHub is a hub as stored in the pool.
+type poolHub struct{ *hub.Hub }
+
+// Destruct closes the hub once no config uses it.
+func (p poolHub) Destruct() error { return p.Close() }
+
+// App is the pubsub app: it keeps track of the hubs one config uses, so two
+// different definitions of one hub are caught, and it ends streams when
+// Caddy exits, which would otherwise wait for them forever. It needs no
+// configuration: handlers load it.
+type App struct {
+	mu      sync.Mutex
+	defined map[string]hub.Options
+	used    []*hub.Hub
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "pubsub",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision subscribes to Caddy's "stopping" event.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	a.defined = make(map[string]hub.Options)
+	events, err := ctx.App("events")
+	if err != nil {
+		return fmt.Errorf("loading events app: %w", err)
+	}
+	return events.(*caddyevents.App).On("stopping", a)
+}
+
+// Handle implements caddyevents.Handler: when the process exits, every
+// stream of this config's hubs ends (SSE clients get what was queued), so
+// the HTTP server's graceful shutdown can finish. A reload leaves them be.
+func (a *App) Handle(context.Context, caddy.Event) error {
+	if !caddy.Exiting() {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, h := range a.used {
+		h.Disconnect(hub.ErrShutdown)
+	}
+	return nil
+}
+
+// hub returns the named hub, starting it if no config has it yet and
+// applying opts to it if one has. One config must define a hub one way.
+func (a *App) hub(name string, opts hub.Options) (*hub.Hub, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if prev, ok := a.defined[name]; ok && prev != opts {
+		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue); give one of them another hub name", name)
+	}
+	val, loaded, err := hubs.LoadOrNew(name, func() (caddy.Destructor, error) {
+		h, err := hub.New(hub.NewMemoryBroker(opts.Retention), opts)
+		if err != nil {
+			return nil, err
+		}
+		return poolHub{h}, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hub %q: %w", name, err)
+	}
+	h := val.(poolHub).Hub
+	if loaded {
+		h.SetOptions(opts)
+	}
+	a.defined[name] = opts
+	a.used = append(a.used, h)
+	return h, nil
+}
+
+// Start implements caddy.App.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App. Hubs live on in the pool until their last
+// handler is cleaned up.
+func (a *App) Stop() error { return nil }
+
+// Interface guards
+var (
+	_ caddy.App           = (*App)(nil)
+	_ caddy.Provisioner   = (*App)(nil)
+	_ caddyevents.Handler = (*App)(nil)
+)

@@ -1,0 +1,212 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+// Publish serves POST: it publishes the form fields or JSON object (or
+// array) in the body and answers the assigned ID(s).
+func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) {
+	if status, reason := ep.authorizePublish(r); status != 0 {
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pubsub"`)
+		}
+		fail(w, status, reason)
+		return
+	}
+	if r.ContentLength > ep.MaxMessageSize {
+		fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than max_message_size (%d bytes)", ep.MaxMessageSize))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, ep.MaxMessageSize)
+
+	msgs, batch, err := ep.parsePublish(r, rq)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		var unsupported errUnsupportedType
+		switch {
+		case errors.As(err, &tooLarge):
+			fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than max_message_size (%d bytes)", ep.MaxMessageSize))
+		case errors.As(err, &unsupported):
+			fail(w, http.StatusUnsupportedMediaType, err.Error())
+		default:
+			fail(w, http.StatusBadRequest, err.Error())
+		}
+		return
+	}
+
+	ids, err := ep.Hub.Publish(r.Context(), msgs...)
+	switch {
+	case errors.Is(err, hub.ErrInvalidTopic):
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, hub.ErrHubClosed):
+		fail(w, http.StatusServiceUnavailable, err.Error())
+		return
+	case err != nil:
+		ep.Logger.Error("publish failed", zap.Error(err))
+		fail(w, http.StatusInternalServerError, "publish failed")
+		return
+	}
+
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if batch {
+		_ = json.NewEncoder(w).Encode(map[string][]string{"ids": ids})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"id": ids[0]})
+}
+
+type errUnsupportedType struct{ got string }
+
+func (e errUnsupportedType) Error() string {
+	return fmt.Sprintf("unsupported Content-Type %q: use application/x-www-form-urlencoded, multipart/form-data or application/json", e.got)
+}
+
+// parsePublish reads the messages of a publish request; batch is true for a
+// JSON array.
+func (ep *Endpoint) parsePublish(r *http.Request, rq Request) (msgs []hub.Message, batch bool, err error) {
+	ctype := r.Header.Get("Content-Type")
+	media, _, _ := mime.ParseMediaType(ctype)
+	switch media {
+	case "application/json":
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, false, err
+		}
+		msgs, batch, err = parseJSON(body)
+		if err != nil {
+			return nil, false, err
+		}
+	case "application/x-www-form-urlencoded", "multipart/form-data":
+		if media == "multipart/form-data" {
+			err = r.ParseMultipartForm(ep.MaxMessageSize)
+		} else {
+			err = r.ParseForm()
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("reading form: %w", err)
+		}
+		form := r.PostForm
+		if len(form["topic"]) > 1 || len(form["data"]) > 1 || len(form["event"]) > 1 {
+			return nil, false, errors.New("a form publishes one message: use a JSON array for several")
+		}
+		msgs = []hub.Message{{Topic: form.Get("topic"), Event: form.Get("event"), Data: form.Get("data")}}
+	default:
+		return nil, false, errUnsupportedType{ctype}
+	}
+
+	for i := range msgs {
+		if msgs[i].Topic == "" {
+			msgs[i].Topic = r.URL.Query().Get("topic")
+		}
+		if msgs[i].Topic == "" {
+			msgs[i].Topic = rq.DefaultTopic
+		}
+		if err := checkMessage(msgs[i]); err != nil {
+			if batch {
+				return nil, false, fmt.Errorf("message %d: %w", i, err)
+			}
+			return nil, false, err
+		}
+	}
+	return msgs, batch, nil
+}
+
+// jsonMessage is one message of a JSON publish. Data may be a string, kept
+// as is, or any other JSON value, kept as its compact JSON text.
+type jsonMessage struct {
+	Topic string          `json:"topic"`
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+func parseJSON(body []byte) ([]hub.Message, bool, error) {
+	body = bytes.TrimSpace(body)
+	batch := len(body) > 0 && body[0] == '['
+	var in []jsonMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var err error
+	if batch {
+		err = dec.Decode(&in)
+	} else {
+		in = make([]jsonMessage, 1)
+		err = dec.Decode(&in[0])
+	}
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after JSON value")
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("invalid JSON: %w", err)
+	}
+	switch {
+	case len(in) == 0:
+		return nil, false, errors.New("empty JSON array: nothing to publish")
+	case len(in) > MaxBatch:
+		return nil, false, fmt.Errorf("JSON array longer than %d messages", MaxBatch)
+	}
+	msgs := make([]hub.Message, len(in))
+	for i, m := range in {
+		msgs[i] = hub.Message{Topic: m.Topic, Event: m.Event}
+		switch {
+		case len(m.Data) == 0 || string(m.Data) == "null":
+		case m.Data[0] == '"':
+			if err := json.Unmarshal(m.Data, &msgs[i].Data); err != nil {
+				return nil, false, fmt.Errorf("invalid JSON: %w", err)
+			}
+		default:
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, m.Data); err != nil {
+				return nil, false, fmt.Errorf("invalid JSON: %w", err)
+			}
+			msgs[i].Data = compact.String()
+		}
+	}
+	return msgs, batch, nil
+}
+
+// checkMessage validates what a publisher sent.
+func checkMessage(m hub.Message) error {
+	if m.Topic == "" {
+		return errors.New("no topic: send a topic field")
+	}
+	if err := hub.ValidateTopic(m.Topic); err != nil {
+		return err
+	}
+	if !utf8.ValidString(m.Data) {
+		return errors.New("data is not valid UTF-8")
+	}
+	if err := checkEvent(m.Event); err != nil {
+		return err
+	}
+	return nil
+}
+
+func checkEvent(event string) error {
+	switch {
+	case event == "":
+		return nil
+	case len(event) > maxEventLength:
+		return fmt.Errorf("event name longer than %d bytes", maxEventLength)
+	case !utf8.ValidString(event) || strings.IndexFunc(event, unicode.IsControl) >= 0:
+		return errors.New("event name must be UTF-8 text without control characters")
+	case event == "gap" || event == "error":
+		return fmt.Errorf("event name %q is reserved", event)
+	}
+	return nil
+}

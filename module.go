@@ -1,0 +1,306 @@
+// Package pubsub is the Caddy module of caddy-pubsub: the http.handlers.pubsub
+// handler that gives a route Server-Sent Events subscribe and HTTP publish
+// endpoints, and the pubsub app that shares named hubs across sites and
+// config reloads.
+package pubsub
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-pubsub/caddy-pubsub/handlers"
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+	caddy.RegisterModule(App{})
+}
+
+// Defaults of the handler's settings.
+const (
+	DefaultHub            = "default"
+	DefaultHistoryCount   = 1000
+	DefaultHistoryAge     = time.Hour
+	DefaultHeartbeat      = 15 * time.Second
+	DefaultQueue          = 1024
+	DefaultMaxMessageSize = 64 << 10
+)
+
+// Bounds that keep a configuration from exhausting memory by mistake.
+const (
+	maxHistoryCount   = 1_000_000
+	maxQueue          = 1_000_000
+	maxMessageSizeCap = 16 << 20
+	minHeartbeat      = time.Second
+)
+
+// Handler serves publish (POST) and subscribe (GET, Server-Sent Events)
+// requests for one hub.
+type Handler struct {
+	// Hub names the hub this endpoint serves. Handlers naming the same hub
+	// share its subscribers and history, across sites and config reloads.
+	// Default: "default".
+	Hub string `json:"hub,omitempty"`
+
+	// History bounds the hub's retained messages, used to resume. Default:
+	// 1000 messages, none older than 1h.
+	History *History `json:"history,omitempty"`
+
+	// Heartbeat is how often an idle SSE stream gets a comment line, which
+	// keeps proxies from closing it. Default: 15s.
+	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
+
+	// Queue is each subscriber's queue length; a subscriber that falls this
+	// far behind is disconnected and resumes from its last ID. Default: 1024.
+	Queue int `json:"queue,omitempty"`
+
+	// MaxMessageSize caps a publish request body in bytes. Default: 65536.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	// Topic is the topic used when a request names none. It may hold
+	// placeholders; each placeholder must expand to one non-empty level
+	// without wildcards, "/" or a leading "$", else the request gets 400.
+	Topic string `json:"topic,omitempty"`
+
+	// PublishKey, when set, must be sent as "Authorization: Bearer KEY" to
+	// publish. May be a placeholder such as {env.PUBSUB_KEY}, which must not
+	// resolve empty. Without it, only loopback clients may publish.
+	PublishKey string `json:"publish_key,omitempty"`
+
+	endpoint handlers.Endpoint
+	logger   *zap.Logger
+}
+
+// History bounds a hub's retained messages.
+type History struct {
+	// Count is the most messages kept; 0 keeps none.
+	Count int `json:"count"`
+	// MaxAge drops messages older than this; 0 means no age bound.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.pubsub",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision fills defaults, resolves the publish key and takes the hub from
+// the pubsub app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Hub == "" {
+		h.Hub = DefaultHub
+	}
+	if h.History == nil {
+		h.History = &History{Count: DefaultHistoryCount, MaxAge: caddy.Duration(DefaultHistoryAge)}
+	}
+	if h.Heartbeat == 0 {
+		h.Heartbeat = caddy.Duration(DefaultHeartbeat)
+	}
+	if h.Queue == 0 {
+		h.Queue = DefaultQueue
+	}
+	if h.MaxMessageSize == 0 {
+		h.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if err := h.check(); err != nil {
+		return err
+	}
+
+	key := h.PublishKey
+	if key != "" {
+		key = caddy.NewReplacer().ReplaceKnown(key, "")
+		if strings.TrimSpace(key) == "" {
+			return fmt.Errorf("publish_key %q resolves to an empty key (is the environment variable set?)", h.PublishKey)
+		}
+	} else {
+		h.logger.Warn("publishing has no authentication: only loopback clients may publish; set publish_key to publish from elsewhere",
+			zap.String("hub", h.Hub))
+	}
+
+	appIface, err := ctx.App("pubsub")
+	if err != nil {
+		return fmt.Errorf("loading pubsub app: %w", err)
+	}
+	hb, err := appIface.(*App).hub(h.Hub, hub.Options{
+		Queue:     h.Queue,
+		Retention: hub.Retention{Count: h.History.Count, MaxAge: time.Duration(h.History.MaxAge)},
+	})
+	if err != nil {
+		return err
+	}
+	h.endpoint = handlers.Endpoint{
+		Hub:            hb,
+		Heartbeat:      time.Duration(h.Heartbeat),
+		MaxMessageSize: h.MaxMessageSize,
+		PublishKey:     key,
+		Logger:         h.logger,
+	}
+	return nil
+}
+
+// Validate checks the settings (also for JSON configs, which skip the
+// Caddyfile's checks).
+func (h *Handler) Validate() error { return h.check() }
+
+var hubName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+func (h *Handler) check() error {
+	return errors.Join(
+		checkHubName(h.Hub),
+		checkHistory(h.History.Count, time.Duration(h.History.MaxAge)),
+		checkHeartbeat(time.Duration(h.Heartbeat)),
+		checkQueue(h.Queue),
+		checkMaxMessageSize(h.MaxMessageSize),
+		checkTopicTemplate(h.Topic),
+	)
+}
+
+func checkHubName(name string) error {
+	if !hubName.MatchString(name) {
+		return fmt.Errorf("hub name %q: use 1 to 64 letters, digits, '_', '.', '-'", name)
+	}
+	return nil
+}
+
+func checkHistory(count int, age time.Duration) error {
+	if count < 0 || count > maxHistoryCount {
+		return fmt.Errorf("history count %d out of range 0..%d", count, maxHistoryCount)
+	}
+	if age < 0 {
+		return fmt.Errorf("history age %s is negative", age)
+	}
+	return nil
+}
+
+func checkHeartbeat(d time.Duration) error {
+	if d < minHeartbeat {
+		return fmt.Errorf("heartbeat %s is shorter than %s", d, minHeartbeat)
+	}
+	return nil
+}
+
+func checkQueue(n int) error {
+	if n < 1 || n > maxQueue {
+		return fmt.Errorf("queue %d out of range 1..%d", n, maxQueue)
+	}
+	return nil
+}
+
+func checkMaxMessageSize(n int64) error {
+	if n < 1 || n > maxMessageSizeCap {
+		return fmt.Errorf("max_message_size %d out of range 1..%d bytes", n, maxMessageSizeCap)
+	}
+	return nil
+}
+
+// checkTopicTemplate checks a default topic with each placeholder standing
+// for one literal level.
+func checkTopicTemplate(tmpl string) error {
+	if tmpl == "" {
+		return nil
+	}
+	literal := placeholder.ReplaceAllString(tmpl, "x")
+	if err := hub.ValidateTopic(literal); err != nil {
+		return fmt.Errorf("topic %q: %w", tmpl, err)
+	}
+	return nil
+}
+
+var placeholder = regexp.MustCompile(`\{[^{}]+\}`)
+
+// ServeHTTP picks the endpoint for r. The handler answers every request it
+// gets, so next is never called.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost:
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed: subscribe with GET, publish with POST", http.StatusMethodNotAllowed)
+		return nil
+	}
+	topic, err := h.defaultTopic(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil
+	}
+	rq := handlers.Request{DefaultTopic: topic}
+	if r.Method == http.MethodPost {
+		h.endpoint.Publish(w, r, rq)
+		return nil
+	}
+	switch transport(r) {
+	case "sse":
+		h.endpoint.SSE(w, r, rq)
+	default:
+		http.Error(w, "subscribe with Accept: text/event-stream (or ?transport=sse)", http.StatusNotAcceptable)
+	}
+	return nil
+}
+
+// transport names the subscriber transport r asks for.
+func transport(r *http.Request) string {
+	if t := r.URL.Query().Get("transport"); t != "" {
+		return t
+	}
+	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		return "sse"
+	}
+	return ""
+}
+
+// defaultTopic expands the configured topic for r. Each placeholder must
+// become one literal level, so a request path cannot widen the topic.
+func (h *Handler) defaultTopic(r *http.Request) (string, error) {
+	if h.Topic == "" {
+		return "", nil
+	}
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return "", errors.New("no replacer in request context")
+	}
+	var bad error
+	topic := placeholder.ReplaceAllStringFunc(h.Topic, func(ph string) string {
+		v := repl.ReplaceKnown(ph, "")
+		if v == "" || strings.ContainsAny(v, "/+#") || strings.HasPrefix(v, "$") {
+			bad = fmt.Errorf("topic level %q from %s is not a single literal level", v, ph)
+		}
+		return v
+	})
+	if bad != nil {
+		return "", bad
+	}
+	if err := hub.ValidateTopic(topic); err != nil {
+		return "", err
+	}
+	return topic, nil
+}
+
+// Cleanup releases the hub; the last user of a hub closes it.
+func (h *Handler) Cleanup() error {
+	if h.endpoint.Hub == nil {
+		return nil
+	}
+	_, err := hubs.Delete(h.Hub)
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
