@@ -1,0 +1,297 @@
+// Package testserver runs a real Caddy with caddy-pubsub in the test
+// process, loaded from Caddyfile text, and gives tests real HTTP clients on
+// loopback sockets: publish, SSE streams, plain requests. Caddy's state is
+// global, so tests of one package that use it run one at a time.
+package testserver
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/caddy-pubsub/caddy-pubsub"
+)
+
+// Wait bounds every wait for an event.
+const Wait = 10 * time.Second
+
+// Main runs a test binary's tests with Caddy's config and data directories
+// in a temporary directory; call it from TestMain.
+func Main(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pubsub-integration-")
+	if err != nil {
+		panic(err)
+	}
+	// Caddy autosaves its config and keeps data under these.
+	os.Setenv("XDG_CONFIG_HOME", dir)
+	os.Setenv("XDG_DATA_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Server is a Caddy running in this process.
+type Server struct {
+	t    testing.TB
+	Port int
+	Base string // http://127.0.0.1:PORT
+}
+
+const globalOptions = `{
+	admin off
+	persist_config off
+	log {
+		level ERROR
+	}
+	auto_https off
+	grace_period 5s
+}
+`
+
+// Start loads site, Caddyfile site blocks in which {PORT} stands for a free
+// port, and stops Caddy when the test ends.
+func Start(t testing.TB, site string) *Server {
+	t.Helper()
+	s := &Server{t: t, Port: FreePort(t)}
+	s.Base = fmt.Sprintf("http://127.0.0.1:%d", s.Port)
+	s.Load(site)
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stopping caddy: %v", err)
+		}
+	})
+	return s
+}
+
+// Load adapts site and loads it, replacing the running config (a reload).
+func (s *Server) Load(site string) {
+	s.t.Helper()
+	cfg, err := Adapt(strings.ReplaceAll(site, "{PORT}", fmt.Sprint(s.Port)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		s.t.Fatalf("loading config: %v", err)
+	}
+}
+
+// Adapt turns site, with the test global options, into Caddy's JSON
+// config, as `caddy adapt` does; errors name the file "Caddyfile".
+func Adapt(site string) ([]byte, error) {
+	body := globalOptions + site
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), map[string]any{"filename": "Caddyfile"})
+	return cfg, err
+}
+
+// Publish posts form fields to endpoint and returns the assigned ID.
+func Publish(t testing.TB, endpoint string, fields url.Values) string {
+	t.Helper()
+	resp, err := http.PostForm(endpoint, fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish to %s: %d %s", endpoint, resp.StatusCode, body)
+	}
+	var out struct{ ID string }
+	if err := json.Unmarshal(body, &out); err != nil || out.ID == "" {
+		t.Fatalf("publish answer %q: %v", body, err)
+	}
+	return out.ID
+}
+
+// Request sends a request and returns status, body and headers.
+func Request(t testing.TB, method, endpoint, contentType, body string, header http.Header) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, endpoint, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// Event is one Server-Sent Event, or a comment line (heartbeat).
+type Event struct {
+	ID, Event, Data string
+	Comment         string
+	IsComment       bool
+}
+
+// SSEStream is a subscriber reading an SSE response as it arrives.
+type SSEStream struct {
+	t      testing.TB
+	Resp   *http.Response
+	events chan Event
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the stream ends
+}
+
+// Subscribe opens an SSE stream with client and header (either may be nil).
+func Subscribe(t testing.TB, client *http.Client, endpoint string, header http.Header) *SSEStream {
+	t.Helper()
+	if client == nil {
+		client = http.DefaultClient
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		t.Fatalf("subscribe %s: %d %s", endpoint, resp.StatusCode, b)
+	}
+	s := &SSEStream{t: t, Resp: resp, events: make(chan Event, 4096), cancel: cancel, done: make(chan struct{})}
+	go s.read()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *SSEStream) read() {
+	defer close(s.done)
+	defer close(s.events)
+	sc := bufio.NewScanner(s.Resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var ev Event
+	var data []string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if data != nil {
+				ev.Data = strings.Join(data, "\n")
+				s.events <- ev
+			}
+			ev, data = Event{}, nil
+		case strings.HasPrefix(line, ":"):
+			s.events <- Event{Comment: strings.TrimSpace(line[1:]), IsComment: true}
+		default:
+			field, value, _ := strings.Cut(line, ":")
+			value = strings.TrimPrefix(value, " ")
+			switch field {
+			case "id":
+				ev.ID = value
+			case "event":
+				ev.Event = value
+			case "data":
+				data = append(data, value)
+			}
+		}
+	}
+}
+
+// Next returns the next event, skipping comments.
+func (s *SSEStream) Next() Event {
+	s.t.Helper()
+	for {
+		if ev := s.NextAny(); !ev.IsComment {
+			return ev
+		}
+	}
+}
+
+// NextAny returns the next event or comment.
+func (s *SSEStream) NextAny() Event {
+	s.t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			s.t.Fatal("SSE stream ended")
+		}
+		return ev
+	case <-time.After(Wait):
+		s.t.Fatal("no SSE event within", Wait)
+	}
+	return Event{}
+}
+
+// ExpectEnd waits for the server to end the stream and returns the
+// comments it sent last.
+func (s *SSEStream) ExpectEnd() []string {
+	s.t.Helper()
+	var comments []string
+	deadline := time.After(Wait)
+	for {
+		select {
+		case ev, ok := <-s.events:
+			if !ok {
+				return comments
+			}
+			if ev.IsComment {
+				comments = append(comments, ev.Comment)
+			}
+		case <-deadline:
+			s.t.Fatal("SSE stream did not end within", Wait)
+		}
+	}
+}
+
+// Close ends the stream from the client side.
+func (s *SSEStream) Close() {
+	s.cancel()
+	s.Resp.Body.Close()
+	<-s.done
+}
+
+// Eventually polls cond until it holds or Wait passes, for state that
+// offers no event to wait on (goroutine counts).
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, Wait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
