@@ -34,7 +34,7 @@ type App struct {
 }
 
 // CaddyModule returns the Caddy module information.
-func (App) CaddyModule() caddy.ModuleInfo {
+func (*App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "pubsub",
 		New: func() caddy.Module { return new(App) },
@@ -76,11 +76,7 @@ func (a *App) hub(name string, opts hub.Options) (*hub.Hub, error) {
 		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue); give one of them another hub name", name)
 	}
 	val, loaded, err := hubs.LoadOrNew(name, func() (caddy.Destructor, error) {
-		h, err := hub.New(hub.NewMemoryBroker(opts.Retention), opts)
-		if err != nil {
-			return nil, err
-		}
-		return poolHub{h}, nil
+		return poolHub{hub.New(hub.NewMemoryBroker(opts.Retention), opts)}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hub %q: %w", name, err)
@@ -94,8 +90,18 @@ func (a *App) hub(name string, opts hub.Options) (*hub.Hub, error) {
 	return h, nil
 }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+// Start starts the brokers of this config's hubs (a no-op for hubs that
+// were already running before a reload).
+func (a *App) Start() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, h := range a.used {
+		if err := h.Start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Stop implements caddy.App. Hubs live on in the pool until their last
 // handler is cleaned up.

@@ -22,7 +22,7 @@ import (
 
 func init() {
 	caddy.RegisterModule(Handler{})
-	caddy.RegisterModule(App{})
+	caddy.RegisterModule(new(App))
 }
 
 // Defaults of the handler's settings.

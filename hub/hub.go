@@ -21,6 +21,9 @@ type Hub struct {
 	broker Broker
 	queue  atomic.Int64 // per-subscriber queue capacity for new subscribers
 
+	startOnce sync.Once
+	startErr  error
+
 	mu     sync.Mutex
 	index  index
 	head   string // ID of the last message delivered
@@ -35,14 +38,23 @@ type Options struct {
 	Retention Retention
 }
 
-// New starts a hub on broker.
-func New(broker Broker, opts Options) (*Hub, error) {
+// New returns a hub on broker. The broker starts with the hub's first
+// Start, Publish or Subscribe, so a hub that is only provisioned (as by
+// `caddy validate`) opens no connection.
+func New(broker Broker, opts Options) *Hub {
 	h := &Hub{broker: broker}
 	h.SetOptions(opts)
-	if err := broker.Start(h.deliver); err != nil {
-		return nil, fmt.Errorf("starting broker: %w", err)
-	}
-	return h, nil
+	return h
+}
+
+// Start starts the broker, once; later calls return the first result.
+func (h *Hub) Start() error {
+	h.startOnce.Do(func() {
+		if err := h.broker.Start(h.deliver); err != nil {
+			h.startErr = fmt.Errorf("starting broker: %w", err)
+		}
+	})
+	return h.startErr
 }
 
 // SetOptions applies new options: the queue size to subscribers that come
@@ -65,6 +77,9 @@ func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
 	h.mu.Unlock()
 	if closed {
 		return nil, ErrHubClosed
+	}
+	if err := h.Start(); err != nil {
+		return nil, err
 	}
 	return h.broker.Publish(ctx, msgs)
 }
@@ -111,6 +126,9 @@ func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string) (*
 		if err := ValidateFilter(f); err != nil {
 			return nil, nil, nil, err
 		}
+	}
+	if err := h.Start(); err != nil {
+		return nil, nil, nil, err
 	}
 	s := &Subscriber{
 		hub:     h,
