@@ -191,6 +191,9 @@ func (h *Hub) Disconnect(reason error) {
 
 // Close ends every subscription with ErrHubClosed and closes the broker.
 func (h *Hub) Close() error {
+	// A hub closed before it started never starts its broker; one starting
+	// now finishes starting first.
+	h.startOnce.Do(func() { h.startErr = ErrHubClosed })
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()

@@ -52,9 +52,15 @@ func (m *MemoryBroker) Publish(_ context.Context, msgs []Message) ([]string, err
 	stored := make([]*Message, len(msgs))
 	for i := range msgs {
 		m.seq++
-		msg := msgs[i]
-		msg.ID = m.epoch + "-" + strconv.FormatUint(m.seq, 10)
-		msg.Time = now
+		// A fresh message: a copy of a delivered one must not share its
+		// encoded frames.
+		msg := Message{
+			ID:    m.epoch + "-" + strconv.FormatUint(m.seq, 10),
+			Topic: msgs[i].Topic,
+			Event: msgs[i].Event,
+			Data:  msgs[i].Data,
+			Time:  now,
+		}
 		ids[i] = msg.ID
 		stored[i] = &msg
 		m.push(&msg)

@@ -5,7 +5,7 @@
 package hub
 
 import (
-	"sync/atomic"
+	"sync"
 	"time"
 )
 
@@ -29,19 +29,20 @@ const (
 	frameKinds
 )
 
-type frameCache [frameKinds]atomic.Pointer[[]byte]
+type frameCache [frameKinds]struct {
+	once sync.Once
+	b    []byte
+}
 
 // Frame returns the message encoded by encode, computing it at most once per
-// kind for messages that went through the hub's fan-out. The returned bytes
-// are shared: callers must not modify them.
+// kind for messages that went through the hub's fan-out (concurrent first
+// callers wait for the one encoding). The returned bytes are shared:
+// callers must not modify them.
 func (m *Message) Frame(kind int, encode func(*Message) []byte) []byte {
 	if m.frames == nil || kind < 0 || kind >= frameKinds {
 		return encode(m)
 	}
-	if b := m.frames[kind].Load(); b != nil {
-		return *b
-	}
-	b := encode(m)
-	m.frames[kind].Store(&b)
-	return b
+	f := &m.frames[kind]
+	f.once.Do(func() { f.b = encode(m) })
+	return f.b
 }
