@@ -57,12 +57,16 @@ func FreePort(t testing.TB) int {
 
 // Server is a Caddy running in this process.
 type Server struct {
-	t    testing.TB
-	Port int
-	Base string // http://127.0.0.1:PORT
+	t       testing.TB
+	globals string
+	Port    int
+	Base    string // http://127.0.0.1:PORT
 }
 
-const globalOptions = `{
+// GlobalOptions precede every site the tests load: no admin endpoint, no
+// autosave, no HTTPS, errors-only logs. StartWith adds more before the
+// closing brace.
+const GlobalOptions = `{
 	admin off
 	persist_config off
 	log {
@@ -77,7 +81,13 @@ const globalOptions = `{
 // port, and stops Caddy when the test ends.
 func Start(t testing.TB, site string) *Server {
 	t.Helper()
-	s := &Server{t: t, Port: FreePort(t)}
+	return StartWith(t, "", site)
+}
+
+// StartWith is Start with extra global options, such as a servers block.
+func StartWith(t testing.TB, globals, site string) *Server {
+	t.Helper()
+	s := &Server{t: t, Port: FreePort(t), globals: globals}
 	s.Base = fmt.Sprintf("http://127.0.0.1:%d", s.Port)
 	s.Load(site)
 	t.Cleanup(func() {
@@ -91,7 +101,7 @@ func Start(t testing.TB, site string) *Server {
 // Load adapts site and loads it, replacing the running config (a reload).
 func (s *Server) Load(site string) {
 	s.t.Helper()
-	cfg, err := Adapt(strings.ReplaceAll(site, "{PORT}", fmt.Sprint(s.Port)))
+	cfg, err := adapt(s.globals, strings.ReplaceAll(site, "{PORT}", fmt.Sprint(s.Port)))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -102,8 +112,13 @@ func (s *Server) Load(site string) {
 
 // Adapt turns site, with the test global options, into Caddy's JSON
 // config, as `caddy adapt` does; errors name the file "Caddyfile".
-func Adapt(site string) ([]byte, error) {
-	body := globalOptions + site
+func Adapt(site string) ([]byte, error) { return adapt("", site) }
+
+func adapt(globals, site string) ([]byte, error) {
+	body := GlobalOptions + site
+	if globals != "" {
+		body = strings.TrimSuffix(GlobalOptions, "}\n") + globals + "\n}\n" + site
+	}
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), map[string]any{"filename": "Caddyfile"})
 	return cfg, err
 }
@@ -191,7 +206,7 @@ func Subscribe(t testing.TB, client *http.Client, endpoint string, header http.H
 		cancel()
 		t.Fatalf("subscribe %s: %d %s", endpoint, resp.StatusCode, b)
 	}
-	s := &SSEStream{t: t, Resp: resp, events: make(chan Event, 4096), cancel: cancel, done: make(chan struct{})}
+	s := &SSEStream{t: t, Resp: resp, events: make(chan Event, 256), cancel: cancel, done: make(chan struct{})}
 	go s.read()
 	t.Cleanup(s.Close)
 	return s
@@ -275,6 +290,10 @@ func (s *SSEStream) ExpectEnd() []string {
 		}
 	}
 }
+
+// Events returns the stream's events and comments as they arrive; it is
+// closed when the stream ends.
+func (s *SSEStream) Events() <-chan Event { return s.events }
 
 // Close ends the stream from the client side.
 func (s *SSEStream) Close() {

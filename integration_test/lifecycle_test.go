@@ -1,0 +1,202 @@
+package integration_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
+)
+
+// A config reload keeps subscribers connected: they get messages published
+// after the reload, and history from before it still resumes.
+func TestReloadKeepsSubscribersAndHistory(t *testing.T) {
+	s := testserver.Start(t, basicSite)
+	ep := s.Base + "/events"
+	sub := testserver.Subscribe(t, nil, ep+"?topic=k", nil)
+	before := testserver.Publish(t, ep, url.Values{"topic": {"k"}, "data": {"before"}})
+	if ev := sub.Next(); ev.ID != before {
+		t.Fatalf("before reload got %+v", ev)
+	}
+
+	// Another heartbeat, history and an extra route: a real config change.
+	s.Load(`
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		heartbeat 2s
+		history 50 30m
+	}
+	respond /health "ok"
+}
+`)
+	if code, body, _ := testserver.Request(t, "GET", s.Base+"/health", "", "", nil); code != 200 || body != "ok" {
+		t.Fatalf("new config not live: %d %q", code, body)
+	}
+	after := testserver.Publish(t, ep, url.Values{"topic": {"k"}, "data": {"after"}})
+	if ev := sub.Next(); ev.ID != after || ev.Data != "after" {
+		t.Fatalf("subscriber from before the reload got %+v, want %s", ev, after)
+	}
+	resumed := testserver.Subscribe(t, nil, ep+"?topic=k&last_id=earliest", nil)
+	for _, id := range []string{before, after} {
+		if ev := resumed.Next(); ev.ID != id {
+			t.Fatalf("history across reload: got %+v, want %s", ev, id)
+		}
+	}
+}
+
+// Two sites naming one hub share it; one config defining one hub two ways
+// is refused.
+func TestHubsAreSharedByName(t *testing.T) {
+	port2 := testserver.FreePort(t)
+	s := testserver.Start(t, fmt.Sprintf(`
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		hub team
+	}
+}
+http://127.0.0.1:%d {
+	pubsub /feed* {
+		hub team
+	}
+	pubsub /other* {
+		hub private
+	}
+}
+`, port2))
+	second := fmt.Sprintf("http://127.0.0.1:%d", port2)
+	shared := testserver.Subscribe(t, nil, second+"/feed?topic=t", nil)
+	private := testserver.Subscribe(t, nil, second+"/other?topic=t", nil)
+	id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"t"}, "data": {"x"}})
+	if ev := shared.Next(); ev.ID != id {
+		t.Fatalf("shared hub got %+v", ev)
+	}
+	own := testserver.Publish(t, second+"/other", url.Values{"topic": {"t"}, "data": {"own"}})
+	if ev := private.Next(); ev.ID != own {
+		t.Fatalf("a separate hub leaked %+v, want only its own %s", ev, own)
+	}
+
+	cfg, err := testserver.Adapt(`
+http://127.0.0.1:1 {
+	pubsub /a* {
+		hub team
+		history 10
+	}
+	pubsub /b* {
+		hub team
+		history 20
+	}
+}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(mustConfig(t, cfg)); err == nil || !strings.Contains(err.Error(), `hub "team" is defined twice`) {
+		t.Fatalf("conflicting hub definitions: got %v", err)
+	}
+}
+
+// A subscriber that goes away is removed at once: its goroutines end.
+func TestDisconnectedSubscribersAreReleased(t *testing.T) {
+	s := testserver.Start(t, basicSite)
+	ep := s.Base + "/events?topic=leak"
+	warm := testserver.Subscribe(t, nil, ep, nil)
+	warm.Close()
+	baseline := runtime.NumGoroutine()
+
+	var subs []*testserver.SSEStream
+	for range 50 {
+		subs = append(subs, testserver.Subscribe(t, nil, ep, nil))
+	}
+	testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"leak"}, "data": {"x"}})
+	for _, sub := range subs {
+		sub.Next()
+	}
+	if n := runtime.NumGoroutine(); n < baseline+50 {
+		t.Fatalf("expected goroutines for 50 streams: %d -> %d", baseline, n)
+	}
+	for _, sub := range subs {
+		sub.Close()
+	}
+	testserver.Eventually(t, "goroutines back to baseline", func() bool {
+		return runtime.NumGoroutine() <= baseline+2
+	})
+}
+
+// A subscriber that stops reading is disconnected with a reason once its
+// queue overflows, and never holds back the others.
+func TestSlowConsumerIsDroppedOthersUnaffected(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		queue 8
+		max_message_size 256KiB
+	}
+}
+`)
+	path := "/events?topic=firehose"
+	// The slow client sends its request and then reads nothing: socket
+	// buffers fill, the server's writer blocks, the queue overflows.
+	slow, err := net.Dial("tcp", s.Base[len("http://"):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n", path)
+	fast := testserver.Subscribe(t, nil, s.Base+path, nil)
+	// Wait until the slow client's stream is up: it gets the first message.
+	payload := strings.Repeat("x", 64<<10)
+	publishAndWait := func() {
+		id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"firehose"}, "data": {payload}})
+		if ev := fast.Next(); ev.ID != id {
+			t.Fatalf("fast subscriber got %s, want %s", ev.ID, id)
+		}
+	}
+	for range 400 {
+		publishAndWait()
+	}
+	// Everything the slow client will ever get, then the reason.
+	slow.SetReadDeadline(time.Now().Add(testserver.Wait))
+	got, _ := io.ReadAll(io.LimitReader(readUntil(slow, "closed: slow consumer"), 64<<20))
+	if !strings.Contains(string(got), ": closed: slow consumer") {
+		t.Fatalf("slow subscriber's stream ends with %q, want the slow consumer reason", tail(got))
+	}
+	if n := strings.Count(string(got), "\nid: "); n >= 400 {
+		t.Fatalf("slow subscriber got all %d messages: it was never slow", n)
+	}
+}
+
+// readUntil returns a reader that stops after marker has been read.
+func readUntil(r io.Reader, marker string) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		var seen []byte
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := r.Read(buf)
+			pw.Write(buf[:n])
+			seen = append(seen, buf[:n]...)
+			if len(seen) > 2*len(marker) {
+				seen = seen[len(seen)-2*len(marker):]
+			}
+			if strings.Contains(string(seen), marker) || err != nil {
+				pw.Close()
+				return
+			}
+		}
+	}()
+	return pr
+}
+
+func tail(b []byte) string {
+	if len(b) > 200 {
+		b = b[len(b)-200:]
+	}
+	return string(b)
+}

@@ -1,0 +1,165 @@
+package integration_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
+)
+
+// Without publish_key only direct loopback clients publish; with it, the
+// Bearer key is required and checked; foreign origins never publish.
+func TestPublishAuthorization(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /open* {
+		hub open
+	}
+	pubsub /keyed* {
+		hub keyed
+		publish_key s3cret-key
+	}
+}
+`)
+	form := "application/x-www-form-urlencoded"
+	body := "topic=t&data=x"
+	cases := []struct {
+		name   string
+		path   string
+		header http.Header
+		status int
+		reason string
+	}{
+		{"loopback without key", "/open", nil, 200, ""},
+		{"forwarded for someone else", "/open", http.Header{"X-Forwarded-For": {"203.0.113.9"}}, 403, "loopback only"},
+		{"real-ip header", "/open", http.Header{"X-Real-Ip": {"203.0.113.9"}}, 403, "loopback only"},
+		{"forwarded header", "/open", http.Header{"Forwarded": {"for=203.0.113.9"}}, 403, "loopback only"},
+		{"cross-origin form post", "/open", http.Header{"Origin": {"https://evil.example"}}, 403, "cross-origin"},
+		{"same origin", "/open", http.Header{"Origin": {s.Base}}, 200, ""},
+		{"key missing", "/keyed", nil, 401, "publish key"},
+		{"key wrong", "/keyed", http.Header{"Authorization": {"Bearer s3cret-kez"}}, 401, "publish key"},
+		{"key not bearer", "/keyed", http.Header{"Authorization": {"Basic s3cret-key"}}, 401, "publish key"},
+		{"key right", "/keyed", http.Header{"Authorization": {"Bearer s3cret-key"}}, 200, ""},
+		{"key right but cross-origin", "/keyed", http.Header{"Authorization": {"Bearer s3cret-key"}, "Origin": {"http://evil.example"}}, 403, "cross-origin"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, got, hdr := testserver.Request(t, "POST", s.Base+c.path, form, body, c.header)
+			if code != c.status || !strings.Contains(got, c.reason) {
+				t.Errorf("got %d %q, want %d with %q", code, got, c.status, c.reason)
+			}
+			if code == 401 && hdr.Get("WWW-Authenticate") == "" {
+				t.Error("401 without WWW-Authenticate")
+			}
+			if code != 200 && strings.Count(strings.TrimSpace(got), "\n") != 0 {
+				t.Errorf("reason is not one line: %q", got)
+			}
+		})
+	}
+}
+
+// Bad input gets the documented status and a one-line reason.
+func TestPublishAndSubscribeErrors(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		max_message_size 1KiB
+	}
+	pubsub /roomy* {
+		hub roomy
+	}
+}
+`)
+	ep := s.Base + "/events"
+	form, js := "application/x-www-form-urlencoded", "application/json"
+	big := strings.Repeat("x", 2000)
+	manyTopics := strings.Repeat("topic=a&", 33)
+	batch := "[" + strings.TrimSuffix(strings.Repeat(`{"topic":"t","data":"x"},`, 101), ",") + "]"
+	cases := []struct {
+		name, method, url, ctype, body string
+		header                         http.Header
+		status                         int
+		reason                         string
+	}{
+		{"too large form", "POST", ep, form, "topic=t&data=" + big, nil, 413, "max_message_size"},
+		{"too large JSON", "POST", ep, js, `{"topic":"t","data":"` + big + `"}`, nil, 413, "max_message_size"},
+		{"no topic", "POST", ep, form, "data=x", nil, 400, "no topic"},
+		{"wildcard topic", "POST", ep, form, "topic=a/%2B&data=x", nil, 400, "wildcards"},
+		{"hash topic", "POST", ep, js, `{"topic":"a/#","data":"x"}`, nil, 400, "wildcards"},
+		{"bad JSON", "POST", ep, js, `{"topic":`, nil, 400, "invalid JSON"},
+		{"unknown JSON field", "POST", ep, js, `{"topic":"t","dta":"x"}`, nil, 400, "unknown field"},
+		{"trailing JSON", "POST", ep, js, `{"topic":"t"} {}`, nil, 400, "trailing"},
+		{"empty batch", "POST", ep, js, `[]`, nil, 400, "empty"},
+		{"batch too long", "POST", s.Base + "/roomy", js, batch, nil, 400, "longer than 100"},
+		{"bad message in batch", "POST", ep, js, `[{"topic":"t"},{"topic":""}]`, nil, 400, "message 1"},
+		{"not UTF-8", "POST", ep, form, "topic=t&data=%ff%fe", nil, 400, "UTF-8"},
+		{"reserved event", "POST", ep, form, "topic=t&data=x&event=gap", nil, 400, "reserved"},
+		{"event with newline", "POST", ep, form, "topic=t&data=x&event=a%0Ab", nil, 400, "control"},
+		{"two topics in a form", "POST", ep, form, "topic=a&topic=b&data=x", nil, 400, "one message"},
+		{"text/plain", "POST", ep, "text/plain", "hello", nil, 415, "Content-Type"},
+		{"no content type", "POST", ep, "", "hello", nil, 415, "Content-Type"},
+		{"PUT", "PUT", ep, form, "topic=t", nil, 405, "method"},
+		{"DELETE", "DELETE", ep, "", "", nil, 405, "method"},
+		{"subscribe bad filter", "GET", ep + "?transport=sse&topic=a/b%23", "", "", nil, 400, "whole level"},
+		{"subscribe no topic", "GET", ep + "?transport=sse", "", "", nil, 400, "no topic"},
+		{"subscribe too many topics", "GET", ep + "?transport=sse&" + manyTopics, "", "", nil, 400, "too many"},
+		{"subscribe long ID", "GET", ep + "?transport=sse&topic=t", "", "", http.Header{"Last-Event-Id": {strings.Repeat("1", 300)}}, 400, "too long"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, got, hdr := testserver.Request(t, c.method, c.url, c.ctype, c.body, c.header)
+			if code != c.status || !strings.Contains(got, c.reason) {
+				t.Errorf("got %d %q, want %d with %q", code, got, c.status, c.reason)
+			}
+			if strings.Count(strings.TrimSpace(got), "\n") != 0 {
+				t.Errorf("reason is not one line: %q", got)
+			}
+			if code == 405 && hdr.Get("Allow") != "GET, POST" {
+				t.Errorf("405 with Allow %q", hdr.Get("Allow"))
+			}
+		})
+	}
+	// A multipart form publishes too.
+	sub := testserver.Subscribe(t, nil, ep+"?topic=mp", nil)
+	code, got, _ := testserver.Request(t, "POST", ep, "multipart/form-data; boundary=XX",
+		"--XX\r\nContent-Disposition: form-data; name=\"topic\"\r\n\r\nmp\r\n--XX\r\nContent-Disposition: form-data; name=\"data\"\r\n\r\nvia multipart\r\n--XX--\r\n", nil)
+	if code != 200 {
+		t.Fatalf("multipart: %d %s", code, got)
+	}
+	if ev := sub.Next(); ev.Data != "via multipart" {
+		t.Errorf("multipart delivered %+v", ev)
+	}
+}
+
+// The configured topic takes a level from the request path; a placeholder
+// must give exactly one literal level, so a path cannot widen the topic.
+func TestDefaultTopicFromPath(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /rooms/* {
+		topic chat/{http.request.uri.path.1}
+	}
+}
+`)
+	lobby := testserver.Subscribe(t, nil, s.Base+"/rooms/lobby", nil)
+	all := testserver.Subscribe(t, nil, s.Base+"/rooms/x?topic=chat/%23", nil)
+	id := testserver.Publish(t, s.Base+"/rooms/lobby", url.Values{"data": {"hi"}})
+	testserver.Publish(t, s.Base+"/rooms/kitchen", url.Values{"data": {"elsewhere"}})
+	if ev := lobby.Next(); ev.ID != id || ev.Data != "hi" {
+		t.Errorf("lobby got %+v", ev)
+	}
+	if ev := all.Next(); ev.ID != id {
+		t.Errorf("wildcard got %+v", ev)
+	}
+	if ev := all.Next(); ev.Data != "elsewhere" {
+		t.Errorf("wildcard got %+v", ev)
+	}
+	for _, path := range []string{"/rooms/%23", "/rooms/%2B", "/rooms/$sys", "/rooms/"} {
+		code, body, _ := testserver.Request(t, "POST", s.Base+path, "application/x-www-form-urlencoded", "data=x", nil)
+		if code != 400 {
+			t.Errorf("POST %s: got %d %q, want 400", path, code, body)
+		}
+	}
+}
