@@ -182,13 +182,12 @@ func readUntil(r io.Reader, marker string) io.Reader {
 			n, err := r.Read(buf)
 			pw.Write(buf[:n])
 			seen = append(seen, buf[:n]...)
-			if len(seen) > 2*len(marker) {
-				seen = seen[len(seen)-2*len(marker):]
-			}
 			if strings.Contains(string(seen), marker) || err != nil {
 				pw.Close()
 				return
 			}
+			// Keep enough to find a marker split across reads.
+			seen = seen[max(0, len(seen)-len(marker)):]
 		}
 	}()
 	return pr
