@@ -45,7 +45,10 @@ type Broker interface {
 	// oldest first. lastID Earliest means from the oldest retained one. When
 	// lastID is not covered by the retained history (too old, from another
 	// epoch, not an ID this broker issued) Since returns every retained
-	// message up to upto and a non-nil Gap.
+	// message up to upto and a non-nil Gap. upto "" (nothing delivered
+	// yet) means up to where the broker's delivery starts: nothing for a
+	// new memory broker, the history kept from before for brokers that
+	// keep it across restarts or share it between instances.
 	Since(ctx context.Context, lastID, upto string) ([]*Message, *Gap, error)
 
 	// SetRetention applies new history bounds (on config reload).
@@ -53,4 +56,14 @@ type Broker interface {
 
 	// Close releases the broker's resources; Start is not called again.
 	Close() error
+}
+
+// Sequencer is implemented by brokers whose delivery can lag behind IDs
+// that clients already saw elsewhere (another instance on the same Redis):
+// the hub then keeps a subscriber that resumes from such an ID from getting
+// again, live, the messages up to it.
+type Sequencer interface {
+	// After reports whether id comes after ref. It is false only when id
+	// is known to be ref or older; IDs it cannot compare are after.
+	After(id, ref string) bool
 }

@@ -58,26 +58,30 @@ func publish(t testing.TB, h *Hub, topic, data string) string {
 // recv returns the next live message of s.
 func recv(t testing.TB, s *Subscriber) *Message {
 	t.Helper()
-	select {
-	case m := <-s.Messages():
-		return m
-	case <-s.Done():
-		t.Fatalf("subscriber %q ended (%v) while waiting for a message", s.Filters(), s.Err())
-	case <-time.After(waitFor):
-		t.Fatalf("subscriber %q: no message within %v", s.Filters(), waitFor)
+	timeout := time.After(waitFor)
+	for {
+		if m, ok := s.Next(); ok {
+			return m
+		}
+		select {
+		case <-s.Ready():
+		case <-s.Done():
+			t.Fatalf("subscriber %q ended (%v) while waiting for a message", s.Filters(), s.Err())
+		case <-timeout:
+			t.Fatalf("subscriber %q: no message within %v", s.Filters(), waitFor)
+		}
 	}
-	return nil
 }
 
 // assertNoMessage checks that s has nothing queued. The memory broker
-// delivers before Publish returns, so after a Publish "nothing queued" means
-// "nothing delivered": no need to wait.
+// hands a message to the hub before Publish returns, and Head fans out
+// what the hub was handed, so after a Publish and a Head "nothing queued"
+// means "nothing delivered": no need to wait.
 func assertNoMessage(t testing.TB, s *Subscriber) {
 	t.Helper()
-	select {
-	case m := <-s.Messages():
+	s.hub.Head()
+	if m, ok := s.Next(); ok {
 		t.Fatalf("subscriber %q got unexpected message %s on %q", s.Filters(), m.ID, m.Topic)
-	default:
 	}
 }
 

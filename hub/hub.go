@@ -30,12 +30,28 @@ type Hub struct {
 	round  uint64 // fan-out counter, dedupes overlapping filters
 	subs   int
 	closed bool
+
+	obs observed // counts for stats and metrics; presence (stats.go)
+
+	fan fanout // the fan-out goroutine and the messages waiting for it (fanout.go)
+
+	admission admission // subscriber connections let in (limits.go)
 }
 
 // Options configure a hub; they can change while it runs (SetOptions).
 type Options struct {
 	Queue     int // per-subscriber queue capacity, > 0
 	Retention Retention
+	// Presence publishes an event to $pubsub/subscribe or
+	// $pubsub/unsubscribe when a subscription begins, changes or ends
+	// (presence.go).
+	Presence bool
+	// MaxSubscribers caps the subscriber connections Admit lets in at
+	// once; 0 means no cap (limits.go).
+	MaxSubscribers int
+	// MaxPerClient caps the subscriber connections Admit lets in at once
+	// from one client address; 0 means no cap.
+	MaxPerClient int
 }
 
 // New returns a hub on broker. The broker starts with the hub's first
@@ -50,6 +66,7 @@ func New(broker Broker, opts Options) *Hub {
 // Start starts the broker, once; later calls return the first result.
 func (h *Hub) Start() error {
 	h.startOnce.Do(func() {
+		h.startFanOut()
 		if err := h.broker.Start(h.deliver); err != nil {
 			h.startErr = fmt.Errorf("starting broker: %w", err)
 		}
@@ -58,10 +75,13 @@ func (h *Hub) Start() error {
 }
 
 // SetOptions applies new options: the queue size to subscribers that come
-// after, retention at once.
+// after, retention and presence at once.
 func (h *Hub) SetOptions(opts Options) {
 	h.queue.Store(int64(max(1, opts.Queue)))
 	h.broker.SetRetention(opts.Retention)
+	h.obs.opts.Store(&opts)
+	h.admission.setLimits(opts)
+	h.setPresence(opts.Presence)
 }
 
 // Publish validates and publishes msgs atomically in order, and returns
@@ -72,53 +92,25 @@ func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
 			return nil, err
 		}
 	}
-	h.mu.Lock()
-	closed := h.closed
-	h.mu.Unlock()
-	if closed {
+	if h.fan.closed.Load() {
 		return nil, ErrHubClosed
 	}
 	if err := h.Start(); err != nil {
 		return nil, err
 	}
-	return h.broker.Publish(ctx, msgs)
-}
-
-// deliver is the broker's callback: it hands m to every matching
-// subscriber without ever blocking on one. A subscriber whose queue is full
-// is closed with ErrSlowConsumer.
-func (h *Hub) deliver(m *Message) {
-	if m.frames == nil {
-		m.frames = new(frameCache)
+	ids, err := h.broker.Publish(ctx, msgs)
+	if err == nil {
+		h.obs.published.Add(uint64(len(ids)))
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.head = m.ID
-	h.round++
-	var slow []*Subscriber
-	h.index.match(m.Topic, func(s *Subscriber) {
-		if s.round == h.round {
-			return
-		}
-		s.round = h.round
-		select {
-		case s.queue <- m:
-		default:
-			slow = append(slow, s)
-		}
-	})
-	for _, s := range slow {
-		h.removeLocked(s)
-		s.end(ErrSlowConsumer)
-	}
+	return ids, err
 }
 
 // Subscribe registers a subscriber for filters. With lastID set it also
 // returns the retained messages after lastID (Earliest: all retained) that
 // match the filters, and a Gap when history no longer covers lastID. Live
 // messages follow on Subscriber.Messages with none lost or repeated between
-// the two.
-func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string) (*Subscriber, []*Message, *Gap, error) {
+// the two. Options (Allow) apply to both.
+func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string, opts ...SubscribeOption) (*Subscriber, []*Message, *Gap, error) {
 	if len(filters) == 0 {
 		return nil, nil, nil, fmt.Errorf("%w: no topic", ErrInvalidTopic)
 	}
@@ -133,18 +125,26 @@ func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string) (*
 	s := &Subscriber{
 		hub:     h,
 		filters: filters,
-		queue:   make(chan *Message, h.queue.Load()),
+		queue:   newQueue(int(h.queue.Load())),
 		done:    make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if _, ok := h.broker.(Sequencer); ok && lastID != Earliest {
+		s.after = lastID
 	}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		return nil, nil, nil, ErrHubClosed
 	}
+	h.catchUpLocked()
 	for _, f := range filters {
 		h.index.add(f, s)
 	}
 	h.subs++
+	h.joined(ctx, s)
 	upto := h.head
 	s.head = upto
 	h.mu.Unlock()
@@ -166,11 +166,27 @@ func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string) (*
 	return s, backlog, gap, nil
 }
 
+// History returns the retained messages after lastID and up to and
+// including upto, oldest first, with a Gap when history no longer covers
+// lastID (see Broker.Since). A subscriber that adds filters (SetFilters)
+// reads what they missed from it.
+func (h *Hub) History(ctx context.Context, lastID, upto string) ([]*Message, *Gap, error) {
+	if err := h.Start(); err != nil {
+		return nil, nil, err
+	}
+	msgs, gap, err := h.broker.Since(ctx, lastID, upto)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading history: %w", err)
+	}
+	return msgs, gap, nil
+}
+
 // Head returns the ID of the last message the hub delivered ("" if none
 // since it started).
 func (h *Hub) Head() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.catchUpLocked()
 	return h.head
 }
 
@@ -186,6 +202,7 @@ func (h *Hub) Subscribers() int {
 func (h *Hub) Disconnect(reason error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.catchUpLocked() // what was published before goes out first
 	h.disconnectLocked(reason)
 }
 
@@ -194,6 +211,7 @@ func (h *Hub) Close() error {
 	// A hub closed before it started never starts its broker; one starting
 	// now finishes starting first.
 	h.startOnce.Do(func() { h.startErr = ErrHubClosed })
+	h.fan.closed.Store(true)
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -202,10 +220,13 @@ func (h *Hub) Close() error {
 	h.closed = true
 	h.disconnectLocked(ErrHubClosed)
 	h.mu.Unlock()
+	h.stopFanOut()
+	h.stopPresence()
 	return h.broker.Close()
 }
 
 func (h *Hub) disconnectLocked(reason error) {
+	h.endIdle(reason)
 	var all []*Subscriber
 	h.index.root.walk(func(s *Subscriber) { all = append(all, s) })
 	for _, s := range all {
@@ -226,5 +247,6 @@ func (h *Hub) removeLocked(s *Subscriber) bool {
 		h.index.remove(f, s)
 	}
 	h.subs--
+	h.left(s)
 	return true
 }

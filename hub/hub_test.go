@@ -447,9 +447,12 @@ func TestResumeUnderConcurrentPublishers(t *testing.T) {
 			res.gap, res.got, res.backlog = gap, ids(backlog), len(backlog)
 			end := end
 			for end != nil || len(res.got) == 0 || res.got[len(res.got)-1] != endID {
-				select {
-				case m := <-s.Messages():
+				if m, ok := s.Next(); ok {
 					res.got = append(res.got, m.ID)
+					continue
+				}
+				select {
+				case <-s.Ready():
 				case <-end:
 					end = nil
 				case <-s.Done():
@@ -539,8 +542,8 @@ func TestSlowConsumerIsDropped(t *testing.T) {
 	}
 	// The slow subscriber keeps what fitted, and nothing after.
 	var queued []string
-	for len(slow.Messages()) > 0 {
-		queued = append(queued, (<-slow.Messages()).ID)
+	for m, ok := slow.Next(); ok; m, ok = slow.Next() {
+		queued = append(queued, m.ID)
 	}
 	if !slices.Equal(queued, published[:4]) {
 		t.Fatalf("slow subscriber's queue = %v, want the first 4 %v", queued, published[:4])
@@ -586,10 +589,10 @@ func TestSetOptions(t *testing.T) {
 
 	h.SetOptions(Options{Queue: 8, Retention: Retention{Count: 3}})
 	after := subscribe(t, h, "t")
-	if c := cap(before.Messages()); c != 2 {
+	if c := before.queue.limit; c != 2 {
 		t.Fatalf("existing subscriber's queue = %d, want unchanged 2", c)
 	}
-	if c := cap(after.Messages()); c != 8 {
+	if c := after.queue.limit; c != 8 {
 		t.Fatalf("new subscriber's queue = %d, want 8", c)
 	}
 	msgs, _ := since(t, b, Earliest, h.Head())
@@ -598,7 +601,7 @@ func TestSetOptions(t *testing.T) {
 	}
 
 	h.SetOptions(Options{Queue: 0})
-	if c := cap(subscribe(t, h, "t").Messages()); c != 1 {
+	if c := subscribe(t, h, "t").queue.limit; c != 1 {
 		t.Fatalf("queue with Options.Queue 0 = %d, want the minimum 1", c)
 	}
 }
@@ -732,8 +735,7 @@ func TestConcurrentSubscribeClosePublish(t *testing.T) {
 				}
 				if i%2 == 0 {
 					select {
-					case <-s.Messages():
-					case <-s.Done():
+					case <-s.Ready():
 					case <-time.After(waitFor):
 						t.Error("no message and no end")
 					}
@@ -831,8 +833,10 @@ func TestFrameOnceUnderConcurrentReaders(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			select {
-			case m := <-s.Messages():
-				m.Frame(FrameSSE, encode)
+			case <-s.Ready():
+				if m, ok := s.Next(); ok {
+					m.Frame(FrameSSE, encode)
+				}
 			case <-time.After(waitFor):
 				t.Error("no message")
 			}
@@ -938,8 +942,10 @@ func BenchmarkFanOut(b *testing.B) {
 					defer drainers.Done()
 					for {
 						select {
-						case <-s.Messages():
-							received.Done()
+						case <-s.Ready():
+							for _, ok := s.Next(); ok; _, ok = s.Next() {
+								received.Done()
+							}
 						case <-s.Done():
 							return
 						}

@@ -26,6 +26,7 @@ const (
 	FrameSSE = iota
 	FrameSSEJSON
 	FrameWebSocket
+	FrameJSON // the bare JSON envelope, as in long-poll answers
 	frameKinds
 )
 

@@ -1,14 +1,18 @@
 package hub
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
 
 // Subscriber receives the live messages matching its filters through a
-// bounded queue. Its owner (a transport) reads Messages until Done is
-// closed, then asks Err why.
+// bounded queue. Its owner (a transport) waits on Ready and takes them with
+// Next until Done is closed, then asks Err why.
 type Subscriber struct {
 	hub     *Hub
 	filters []string
-	queue   chan *Message
+	queue   queue
 	done    chan struct{}
 	head    string
 
@@ -18,11 +22,27 @@ type Subscriber struct {
 	// Guarded by hub.mu.
 	round   uint64
 	removed bool
+	after   string // resumed from this ID: live messages up to it are not queued (Sequencer)
+	client  Client // who subscribed, for counts and presence (stats.go)
+	seq     uint64 // the subscription's number in the hub, for presence
+
+	// allow, when set, keeps out topics the filters match (Allow).
+	allow func(topic string) bool
 }
 
-// Messages returns the live message queue. It is never closed: select on
-// Done as well.
-func (s *Subscriber) Messages() <-chan *Message { return s.queue }
+// Ready returns a channel that holds a value whenever messages are queued,
+// and also when the subscription ends: after receiving from it, take the
+// messages with Next until it reports none, and check Done. It may hold a
+// value when nothing is queued. It is never closed.
+func (s *Subscriber) Ready() <-chan struct{} { return s.queue.ready }
+
+// Next removes and returns the oldest queued message; ok is false when none
+// is queued. The queue keeps what the hub queued before the subscription
+// ended, so a transport can still send it.
+func (s *Subscriber) Next() (m *Message, ok bool) { return s.queue.pop() }
+
+// Queued returns how many messages are queued.
+func (s *Subscriber) Queued() int { return s.queue.len() }
 
 // Done is closed when the subscription ends, by Close or by the hub.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
@@ -42,8 +62,47 @@ func (s *Subscriber) Err() error {
 // subscription began ("" if none): every later one comes through Messages.
 func (s *Subscriber) Head() string { return s.head }
 
-// Filters returns the subscription's filters.
+// Filters returns the subscription's filters. Only the subscription's
+// owner may call it, as it is the only one that changes them (SetFilters).
 func (s *Subscriber) Filters() []string { return s.filters }
+
+// SetFilters replaces the subscription's filters in one step: the hub
+// queued the messages up to head (the last it delivered) by the old
+// filters and every later one by the new, so a topic kept across the
+// change loses and repeats nothing, and a message matching several filters
+// is still queued once. queued is how many messages were waiting in the
+// queue at that moment: the owner reads those first to know where the new
+// filters begin. Options (Allow) replace the ones given before; without
+// any, they stay. Only the owner may call it.
+func (s *Subscriber) SetFilters(filters []string, opts ...SubscribeOption) (head string, queued int, err error) {
+	if len(filters) == 0 {
+		return "", 0, fmt.Errorf("%w: no topic", ErrInvalidTopic)
+	}
+	for _, f := range filters {
+		if err := ValidateFilter(f); err != nil {
+			return "", 0, err
+		}
+	}
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.catchUpLocked()
+	if s.removed {
+		return "", 0, errors.New("subscription ended")
+	}
+	for _, f := range s.filters {
+		h.index.remove(f, s)
+	}
+	for _, f := range filters {
+		h.index.add(f, s)
+	}
+	h.refiltered(s, s.filters, filters)
+	s.filters = filters
+	for _, o := range opts {
+		o(s)
+	}
+	return h.head, s.queue.len(), nil
+}
 
 // Close ends the subscription and removes it from the hub at once.
 func (s *Subscriber) Close() {
@@ -57,14 +116,32 @@ func (s *Subscriber) end(reason error) {
 	s.endOnce.Do(func() {
 		s.err = reason
 		close(s.done)
+		s.queue.signal()
 	})
 }
 
 func (s *Subscriber) matches(topic string) bool {
+	if s.allow != nil && !s.allow(topic) {
+		return false
+	}
 	for _, f := range s.filters {
 		if Match(f, topic) {
 			return true
 		}
 	}
 	return false
+}
+
+// SubscribeOption adjusts a subscription: see Hub.Subscribe and
+// Subscriber.SetFilters.
+type SubscribeOption func(*Subscriber)
+
+// Allow keeps a subscription to the topics allow accepts, whatever its
+// filters match: live messages and the history Subscribe returns. A client
+// whose token grants only some topics gets it, so a wildcard filter never
+// delivers a topic outside the grant, on any transport. allow runs in the
+// hub's fan-out, under its lock: it must be fast and must not call the hub.
+// Allow(nil) removes the check.
+func Allow(allow func(topic string) bool) SubscribeOption {
+	return func(s *Subscriber) { s.allow = allow }
 }

@@ -1,0 +1,194 @@
+package hub
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// The hub fans messages out on its own goroutine, so a publish returns once
+// the broker has stored the message, instead of after it was queued for
+// every subscriber (milliseconds with ten thousand of them, longer when the
+// woken subscribers' goroutines get the CPU first).
+//
+// Order and the resume guarantees do not change: the broker hands over
+// messages in ID order; they wait in pending, and are taken from it and
+// fanned out only with h.mu held, so in that order. Every hub call that
+// reads or changes the subscriptions (Subscribe, SetFilters, Head, Stats,
+// Disconnect) first fans out what is pending, so to it the hub looks as if
+// delivery happened inside the broker's Publish: a subscription begun
+// after a publish returned never gets that message live, and its head
+// covers it.
+const (
+	// maxPending bounds the messages handed over and not yet fanned out;
+	// past it the broker's deliver call waits, which slows publishers
+	// down to the pace of the fan-out.
+	maxPending = 4096
+	// fanOutWork bounds the deliveries made per hold of h.mu (at least one
+	// message is fanned out), so a Subscribe or a Close waits for a few
+	// messages with few subscribers, or one with many, not a backlog.
+	fanOutWork = 1024
+)
+
+// fanout is the hub's fan-out goroutine and the messages waiting for it.
+type fanout struct {
+	// closed is set by Close, before it takes h.mu: Publish checks it
+	// without waiting for the fan-out, which holds h.mu.
+	closed atomic.Bool
+
+	mu      sync.Mutex
+	space   sync.Cond  // pending shrank or the fan-out stopped
+	pending []*Message // pending[first:] wait, oldest first
+	first   int
+	stopped bool
+
+	wake chan struct{} // a token when pending may hold messages
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the goroutine has returned; nil if never started
+}
+
+// startFanOut starts the fan-out goroutine; Start calls it once.
+func (h *Hub) startFanOut() {
+	f := &h.fan
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.space.L = &f.mu
+	f.wake = make(chan struct{}, 1)
+	f.stop = make(chan struct{})
+	f.done = make(chan struct{})
+	go h.runFanOut()
+}
+
+// stopFanOut stops the goroutine, waits for it, and drops what is
+// pending; deliver drops every later message. Close calls it.
+func (h *Hub) stopFanOut() {
+	f := &h.fan
+	f.mu.Lock()
+	f.stopped = true
+	f.pending, f.first = nil, 0
+	if f.space.L != nil {
+		f.space.Broadcast()
+	}
+	done := f.done
+	f.mu.Unlock()
+	if done != nil {
+		close(f.stop)
+		<-done
+	}
+}
+
+// deliver is the broker's callback: it hands m to the fan-out and returns,
+// unless maxPending messages already wait.
+func (h *Hub) deliver(m *Message) {
+	if m.frames == nil {
+		m.frames = new(frameCache)
+	}
+	f := &h.fan
+	f.mu.Lock()
+	for len(f.pending)-f.first >= maxPending && !f.stopped {
+		f.space.Wait()
+	}
+	if f.stopped {
+		f.mu.Unlock()
+		return
+	}
+	f.pending = append(f.pending, m)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (h *Hub) runFanOut() {
+	f := &h.fan
+	defer close(f.done)
+	for {
+		select {
+		case <-f.wake:
+		case <-f.stop:
+			return
+		}
+		for more := true; more; {
+			h.mu.Lock()
+			for work := 0; work < fanOutWork; {
+				var m *Message
+				if m, more = h.takePending(); m == nil {
+					break
+				}
+				work += 1 + h.fanOutLocked(m)
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+// takePending removes and returns the oldest pending message (nil if none),
+// and reports whether more wait. h.mu is held: messages are taken and
+// fanned out in one hold of it, so in order.
+func (h *Hub) takePending() (m *Message, more bool) {
+	f := &h.fan
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.first == len(f.pending) {
+		return nil, false
+	}
+	m = f.pending[f.first]
+	f.pending[f.first] = nil
+	f.first++
+	switch {
+	case f.first == len(f.pending):
+		f.pending, f.first = f.pending[:0], 0
+	case f.first >= maxPending:
+		// Never drained while publishers keep up: move the rest to the
+		// front, so the array stays within twice maxPending.
+		n := copy(f.pending, f.pending[f.first:])
+		clear(f.pending[n:])
+		f.pending, f.first = f.pending[:n], 0
+	}
+	f.space.Broadcast()
+	return m, f.first < len(f.pending)
+}
+
+// catchUpLocked fans out every pending message; h.mu is held.
+func (h *Hub) catchUpLocked() {
+	for m, _ := h.takePending(); m != nil; m, _ = h.takePending() {
+		h.fanOutLocked(m)
+	}
+}
+
+// fanOutLocked queues m for every matching subscriber without ever
+// blocking on one, and returns how many it was queued for. A subscriber
+// whose queue is full is ended with ErrSlowConsumer. h.mu is held.
+func (h *Hub) fanOutLocked(m *Message) int {
+	h.head = m.ID
+	h.round++
+	var slow []*Subscriber
+	var queued uint64
+	h.index.match(m.Topic, func(s *Subscriber) {
+		if s.round == h.round {
+			return
+		}
+		s.round = h.round
+		if s.allow != nil && !s.allow(m.Topic) {
+			return
+		}
+		if s.after != "" {
+			if !h.broker.(Sequencer).After(m.ID, s.after) {
+				return // the subscriber resumed from a later ID: it has this one
+			}
+			s.after = ""
+		}
+		if s.queue.push(m) {
+			queued++
+		} else {
+			slow = append(slow, s)
+		}
+	})
+	h.obs.delivered.Add(queued)
+	for _, s := range slow {
+		h.overflowed(s)
+		h.removeLocked(s)
+		s.end(ErrSlowConsumer)
+	}
+	return int(queued)
+}

@@ -1,0 +1,246 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestQueueGrowsOnDemandUpToItsLimit: an idle subscriber holds no ring; a
+// burst grows it by doubling, never past the limit; once drained, a large
+// ring is released and a small one kept.
+func TestQueueGrowsOnDemandUpToItsLimit(t *testing.T) {
+	const limit = 100
+	h, _ := newTestHub(t, Options{Queue: limit})
+	s := subscribe(t, h, "t")
+	if n := len(s.queue.ring); n != 0 {
+		t.Fatalf("idle subscriber holds a ring of %d slots, want none", n)
+	}
+
+	publish(t, h, "t", "")
+	h.Head()
+	if n := len(s.queue.ring); n != queueFirstRing {
+		t.Fatalf("after one message: ring of %d slots, want %d", n, queueFirstRing)
+	}
+	recv(t, s)
+	if n := len(s.queue.ring); n != queueFirstRing {
+		t.Fatalf("drained small ring: %d slots, want it kept (%d)", n, queueFirstRing)
+	}
+
+	var published []string
+	for range limit {
+		published = append(published, publish(t, h, "t", ""))
+		h.Head()
+		if n := len(s.queue.ring); n > limit || n < s.Queued() {
+			t.Fatalf("%d queued in a ring of %d slots (limit %d)", s.Queued(), n, limit)
+		}
+	}
+	if n := len(s.queue.ring); n != limit {
+		t.Fatalf("full queue: ring of %d slots, want the limit %d", n, limit)
+	}
+	var got []string
+	for range limit {
+		got = append(got, recv(t, s).ID)
+	}
+	if !slices.Equal(got, published) {
+		t.Fatalf("queue order: got %v, want %v", got, published)
+	}
+	if n := len(s.queue.ring); n != 0 {
+		t.Fatalf("drained large ring: %d slots, want it released", n)
+	}
+}
+
+// TestQueueOrderAcrossWrapAndGrowth pushes and pops in uneven steps, so the
+// ring wraps around and grows while wrapped.
+func TestQueueOrderAcrossWrapAndGrowth(t *testing.T) {
+	q := newQueue(1000)
+	var next, want int
+	msg := func(i int) *Message { return &Message{ID: strconv.Itoa(i)} }
+	for round := range 60 {
+		for range round%7 + 3 {
+			if !q.push(msg(next)) {
+				t.Fatalf("push %d refused with %d queued", next, q.len())
+			}
+			next++
+		}
+		for range round%5 + 1 {
+			m, ok := q.pop()
+			if !ok {
+				break
+			}
+			if m.ID != strconv.Itoa(want) {
+				t.Fatalf("popped %s, want %d", m.ID, want)
+			}
+			want++
+		}
+	}
+	for m, ok := q.pop(); ok; m, ok = q.pop() {
+		if m.ID != strconv.Itoa(want) {
+			t.Fatalf("popped %s, want %d", m.ID, want)
+		}
+		want++
+	}
+	if want != next {
+		t.Fatalf("popped %d messages, pushed %d", want, next)
+	}
+}
+
+// TestQueueReadyStaysSignalledWhileMessagesWait: a transport that takes
+// one message per wake-up still finds Ready signalled for the rest.
+func TestQueueReadyStaysSignalledWhileMessagesWait(t *testing.T) {
+	q := newQueue(10)
+	for i := range 3 {
+		q.push(&Message{ID: strconv.Itoa(i)})
+	}
+	for i := range 3 {
+		select {
+		case <-q.ready:
+		default:
+			t.Fatalf("Ready not signalled with %d queued", 3-i)
+		}
+		if _, ok := q.pop(); !ok {
+			t.Fatalf("pop %d: empty", i)
+		}
+	}
+	if _, ok := q.pop(); ok {
+		t.Fatal("pop from a drained queue returned a message")
+	}
+}
+
+// TestSlowConsumerAfterGrowth: a queue that grew to its limit still ends
+// its subscriber on the first message that does not fit, and keeps what
+// did fit.
+func TestSlowConsumerAfterGrowth(t *testing.T) {
+	const limit = 300 // not a power of two: the last growth stops at it
+	h, _ := newTestHub(t, Options{Queue: limit})
+	slow := subscribe(t, h, "t")
+	for range limit {
+		publish(t, h, "t", "")
+	}
+	if err := slow.Err(); err != nil {
+		t.Fatalf("subscriber with a full queue ended: %v", err)
+	}
+	publish(t, h, "t", "")
+	if err := waitDone(t, slow); !errors.Is(err, ErrSlowConsumer) {
+		t.Fatalf("Err() = %v, want ErrSlowConsumer", err)
+	}
+	if n := slow.Queued(); n != limit {
+		t.Fatalf("slow subscriber kept %d messages, want %d", n, limit)
+	}
+	if st := h.Stats(); st.Dropped != limit+1 || st.SlowConsumers != 1 {
+		t.Fatalf("Stats: dropped %d, slow consumers %d; want %d, 1", st.Dropped, st.SlowConsumers, limit+1)
+	}
+}
+
+// stallFanOut makes the fan-out of topic "stall" wait until the returned
+// release is called: Allow runs in the fan-out.
+func stallFanOut(t *testing.T, h *Hub) (entered <-chan struct{}, release func()) {
+	t.Helper()
+	in, out := make(chan struct{}), make(chan struct{})
+	var released bool
+	allow := func(string) bool {
+		select {
+		case in <- struct{}{}:
+			<-out
+		case <-out:
+		}
+		return true
+	}
+	s, _, _, err := h.Subscribe(context.Background(), []string{"stall"}, "", Allow(allow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	release = func() {
+		if !released {
+			released = true
+			close(out)
+		}
+	}
+	t.Cleanup(release)
+	return in, release
+}
+
+// TestPublishDoesNotWaitForFanOut: Publish returns while the fan-out of
+// its message is still under way, and the message still arrives.
+func TestPublishDoesNotWaitForFanOut(t *testing.T) {
+	h, _ := newTestHub(t, Options{Queue: 10})
+	entered, release := stallFanOut(t, h)
+	id := publish(t, h, "stall", "")
+	select {
+	case <-entered:
+	case <-time.After(waitFor):
+		t.Fatal("the fan-out never started")
+	}
+	second := publish(t, h, "stall", "") // returns while the first is stuck
+	release()
+	s := subscribe(t, h, "other")
+	if head := h.Head(); head != second {
+		t.Fatalf("Head() = %s, want %s (after %s)", head, second, id)
+	}
+	assertNoMessage(t, s)
+}
+
+// TestPendingBoundSlowsPublishers: with the fan-out stuck, at most
+// maxPending messages wait for it; the next publish waits for room.
+func TestPendingBoundSlowsPublishers(t *testing.T) {
+	h, _ := newTestHub(t, Options{Queue: 10})
+	entered, release := stallFanOut(t, h)
+	publish(t, h, "stall", "")
+	<-entered
+	for range maxPending {
+		publish(t, h, "x", "")
+	}
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := h.Publish(context.Background(), Message{Topic: "x"})
+		blocked <- err
+	}()
+	h.fan.mu.Lock()
+	n := len(h.fan.pending) - h.fan.first
+	h.fan.mu.Unlock()
+	if n != maxPending {
+		t.Fatalf("%d messages pending, want the bound %d", n, maxPending)
+	}
+	// The fan-out is stuck: the extra publish cannot have returned, now or
+	// later, until it resumes.
+	select {
+	case err := <-blocked:
+		t.Fatalf("publish returned (%v) with %d messages pending and the fan-out stuck", err, n)
+	default:
+	}
+	release()
+	select {
+	case err := <-blocked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("publish still waiting after the fan-out resumed")
+	}
+}
+
+// TestSubscribeAfterPublishGetsOnlyLaterMessages: however far behind the
+// fan-out is, a subscription begun after a publish returned never gets
+// that message live, and gets the next one.
+func TestSubscribeAfterPublishGetsOnlyLaterMessages(t *testing.T) {
+	h, _ := newTestHub(t, Options{Queue: 1000})
+	for range 100 {
+		subscribe(t, h, "t") // fan-out work to fall behind on
+	}
+	for i := range 100 {
+		before := publish(t, h, "t", strconv.Itoa(i))
+		s := subscribe(t, h, "t")
+		if head := s.Head(); head != before {
+			t.Fatalf("subscription %d: head %s, want %s", i, head, before)
+		}
+		after := publish(t, h, "t", "")
+		if got := recv(t, s).ID; got != after {
+			t.Fatalf("subscription %d: first message %s, want %s (published before: %s)", i, got, after, before)
+		}
+		s.Close()
+	}
+}

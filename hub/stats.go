@@ -1,0 +1,249 @@
+package hub
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Client describes who subscribes, for the hub's counts and presence. The
+// HTTP edge puts it on the context given to Subscribe (WithClient).
+type Client struct {
+	// Transport names how the subscriber is served ("sse", "ws", "poll"):
+	// Stats counts subscribers by it.
+	Transport string
+	// Quiet keeps presence from announcing the subscription: a long-poll
+	// subscribes and unsubscribes at every poll.
+	Quiet bool
+}
+
+type clientKey struct{}
+
+// WithClient returns ctx carrying c, for Subscribe.
+func WithClient(ctx context.Context, c Client) context.Context {
+	return context.WithValue(ctx, clientKey{}, c)
+}
+
+func clientOf(ctx context.Context) Client {
+	c, _ := ctx.Value(clientKey{}).(Client)
+	if c.Transport == "" {
+		c.Transport = "other"
+	}
+	return c
+}
+
+// observed is what the hub counts for stats and metrics. The counters are
+// plain atomics, read when scraped, so fan-out pays one atomic add per
+// message.
+type observed struct {
+	published, delivered, dropped, slow atomic.Uint64
+	presenceDropped                     atomic.Uint64
+	opts                                atomic.Pointer[Options]
+
+	// Guarded by Hub.mu.
+	transports map[string]int
+	seq        uint64 // last subscription number
+	presence   *presence
+	idPrefix   string  // random per hub, starts subscription IDs
+	ending     *ending // handed out by Ended (ended.go)
+}
+
+// Stats is a snapshot of a hub's counters.
+type Stats struct {
+	Subscribers int
+	Transports  map[string]int // subscribers by Client.Transport
+	// Published counts the messages published into the hub from this
+	// process (brokers shared by several instances deliver more).
+	Published uint64
+	// Delivered counts the messages the fan-out queued for subscribers
+	// (one per subscriber; replays from history are not counted).
+	Delivered uint64
+	// Dropped counts the messages slow consumers never got: the one that
+	// overflowed their queue and those still queued when they were ended.
+	Dropped uint64
+	// SlowConsumers counts subscribers ended with ErrSlowConsumer.
+	SlowConsumers uint64
+	// PresenceDropped counts presence events lost: their queue was full or
+	// the broker refused them.
+	PresenceDropped uint64
+	Head            string // ID of the last message delivered
+	Options         Options
+}
+
+// Stats returns the hub's current counts.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	h.catchUpLocked()
+	st := Stats{
+		Subscribers: h.subs,
+		Transports:  make(map[string]int, len(h.obs.transports)),
+		Head:        h.head,
+	}
+	for t, n := range h.obs.transports {
+		if n > 0 {
+			st.Transports[t] = n
+		}
+	}
+	h.mu.Unlock()
+	st.Published = h.obs.published.Load()
+	st.Delivered = h.obs.delivered.Load()
+	st.Dropped = h.obs.dropped.Load()
+	st.SlowConsumers = h.obs.slow.Load()
+	st.PresenceDropped = h.obs.presenceDropped.Load()
+	if o := h.obs.opts.Load(); o != nil {
+		st.Options = *o
+	}
+	return st
+}
+
+// FilterCount is how many subscribers hold one filter.
+type FilterCount struct {
+	Filter      string
+	Subscribers int
+}
+
+// Filters returns the subscribed filters with their subscriber counts,
+// most subscribed first, at most limit of them (all if limit <= 0), and the
+// number of distinct filters.
+func (h *Hub) Filters(limit int) ([]FilterCount, int) {
+	var out []FilterCount
+	h.mu.Lock()
+	h.index.root.count("", true, &out)
+	h.mu.Unlock()
+	slices.SortFunc(out, func(a, b FilterCount) int {
+		return cmp.Or(cmp.Compare(b.Subscribers, a.Subscribers), cmp.Compare(a.Filter, b.Filter))
+	})
+	total := len(out)
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, total
+}
+
+// count appends the filter of every node holding subscribers under n,
+// whose filter is path.
+func (n *node) count(path string, root bool, out *[]FilterCount) {
+	if len(n.subs) > 0 && !root {
+		*out = append(*out, FilterCount{Filter: path, Subscribers: len(n.subs)})
+	}
+	for level, child := range n.children {
+		p := level
+		if !root {
+			p = path + "/" + level
+		}
+		child.count(p, false, out)
+	}
+}
+
+// Retained describes a hub's history.
+type Retained struct {
+	Messages        int
+	FirstID, LastID string // "" when empty
+}
+
+// RetainedReporter is implemented by brokers that can tell the size of
+// their history cheaply (without reading it), for metrics.
+type RetainedReporter interface {
+	Retained() Retained
+}
+
+// Retained reports the hub's history when its broker can tell it cheaply.
+func (h *Hub) Retained() (Retained, bool) {
+	r, ok := h.broker.(RetainedReporter)
+	if !ok {
+		return Retained{}, false
+	}
+	return r.Retained(), true
+}
+
+// Retained implements RetainedReporter.
+func (m *MemoryBroker) Retained() Retained {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.trim(m.now())
+	r := Retained{Messages: m.n}
+	if m.n > 0 {
+		r.FirstID, r.LastID = m.at(0).ID, m.at(m.n-1).ID
+	}
+	return r
+}
+
+// LinkState is where a connection to an outside server stands: a broker's
+// connection to Redis, an upstream MQTT link. Metrics and stats read it.
+type LinkState struct {
+	Kind       string // "redis", "mqtt"
+	Name       string // which server or session: an address, a client ID
+	Status     string // as the link names it: "connected", "reconnecting"…
+	Up         bool   // connected and working
+	Since      time.Time
+	Reconnects uint64 // connections made after the first
+	LastError  string
+}
+
+// LinkReporter is implemented by brokers (and upstream links) that hold a
+// connection, so its state shows in metrics and stats.
+type LinkReporter interface {
+	LinkState() LinkState
+}
+
+// BrokerLink reports the state of the broker's connection, for brokers
+// that have one and implement LinkReporter.
+func (h *Hub) BrokerLink() (LinkState, bool) {
+	r, ok := h.broker.(LinkReporter)
+	if !ok {
+		return LinkState{}, false
+	}
+	return r.LinkState(), true
+}
+
+// Hooks the Hub calls; each runs with h.mu held.
+
+// joined counts a new subscriber and announces it.
+func (h *Hub) joined(ctx context.Context, s *Subscriber) {
+	s.client = clientOf(ctx)
+	if h.obs.transports == nil {
+		h.obs.transports = make(map[string]int)
+	}
+	h.obs.transports[s.client.Transport]++
+	h.obs.seq++
+	s.seq = h.obs.seq
+	h.announce(s, PresenceSubscribe, s.filters)
+}
+
+// left uncounts a removed subscriber and announces it.
+func (h *Hub) left(s *Subscriber) {
+	h.obs.transports[s.client.Transport]--
+	h.announce(s, PresenceUnsubscribe, s.filters)
+}
+
+// refiltered announces the filters a subscriber added and removed.
+func (h *Hub) refiltered(s *Subscriber, old, filters []string) {
+	h.announce(s, PresenceSubscribe, missing(filters, old))
+	h.announce(s, PresenceUnsubscribe, missing(old, filters))
+}
+
+// missing returns the filters of a that b lacks.
+func missing(a, b []string) []string {
+	var out []string
+	for _, f := range a {
+		if !slices.Contains(b, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// overflowed counts a subscriber ended as a slow consumer, with the message
+// that did not fit and those left in its queue.
+func (h *Hub) overflowed(s *Subscriber) {
+	h.obs.slow.Add(1)
+	h.obs.dropped.Add(1 + uint64(s.queue.len()))
+}
+
+// subscriptionID names s in presence events: no address, no token.
+func (h *Hub) subscriptionID(s *Subscriber) string {
+	return h.obs.idPrefix + "-" + strconv.FormatUint(s.seq, 10)
+}
