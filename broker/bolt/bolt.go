@@ -1,0 +1,373 @@
+// Package bolt is a hub.Broker that keeps a hub's history in a bbolt file
+// on local disk: a restart of Caddy keeps the history and the IDs, so
+// clients resume across it. It serves one Caddy instance; one file holds
+// one hub.
+package bolt
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+// OpenTimeout is how long Start waits for the file's lock before it fails:
+// a file held by another process (or another hub) fails fast instead of
+// hanging Caddy's start.
+const OpenTimeout = 2 * time.Second
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketMessages = []byte("messages")
+	keyEpoch       = []byte("epoch")
+)
+
+// Broker keeps messages in a bbolt file, keyed by sequence. IDs are
+// "EPOCH-SEQ" as with the memory broker, but EPOCH is stored in the file:
+// it changes only when the file is new, so IDs from before a restart still
+// resume, and IDs from a deleted or replaced file are recognised as a gap.
+type Broker struct {
+	path string
+	now  func() time.Time
+
+	mu        sync.Mutex
+	db        *bbolt.DB
+	epoch     string
+	startSeq  uint64 // last sequence in the file at Start: Since's end before any delivery
+	deliver   func(*hub.Message)
+	retention hub.Retention
+}
+
+// New returns a broker on the file at path (created if missing; its
+// directory must exist). The file is opened by Start, not here, so a
+// configuration that is only validated leaves it alone.
+func New(path string, r hub.Retention) *Broker {
+	return &Broker{path: path, now: time.Now, retention: r}
+}
+
+// Start opens and locks the file, and applies retention to what it holds.
+func (b *Broker) Start(deliver func(*hub.Message)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	db, err := open(b.path)
+	if err != nil {
+		return err
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketMessages); err != nil {
+			return err
+		}
+		epoch := string(meta.Get(keyEpoch))
+		if epoch == "" {
+			epoch = newEpoch()
+			if err := meta.Put(keyEpoch, []byte(epoch)); err != nil {
+				return err
+			}
+		}
+		b.epoch = epoch
+		b.startSeq = tx.Bucket(bucketMessages).Sequence()
+		return b.trim(tx)
+	})
+	if err != nil {
+		_ = db.Close()
+		return fmt.Errorf("bolt broker: initialising %s: %w", b.path, err)
+	}
+	b.db, b.deliver = db, deliver
+	return nil
+}
+
+// open opens the file, failing fast on a lock and clearly on a file that is
+// not a bbolt database. bbolt may panic on some damaged files; that becomes
+// an error too.
+func open(path string) (db *bbolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("bolt broker: %s is damaged: %v", path, r)
+		}
+	}()
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: OpenTimeout})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("bolt broker: %s is locked by another process (another Caddy, or another hub using the same file); gave up after %s", path, OpenTimeout)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+		return nil, fmt.Errorf("bolt broker: %s is not a valid history file (damaged, or not a bbolt database): %w", path, err)
+	default:
+		return nil, fmt.Errorf("bolt broker: opening %s: %w", path, err)
+	}
+}
+
+func newEpoch() string {
+	var e [4]byte
+	_, _ = rand.Read(e[:]) // crypto/rand.Read never fails
+	return hex.EncodeToString(e[:])
+}
+
+// Publish implements hub.Broker: the messages are on disk (fsynced) before
+// they are delivered and before it returns.
+func (b *Broker) Publish(_ context.Context, msgs []hub.Message) ([]string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.db == nil {
+		return nil, fmt.Errorf("bolt broker: %w: %s is not open", hub.ErrUnavailable, b.path)
+	}
+	now := b.now()
+	stored := make([]*hub.Message, len(msgs))
+	err := b.db.Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketMessages)
+		keep := keeps(b.retention)
+		for i := range msgs {
+			seq, err := bk.NextSequence()
+			if err != nil {
+				return err
+			}
+			m := msgs[i]
+			m.ID, m.Time = b.id(seq), now
+			if keep {
+				if err := bk.Put(seqKey(seq), encode(&m)); err != nil {
+					return err
+				}
+			}
+			stored[i] = &m
+		}
+		return b.trim(tx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt broker: %w: storing in %s: %v", hub.ErrUnavailable, b.path, err)
+	}
+	ids := make([]string, len(stored))
+	for i, m := range stored {
+		ids[i] = m.ID
+		if b.deliver != nil {
+			b.deliver(m)
+		}
+	}
+	return ids, nil
+}
+
+// keeps reports whether r retains anything at all.
+func keeps(r hub.Retention) bool { return r.Count > 0 || r.MaxAge > 0 }
+
+// trim deletes what retention no longer keeps. Messages are stored as a
+// contiguous run of sequences, oldest first, so it only cuts from the front.
+func (b *Broker) trim(tx *bbolt.Tx) error {
+	bk := tx.Bucket(bucketMessages)
+	if !keeps(b.retention) {
+		if k, _ := bk.Cursor().First(); k == nil {
+			return nil
+		}
+		// Recreating the bucket drops everything at once; its sequence
+		// must carry on.
+		seq := bk.Sequence()
+		if err := tx.DeleteBucket(bucketMessages); err != nil {
+			return err
+		}
+		nb, err := tx.CreateBucket(bucketMessages)
+		if err != nil {
+			return err
+		}
+		return nb.SetSequence(seq)
+	}
+	drop := dropped(bk, b.retention, b.now())
+	c := bk.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= drop; k, _ = c.First() {
+		if err := bk.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropped returns the highest sequence that retention r drops at now (0
+// for none): beyond the count bound, or older than the age bound.
+func dropped(bk *bbolt.Bucket, r hub.Retention, now time.Time) uint64 {
+	c := bk.Cursor()
+	k, v := c.First()
+	if k == nil {
+		return 0
+	}
+	last := bk.Sequence()
+	var drop uint64
+	if n := last - binary.BigEndian.Uint64(k) + 1; r.Count > 0 && n > uint64(r.Count) {
+		drop = last - uint64(r.Count)
+	}
+	if r.MaxAge > 0 {
+		cutoff := now.Add(-r.MaxAge).UnixNano()
+		for ; k != nil; k, v = c.Next() {
+			t, ok := decodeTime(v)
+			if ok && t >= cutoff {
+				break
+			}
+			drop = max(drop, binary.BigEndian.Uint64(k))
+		}
+	}
+	return drop
+}
+
+// Since implements hub.Broker. What retention drops but the last publish
+// has not deleted yet (by age) is left out, as if deleted. With upto ""
+// (the hub delivered nothing yet) it reads up to the last message the file
+// held at Start.
+func (b *Broker) Since(_ context.Context, lastID, upto string) ([]*hub.Message, *hub.Gap, error) {
+	b.mu.Lock()
+	db, r, now, startSeq := b.db, b.retention, b.now(), b.startSeq
+	b.mu.Unlock()
+	if db == nil {
+		return nil, nil, fmt.Errorf("bolt broker: %w: %s is not open", hub.ErrUnavailable, b.path)
+	}
+	var out []*hub.Message
+	var gap *hub.Gap
+	err := db.View(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketMessages)
+		last := bk.Sequence()
+		evicted := last // highest sequence no longer retained
+		if k, _ := bk.Cursor().First(); k != nil && keeps(r) {
+			evicted = max(dropped(bk, r, now), binary.BigEndian.Uint64(k)-1)
+		}
+		first := evicted + 1 // first retained sequence, if ≤ last
+		from := first
+		switch seq, ok := b.parse(lastID); {
+		case lastID == hub.Earliest:
+		case !ok || seq > last || seq < evicted:
+			gap = &hub.Gap{LastID: lastID}
+			if first <= last {
+				gap.FirstID = b.id(first)
+			}
+		default:
+			from = seq + 1
+		}
+		end, _ := b.parse(upto)
+		if upto == "" {
+			end = startSeq // what the file held before this run
+		}
+		c := bk.Cursor()
+		for k, v := c.Seek(seqKey(from)); k != nil && binary.BigEndian.Uint64(k) <= end; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			m, err := decode(v)
+			if err != nil {
+				return fmt.Errorf("message %d: %w", seq, err)
+			}
+			m.ID = b.id(seq)
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("bolt broker: reading %s: %w", b.path, err)
+	}
+	return out, gap, nil
+}
+
+func (b *Broker) id(seq uint64) string { return b.epoch + "-" + strconv.FormatUint(seq, 10) }
+
+// parse returns the sequence of one of this file's IDs; ok is false for
+// any other string.
+func (b *Broker) parse(id string) (uint64, bool) {
+	epoch, num, ok := strings.Cut(id, "-")
+	if !ok || epoch != b.epoch {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(num, 10, 64)
+	if err != nil || seq == 0 {
+		return 0, false
+	}
+	return seq, true
+}
+
+// SetRetention implements hub.Broker; the new bounds apply to the file at
+// once (before Start, when it opens).
+func (b *Broker) SetRetention(r hub.Retention) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.retention = r
+	if b.db != nil {
+		// On a disk error the old messages stay until the next publish
+		// trims them; Since leaves them out meanwhile.
+		_ = b.db.Update(b.trim)
+	}
+}
+
+// Close implements hub.Broker: it closes the file, releasing its lock.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.db == nil {
+		return nil
+	}
+	err := b.db.Close()
+	b.db = nil
+	if err != nil {
+		return fmt.Errorf("bolt broker: closing %s: %w", b.path, err)
+	}
+	return nil
+}
+
+// String describes the broker for logs.
+func (b *Broker) String() string { return fmt.Sprintf("bolt broker (%s)", b.path) }
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// A stored message is: format version 1, time (Unix nanoseconds, varint),
+// topic and event (length-prefixed), then data up to the end.
+const recordVersion = 1
+
+func encode(m *hub.Message) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64*3+len(m.Topic)+len(m.Event)+len(m.Data))
+	b = append(b, recordVersion)
+	b = binary.AppendVarint(b, m.Time.UnixNano())
+	b = binary.AppendUvarint(b, uint64(len(m.Topic)))
+	b = append(b, m.Topic...)
+	b = binary.AppendUvarint(b, uint64(len(m.Event)))
+	b = append(b, m.Event...)
+	return append(b, m.Data...)
+}
+
+var errBadRecord = errors.New("damaged record")
+
+func decodeTime(v []byte) (int64, bool) {
+	if len(v) < 2 || v[0] != recordVersion {
+		return 0, false
+	}
+	t, n := binary.Varint(v[1:])
+	return t, n > 0
+}
+
+func decode(v []byte) (*hub.Message, error) {
+	t, ok := decodeTime(v)
+	if !ok {
+		return nil, errBadRecord
+	}
+	_, n := binary.Varint(v[1:])
+	rest := v[1+n:]
+	str := func() (string, bool) {
+		l, n := binary.Uvarint(rest)
+		if n <= 0 || l > uint64(len(rest)-n) {
+			return "", false
+		}
+		s := string(rest[n : n+int(l)])
+		rest = rest[n+int(l):]
+		return s, true
+	}
+	topic, ok1 := str()
+	event, ok2 := str()
+	if !ok1 || !ok2 {
+		return nil, errBadRecord
+	}
+	return &hub.Message{Topic: topic, Event: event, Data: string(rest), Time: time.Unix(0, t)}, nil
+}

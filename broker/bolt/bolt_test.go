@@ -1,0 +1,214 @@
+package bolt
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+	"github.com/caddy-pubsub/caddy-pubsub/hub/brokertest"
+)
+
+// The bolt broker keeps the contract every broker keeps.
+func TestContract(t *testing.T) {
+	brokertest.Run(t, func(t *testing.T, r hub.Retention) hub.Broker {
+		return New(filepath.Join(t.TempDir(), "history.db"), r)
+	})
+}
+
+// Closing the file and opening it again (a Caddy restart) keeps the
+// history, the epoch and the sequence: an ID from before resumes exactly.
+func TestHistoryAndIDsSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.db")
+	b := started(t, path, hub.Retention{Count: 100})
+	before := publish(t, b, 5)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = started(t, path, hub.Retention{Count: 100})
+	msgs, gap := since(t, b, before[1], before[4])
+	if gap != nil || !slices.Equal(ids(msgs), before[2:]) {
+		t.Fatalf("after reopen, Since(%s) = %v gap %+v; want %v", before[1], ids(msgs), gap, before[2:])
+	}
+	after := publish(t, b, 1)
+	if want := strings.Replace(before[4], "-5", "-6", 1); after[0] != want {
+		t.Fatalf("first ID after reopen is %s, want %s (same epoch, next sequence)", after[0], want)
+	}
+	msgs, gap = since(t, b, hub.Earliest, after[0])
+	if gap != nil || !slices.Equal(ids(msgs), append(before, after...)) {
+		t.Fatalf("after reopen, Since(earliest) = %v gap %+v", ids(msgs), gap)
+	}
+}
+
+// A new file is a new epoch: IDs of a deleted file are a gap, not a
+// silent resume into unrelated messages with the same sequences.
+func TestNewFileIsNewEpoch(t *testing.T) {
+	dir := t.TempDir()
+	b := started(t, filepath.Join(dir, "a.db"), hub.Retention{Count: 100})
+	old := publish(t, b, 3)
+	b2 := started(t, filepath.Join(dir, "b.db"), hub.Retention{Count: 100})
+	fresh := publish(t, b2, 3)
+	msgs, gap := since(t, b2, old[0], fresh[2])
+	if gap == nil || gap.FirstID != fresh[0] || !slices.Equal(ids(msgs), fresh) {
+		t.Fatalf("Since(ID of another file) = %v gap %+v; want a gap and all of %v", ids(msgs), gap, fresh)
+	}
+}
+
+// Retention is enforced on disk, not only in answers: the file holds
+// exactly what the bounds keep, also after the bounds shrink on reload.
+func TestRetentionOnDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.db")
+	b := started(t, path, hub.Retention{Count: 10})
+	clock := time.Now()
+	b.now = func() time.Time { return clock }
+	publish(t, b, 25)
+	if got := stored(t, b); got != 10 {
+		t.Fatalf("%d messages on disk, want 10", got)
+	}
+	b.SetRetention(hub.Retention{Count: 3})
+	if got := stored(t, b); got != 3 {
+		t.Fatalf("after SetRetention(3): %d on disk, want 3", got)
+	}
+
+	b.SetRetention(hub.Retention{Count: 100, MaxAge: time.Minute})
+	clock = clock.Add(2 * time.Minute)
+	fresh := publish(t, b, 2)
+	if got := stored(t, b); got != 2 {
+		t.Fatalf("after the age bound passed: %d on disk, want the 2 fresh ones", got)
+	}
+	b.SetRetention(hub.Retention{})
+	if got := stored(t, b); got != 0 {
+		t.Fatalf("with no history: %d on disk, want 0", got)
+	}
+	next := publish(t, b, 1)
+	if seq := next[0][strings.LastIndex(next[0], "-")+1:]; seq != "28" {
+		t.Fatalf("ID after dropping everything is %s; want sequence 28 (the count goes on): %v", next[0], fresh)
+	}
+}
+
+// A file another process (or hub) holds fails Start quickly with a clear
+// reason instead of hanging.
+func TestLockedFileFailsFast(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.db")
+	started(t, path, hub.Retention{Count: 10})
+
+	second := New(path, hub.Retention{Count: 10})
+	begin := time.Now()
+	err := second.Start(func(*hub.Message) {})
+	if err == nil {
+		second.Close()
+		t.Fatal("a second Start on a locked file succeeded")
+	}
+	if took := time.Since(begin); took > OpenTimeout+3*time.Second {
+		t.Fatalf("Start took %s to fail", took)
+	}
+	if !strings.Contains(err.Error(), "locked") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("error %q does not say the file is locked", err)
+	}
+}
+
+// Files that are not bbolt databases, and paths that cannot be opened,
+// fail Start with an error naming the file.
+func TestBadFilesFailStart(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, []byte(strings.Repeat("not a database ", 2000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{garbage, "not a valid history file"},
+		{filepath.Join(dir, "missing", "dir", "history.db"), "no such file or directory"},
+		{dir, "opening"},
+	} {
+		b := New(tc.path, hub.Retention{Count: 10})
+		err := b.Start(func(*hub.Message) {})
+		if err == nil {
+			b.Close()
+			t.Fatalf("Start on %s succeeded", tc.path)
+		}
+		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), tc.path) {
+			t.Fatalf("Start on %s: %q; want it to name the file and say %q", tc.path, err, tc.want)
+		}
+	}
+}
+
+// A damaged record is an error for the resume that reads it, never a
+// panic; other brokers' work goes on.
+func TestDamagedRecordIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.db")
+	b := started(t, path, hub.Retention{Count: 10})
+	published := publish(t, b, 3)
+	for _, bad := range [][]byte{nil, {recordVersion}, {9, 1, 2}, {recordVersion, 2, 200, 'x'}, {recordVersion, 2, 1, 'a', 5}} {
+		err := b.db.Update(func(tx *bbolt.Tx) error {
+			return tx.Bucket(bucketMessages).Put(binary.BigEndian.AppendUint64(nil, 2), bad)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := b.Since(context.Background(), hub.Earliest, published[2]); err == nil {
+			t.Fatalf("Since over a damaged record %q: no error", bad)
+		}
+	}
+}
+
+func started(t *testing.T, path string, r hub.Retention) *Broker {
+	t.Helper()
+	b := New(path, r)
+	if err := b.Start(func(*hub.Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func publish(t *testing.T, b *Broker, n int) []string {
+	t.Helper()
+	var out []string
+	for range n {
+		got, err := b.Publish(context.Background(), []hub.Message{{Topic: "t", Data: "x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, got...)
+	}
+	return out
+}
+
+func since(t *testing.T, b *Broker, lastID, upto string) ([]*hub.Message, *hub.Gap) {
+	t.Helper()
+	msgs, gap, err := b.Since(context.Background(), lastID, upto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs, gap
+}
+
+func ids(msgs []*hub.Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}
+
+// stored counts the messages in the file.
+func stored(t *testing.T, b *Broker) int {
+	t.Helper()
+	var n int
+	err := b.db.View(func(tx *bbolt.Tx) error {
+		n = tx.Bucket(bucketMessages).Stats().KeyN
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
