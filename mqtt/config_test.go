@@ -1,0 +1,136 @@
+package mqtt
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseURL(t *testing.T) {
+	for _, tc := range []struct {
+		in, want, err string
+	}{
+		{in: "tcp://broker", want: "tcp://broker:1883"},
+		{in: "TCP://broker:1884", want: "tcp://broker:1884"},
+		{in: "mqtt://127.0.0.1", want: "mqtt://127.0.0.1:1883"},
+		{in: "ssl://broker", want: "ssl://broker:8883"},
+		{in: "mqtts://broker:9000", want: "mqtts://broker:9000"},
+		{in: "tls://[::1]", want: "tls://[::1]:8883"},
+		{in: "ws://broker:8080/mqtt", want: "ws://broker:8080/mqtt"},
+		{in: "wss://broker/mqtt", want: "wss://broker/mqtt"},
+		{in: "tcp://broker/", want: "tcp://broker:1883"},
+		{in: "broker:1883", err: "unsupported scheme"},
+		{in: "//broker", err: "no scheme"},
+		{in: "http://broker", err: "unsupported scheme"},
+		{in: "tcp://", err: "no host"},
+		{in: "tcp://user:hunter2@broker", err: "holds credentials"},
+		{in: "tcp://broker/path", err: "no path or query"},
+		{in: "tcp://broker?x=1", err: "no path or query"},
+		{in: "tcp://broker:port", err: "invalid port"},
+	} {
+		u, err := ParseURL(tc.in)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseURL(%q) error %v, want %q", tc.in, err, tc.err)
+			}
+			if err != nil && strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("ParseURL(%q) error shows the password: %v", tc.in, err)
+			}
+		case err != nil:
+			t.Errorf("ParseURL(%q): %v", tc.in, err)
+		case u.String() != tc.want:
+			t.Errorf("ParseURL(%q) = %s, want %s", tc.in, u, tc.want)
+		}
+	}
+}
+
+func TestValidateFilter(t *testing.T) {
+	for filter, ok := range map[string]bool{
+		"sensors/#":          true,
+		"#":                  true,
+		"+/kitchen/+":        true,
+		"a//b":               true,
+		"$SYS/#":             true,
+		"$share/group/a/#":   true,
+		"":                   false,
+		"sensors/#/temp":     false,
+		"sensors/kit+chen":   false,
+		"sensors/#x":         false,
+		"bad\x00nul":         false,
+		string([]byte{0xff}): false,
+	} {
+		if err := ValidateFilter(filter); (err == nil) != ok {
+			t.Errorf("ValidateFilter(%q) = %v, want ok=%v", filter, err, ok)
+		}
+	}
+}
+
+func TestValidatePrefix(t *testing.T) {
+	for prefix, ok := range map[string]bool{
+		"":            true,
+		"mqtt/":       true,
+		"plant-":      true,
+		"$pubsub/":    false,
+		"$x":          false,
+		"wild/+/":     false,
+		"ctl\x01/":    false,
+		"deep/a/b/c/": true,
+	} {
+		if err := ValidatePrefix(prefix); (err == nil) != ok {
+			t.Errorf("ValidatePrefix(%q) = %v, want ok=%v", prefix, err, ok)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := func() Config {
+		return Config{URL: "tcp://127.0.0.1", Subscribe: []Subscription{{Filter: "a/#", QoS: 1}}}
+	}
+	for name, tc := range map[string]struct {
+		edit func(*Config)
+		err  string
+	}{
+		"ok":               {edit: func(*Config) {}},
+		"no subscribe":     {edit: func(c *Config) { c.Subscribe = nil }, err: "no subscribe"},
+		"bad qos":          {edit: func(c *Config) { c.Subscribe[0].QoS = 3 }, err: "QoS 3"},
+		"bad filter":       {edit: func(c *Config) { c.Subscribe[0].Filter = "a/#/b" }, err: "last level"},
+		"bad url":          {edit: func(c *Config) { c.URL = "udp://x" }, err: "unsupported scheme"},
+		"password only":    {edit: func(c *Config) { c.Password = "secret" }, err: "password without username"},
+		"cert without key": {edit: func(c *Config) { c.TLS = &TLS{Cert: "c.pem"} }, err: "cert and its key"},
+		"long client id":   {edit: func(c *Config) { c.ClientID = strings.Repeat("x", 300) }, err: "client_id"},
+		"reserved prefix":  {edit: func(c *Config) { c.Prefix = "$pubsub/" }, err: "prefix"},
+	} {
+		c := good()
+		tc.edit(&c)
+		err := c.Validate()
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: Validate() = %v, want %q", name, err, tc.err)
+		}
+	}
+}
+
+func TestNewReadsTLSFiles(t *testing.T) {
+	pki := newPKI(t)
+	sub := []Subscription{{Filter: "a", QoS: 1}}
+	for name, tc := range map[string]struct {
+		cfg Config
+		err string
+	}{
+		"ca and client cert": {cfg: Config{URL: "ssl://127.0.0.1", TLS: &TLS{CA: pki.CAFile, Cert: pki.ClientCert, Key: pki.ClientKey}}},
+		"missing ca file":    {cfg: Config{URL: "ssl://127.0.0.1", TLS: &TLS{CA: pki.CAFile + ".missing"}}, err: "tls_ca"},
+		"ca not PEM":         {cfg: Config{URL: "wss://127.0.0.1/mqtt", TLS: &TLS{CA: pki.ClientKey}}, err: "no PEM certificate"},
+		"key mismatch":       {cfg: Config{URL: "ssl://127.0.0.1", TLS: &TLS{Cert: pki.ClientCert, Key: pki.CAFile}}, err: "tls_cert"},
+		"tls on tcp":         {cfg: Config{URL: "tcp://127.0.0.1", TLS: &TLS{CA: pki.CAFile}}, err: "use ssl:// or wss://"},
+	} {
+		tc.cfg.Subscribe = sub
+		l, err := New(tc.cfg, nil, Options{})
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: error %v, want %q", name, err, tc.err)
+		case err == nil && (l.tls == nil || l.tls.RootCAs == nil || len(l.tls.Certificates) != 1 || l.tls.ServerName != "127.0.0.1"):
+			t.Errorf("%s: TLS config %+v", name, l.tls)
+		}
+	}
+}

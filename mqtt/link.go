@@ -1,0 +1,525 @@
+// Package mqtt brings an upstream MQTT broker into a hub: a Link keeps a
+// persistent MQTT session, subscribes to topic filters and publishes every
+// message it receives into the hub, reconnecting with back-off whenever the
+// broker goes away. It knows nothing of Caddy or HTTP.
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+	"go.uber.org/zap"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+// Target is where a link publishes: a *hub.Hub.
+type Target interface {
+	Publish(ctx context.Context, msgs ...hub.Message) ([]string, error)
+}
+
+// Options are a link's settings that come from its surroundings rather
+// than from the mqtt block.
+type Options struct {
+	// MaxMessageSize drops messages whose hub data (after base64 for
+	// binary payloads) is larger, in bytes. 0: no limit.
+	MaxMessageSize int64
+	// Logger receives the link's connection state changes; nil: none.
+	Logger *zap.Logger
+	// MinBackoff and MaxBackoff bound the wait between connection
+	// attempts: it starts at MinBackoff and doubles up to MaxBackoff.
+	// Defaults: 1s and 30s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Timings of the MQTT connection.
+const (
+	DefaultMinBackoff = time.Second
+	DefaultMaxBackoff = 30 * time.Second
+	connectTimeout    = 10 * time.Second
+	keepAlive         = 30 * time.Second
+	pingTimeout       = 10 * time.Second
+	publishTimeout    = 5 * time.Second
+	quiesce           = 250 // ms given to a clean DISCONNECT
+	// A connection that stayed up this long resets the back-off.
+	stableAfter = 10 * time.Second
+)
+
+// Status is where a link stands.
+type Status string
+
+// Link statuses, as State reports them.
+const (
+	StatusIdle         Status = "idle"         // created, not started
+	StatusConnecting   Status = "connecting"   // first connection attempts
+	StatusConnected    Status = "connected"    // subscribed and receiving
+	StatusReconnecting Status = "reconnecting" // lost the broker, trying again
+	StatusStandby      Status = "standby"      // a newer link with the same client ID holds the session
+	StatusClosed       Status = "closed"
+)
+
+// State is a snapshot of a link, for stats and metrics.
+type State struct {
+	Status    Status    `json:"status"`
+	Since     time.Time `json:"since"`                // when Status last changed
+	LastError string    `json:"last_error,omitempty"` // why the last attempt or connection failed
+	Connects  uint64    `json:"connects"`             // successful connections
+	Received  uint64    `json:"received"`             // MQTT messages received
+	Published uint64    `json:"published"`            // of those, published into the hub
+	Dropped   uint64    `json:"dropped"`              // of those, dropped (see the logs)
+}
+
+// Link is one upstream MQTT subscription. New prepares it without any
+// network activity (so validating a config opens no connection), Start
+// connects in the background and Close disconnects.
+type Link struct {
+	cfg      Config
+	url      *url.URL
+	clientID string
+	tls      *tls.Config
+	target   Target
+	opts     Options
+	log      *zap.Logger
+	// session names the broker session (broker address and client ID):
+	// of the started links sharing one, only the newest connects.
+	session string
+
+	received, published, dropped, connects atomic.Uint64
+	warnings                               [dropKinds]warnLimiter
+
+	done chan struct{} // closed when run returns
+	wake chan struct{} // standby changed
+
+	mu      sync.Mutex
+	status  Status
+	since   time.Time
+	lastErr string
+	standby bool
+	started bool
+	closed  bool
+	cancel  context.CancelFunc
+}
+
+// New checks cfg, reads its TLS files and returns a link that publishes
+// into target once started.
+func New(cfg Config, target Target, opts Options) (*Link, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	u, err := ParseURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := tlsConfig(u, cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = DefaultMinBackoff
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(opts.MinBackoff, DefaultMaxBackoff)
+	}
+	l := &Link{
+		cfg:      cfg,
+		url:      u,
+		clientID: cfg.ClientID,
+		tls:      tlsCfg,
+		target:   target,
+		opts:     opts,
+		log:      opts.Logger,
+		done:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
+		status:   StatusIdle,
+		since:    time.Now(),
+	}
+	if l.clientID == "" {
+		l.clientID = DefaultClientID()
+	}
+	if l.log == nil {
+		l.log = zap.NewNop()
+	}
+	l.log = l.log.With(zap.String("broker", redact(cfg.URL)), zap.String("client_id", l.clientID))
+	l.session = u.Host + " " + l.clientID
+	return l, nil
+}
+
+// Session names the link's broker session: the broker's address and the
+// client ID. Two links with one session cannot both be connected.
+func (l *Link) Session() string { return l.session }
+
+// State returns the link's current state.
+func (l *Link) State() State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return State{
+		Status:    l.status,
+		Since:     l.since,
+		LastError: l.lastErr,
+		Connects:  l.connects.Load(),
+		Received:  l.received.Load(),
+		Published: l.published.Load(),
+		Dropped:   l.dropped.Load(),
+	}
+}
+
+// sessions holds the started links by session, oldest first. Only the
+// newest of a session connects: a broker keeps one connection per client
+// ID and drops the older one, so two links fighting over an ID would
+// disconnect each other forever.
+var sessions = struct {
+	sync.Mutex
+	links map[string][]*Link
+}{links: make(map[string][]*Link)}
+
+// Start connects in the background and returns at once; a broker that is
+// down only delays the connection. An older started link with the same
+// broker and client ID (the previous config's, during a reload) steps
+// aside: the broker hands this link the session, with the messages queued
+// in it, and the older one does not reconnect. Start after Start or Close
+// does nothing.
+func (l *Link) Start() {
+	sessions.Lock()
+	defer sessions.Unlock()
+	l.mu.Lock()
+	if l.started || l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	l.mu.Unlock()
+
+	older := sessions.links[l.session]
+	for _, o := range older {
+		o.setStandby(true)
+	}
+	sessions.links[l.session] = append(older, l)
+	go l.run(ctx)
+}
+
+// Close disconnects from the broker, keeping the session there, and waits
+// for the link to stop. If this was the newest link of its session, the
+// next newest takes the session back.
+func (l *Link) Close() error {
+	sessions.Lock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		sessions.Unlock()
+		return nil
+	}
+	l.closed = true
+	started := l.started
+	l.mu.Unlock()
+	if started {
+		links := sessions.links[l.session]
+		rest := make([]*Link, 0, len(links))
+		for _, o := range links {
+			if o != l {
+				rest = append(rest, o)
+			}
+		}
+		if len(rest) == 0 {
+			delete(sessions.links, l.session)
+		} else {
+			sessions.links[l.session] = rest
+			if links[len(links)-1] == l {
+				rest[len(rest)-1].setStandby(false)
+			}
+		}
+	}
+	sessions.Unlock()
+
+	if started {
+		l.cancel()
+		<-l.done
+		l.log.Info("mqtt link closed")
+	}
+	l.setStatus(StatusClosed, "")
+	return nil
+}
+
+func (l *Link) setStandby(on bool) {
+	l.mu.Lock()
+	l.standby = on
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Link) isStandby() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.standby
+}
+
+func (l *Link) setStatus(s Status, lastErr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s != l.status {
+		l.status, l.since = s, time.Now()
+	}
+	if lastErr != "" || s == StatusConnected {
+		l.lastErr = lastErr
+	}
+}
+
+// run keeps the link connected until ctx ends.
+func (l *Link) run(ctx context.Context) {
+	defer close(l.done)
+	b := backoff{min: l.opts.MinBackoff, max: l.opts.MaxBackoff}
+	connected := false
+	for {
+		if !l.waitActive(ctx) {
+			return
+		}
+		if connected {
+			l.setStatus(StatusReconnecting, "")
+		} else {
+			l.setStatus(StatusConnecting, "")
+		}
+		c, err := l.connect(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			wait := b.next()
+			l.connectFailed(err, wait)
+			if !l.sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
+		connected = true
+		if l.isStandby() {
+			// A newer link took over while this one was connecting: leave
+			// the session to it rather than kick it off.
+			c.client.Disconnect(quiesce)
+			c.cancel()
+			continue
+		}
+		l.setStatus(StatusConnected, "")
+		up := time.Now()
+		select {
+		case <-ctx.Done():
+			c.client.Disconnect(quiesce)
+			c.cancel()
+			l.log.Info("mqtt disconnected")
+			return
+		case err := <-c.lost:
+			c.cancel()
+			if time.Since(up) >= stableAfter {
+				b.reset()
+			}
+			if l.isStandby() {
+				l.log.Info("mqtt session taken over by the newer link with the same client_id")
+				l.setStatus(StatusStandby, "")
+				continue
+			}
+			wait := b.next()
+			l.setStatus(StatusReconnecting, err.Error())
+			l.log.Warn("mqtt connection lost; reconnecting", zap.Error(err), zap.Duration("retry_in", wait))
+			if !l.sleep(ctx, wait) {
+				return
+			}
+		}
+	}
+}
+
+// waitActive blocks while the link is on standby; it reports false when
+// ctx ended.
+func (l *Link) waitActive(ctx context.Context) bool {
+	for l.isStandby() {
+		l.setStatus(StatusStandby, "")
+		select {
+		case <-l.wake:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
+
+// sleep waits d, less if the link is put on standby; it reports false when
+// ctx ended.
+func (l *Link) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.wake:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// subackFailure is the SUBACK return code of a refused subscription.
+const subackFailure = 0x80
+
+// connection is one established MQTT connection.
+type connection struct {
+	client paho.Client
+	lost   chan error         // receives why the connection was lost
+	cancel context.CancelFunc // closes the network connection
+}
+
+// connect opens a connection and subscribes. The session is persistent
+// (clean session off): the broker keeps the subscriptions and queues QoS 1
+// and 2 messages while the link is away, and sends them on reconnect.
+func (l *Link) connect(ctx context.Context) (*connection, error) {
+	connCtx, cancel := context.WithCancel(context.Background())
+	c := &connection{lost: make(chan error, 1), cancel: cancel}
+	o := paho.NewClientOptions().
+		AddBroker(l.url.String()).
+		SetClientID(l.clientID).
+		SetUsername(l.cfg.Username).
+		SetPassword(l.cfg.Password).
+		SetCleanSession(false).
+		SetProtocolVersion(4).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetConnectTimeout(connectTimeout).
+		SetKeepAlive(keepAlive).
+		SetPingTimeout(pingTimeout).
+		SetWriteTimeout(connectTimeout).
+		SetTLSConfig(l.tls).
+		SetCustomOpenConnectionFn(l.dialer(connCtx)).
+		// Messages queued in the session arrive right after CONNACK, before
+		// the subscriptions are renewed: the default handler takes them.
+		SetDefaultPublishHandler(l.receive).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			select {
+			case c.lost <- err:
+			default:
+			}
+		})
+	c.client = paho.NewClient(o)
+
+	ct := c.client.Connect()
+	if err := l.await(ctx, c, ct); err != nil {
+		return nil, err
+	}
+	sessionPresent := false
+	if t, ok := ct.(*paho.ConnectToken); ok {
+		sessionPresent = t.SessionPresent()
+	}
+	filters := make(map[string]byte, len(l.cfg.Subscribe))
+	for _, s := range l.cfg.Subscribe {
+		filters[s.Filter] = s.QoS
+	}
+	tok := c.client.SubscribeMultiple(filters, nil)
+	if err := l.await(ctx, c, tok); err != nil {
+		return nil, err
+	}
+	if sub, ok := tok.(*paho.SubscribeToken); ok {
+		for filter, granted := range sub.Result() {
+			if granted == subackFailure {
+				l.log.Error("mqtt broker refused the subscription (check the broker's ACL)", zap.String("filter", filter))
+			}
+		}
+	}
+	l.connects.Add(1)
+	l.log.Info("mqtt connected", zap.Int("subscriptions", len(filters)), zap.Bool("session_present", sessionPresent))
+	return c, nil
+}
+
+// await waits for tok, giving up (and closing the connection) when ctx
+// ends or the connection is lost.
+func (l *Link) await(ctx context.Context, c *connection, tok paho.Token) error {
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		c.cancel()
+		<-tok.Done()
+		c.client.Disconnect(0)
+		return ctx.Err()
+	case err := <-c.lost:
+		c.cancel()
+		return err
+	}
+	if err := tok.Error(); err != nil {
+		c.client.Disconnect(0)
+		c.cancel()
+		return err
+	}
+	return nil
+}
+
+// dialer opens the network connection for paho, closing it when ctx ends
+// so that Close never waits for a slow broker.
+func (l *Link) dialer(ctx context.Context) paho.OpenConnectionFunc {
+	return func(u *url.URL, _ paho.ClientOptions) (net.Conn, error) {
+		var conn net.Conn
+		var err error
+		nd := &net.Dialer{Timeout: connectTimeout}
+		switch {
+		case wsSchemes[u.Scheme]:
+			conn, err = paho.NewWebsocket(u.String(), l.tls, connectTimeout, nil, nil)
+		case l.tls != nil:
+			conn, err = (&tls.Dialer{NetDialer: nd, Config: l.tls}).DialContext(ctx, "tcp", u.Host)
+		default:
+			conn, err = nd.DialContext(ctx, "tcp", u.Host)
+		}
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(ctx, func() { conn.Close() })
+		return conn, nil
+	}
+}
+
+// connectFailed logs a failed connection attempt: refused credentials at
+// error level with what to check (never the password), the rest as a
+// warning.
+func (l *Link) connectFailed(err error, retry time.Duration) {
+	user := zap.String("username", l.cfg.Username)
+	retryIn := zap.Duration("retry_in", retry)
+	var reason string
+	switch {
+	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
+		// Brokers answer a wrong password with either code (mosquitto:
+		// "not authorised").
+		reason = "broker refused the login (" + err.Error() + ")"
+		l.log.Error("mqtt broker refused the login: check username and password", user, zap.Error(err), retryIn)
+	case errors.Is(err, packets.ErrorRefusedIDRejected):
+		reason = "broker rejected the client_id"
+		l.log.Error("mqtt broker rejected the client_id: choose another client_id", retryIn)
+	default:
+		reason = err.Error()
+		l.log.Warn("mqtt connect failed; retrying", zap.Error(err), retryIn)
+	}
+	l.mu.Lock()
+	l.lastErr = reason
+	l.mu.Unlock()
+}
+
+// backoff is a capped exponential back-off with jitter.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	// ±20% so that many instances do not reconnect in lockstep.
+	return b.cur - b.cur/5 + rand.N(2*b.cur/5+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
