@@ -1,5 +1,6 @@
 // Package handlers holds the HTTP endpoints of caddy-pubsub, one file per
-// transport: publish.go for POST, sse.go for Server-Sent Events. They speak
+// transport: publish.go for POST, sse.go for Server-Sent Events,
+// websocket.go for WebSocket, longpoll.go for long-polling. They speak
 // net/http and the hub; the Caddy module resolves configuration and hands
 // each request to them.
 package handlers
@@ -8,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,10 +18,12 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-pubsub/caddy-pubsub/auth"
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
-// Limits on what one request may ask for.
+// Limits on what one request may ask for. MaxTopicsPerRequest and MaxBatch
+// are the defaults of Limits.Topics and Limits.Batch (limits.go).
 const (
 	MaxTopicsPerRequest = 32
 	MaxBatch            = 100 // messages in one JSON array publish
@@ -34,9 +38,23 @@ type Endpoint struct {
 	Heartbeat      time.Duration
 	MaxMessageSize int64
 	// PublishKey, when set, is required as "Authorization: Bearer KEY" to
-	// publish; when empty only loopback clients may publish.
+	// publish; when empty (and JWT nil) only loopback clients may publish.
 	PublishKey string
-	Logger     *zap.Logger
+	// JWT, when set, verifies tokens (see access.go): subscribing needs one
+	// whose grant allows the topics, and publishing needs one whose grant
+	// allows the topic, or PublishKey.
+	JWT *auth.Verifier
+	// TokenCookie names the cookie that may carry the token ("" for none).
+	TokenCookie string
+	// PollTimeout is how long a long-poll waits for a message.
+	PollTimeout time.Duration
+	// AllowedOrigins lists the browser origins, besides the endpoint's own,
+	// that may publish and open WebSockets (NormalizeOrigin form, or
+	// AnyOrigin).
+	AllowedOrigins []string
+	// Limits bounds topics per subscription and batch sizes (limits.go).
+	Limits Limits
+	Logger *zap.Logger
 }
 
 // Request is what the module resolved from one request.
@@ -52,8 +70,8 @@ func fail(w http.ResponseWriter, status int, reason string) {
 }
 
 // topics returns the subscription filters of r: every ?topic=, or the
-// default topic.
-func (rq Request) topics(r *http.Request) ([]string, error) {
+// default topic; at most limit of them.
+func (rq Request) topics(r *http.Request, limit int) ([]string, error) {
 	topics := r.URL.Query()["topic"]
 	if len(topics) == 0 && rq.DefaultTopic != "" {
 		topics = []string{rq.DefaultTopic}
@@ -61,8 +79,8 @@ func (rq Request) topics(r *http.Request) ([]string, error) {
 	switch {
 	case len(topics) == 0:
 		return nil, errors.New("no topic: add ?topic=NAME")
-	case len(topics) > MaxTopicsPerRequest:
-		return nil, errors.New("too many topics in one request")
+	case len(topics) > limit:
+		return nil, fmt.Errorf("too many topics in one request (at most %d)", limit)
 	}
 	for _, t := range topics {
 		if err := hub.ValidateFilter(t); err != nil {
@@ -85,22 +103,17 @@ func lastID(r *http.Request) (string, error) {
 	return id, nil
 }
 
-// authorizePublish returns 0 when r may publish, else a status and reason.
-func (ep *Endpoint) authorizePublish(r *http.Request) (int, string) {
-	if origin := r.Header.Get("Origin"); origin != "" && !sameOrigin(origin, r.Host) {
-		return http.StatusForbidden, "cross-origin publish not allowed"
+// authorizePublish returns who r is when it may publish (each topic is
+// then checked with identity.mayPublishTo), else why not.
+func (ep *Endpoint) authorizePublish(r *http.Request) (identity, *denial) {
+	if !ep.originAllowed(r) {
+		return identity{}, &denial{status: http.StatusForbidden, reason: "cross-origin publish not allowed: add the origin to cors"}
 	}
-	if ep.PublishKey != "" {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !equalSecret(strings.TrimSpace(token), ep.PublishKey) {
-			return http.StatusUnauthorized, "missing or wrong publish key"
-		}
-		return 0, ""
+	id, denied := ep.identify(r)
+	if denied == nil {
+		denied = id.mayPublish()
 	}
-	if !fromLoopback(r) {
-		return http.StatusForbidden, "publishing is allowed from loopback only: configure publish_key"
-	}
-	return 0, ""
+	return id, denied
 }
 
 // equalSecret compares in constant time, whatever the lengths.

@@ -20,11 +20,9 @@ import (
 // Publish serves POST: it publishes the form fields or JSON object (or
 // array) in the body and answers the assigned ID(s).
 func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) {
-	if status, reason := ep.authorizePublish(r); status != 0 {
-		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="pubsub"`)
-		}
-		fail(w, status, reason)
+	id, denied := ep.authorizePublish(r)
+	if denied != nil {
+		denied.send(w)
 		return
 	}
 	if r.ContentLength > ep.MaxMessageSize {
@@ -45,6 +43,10 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 		default:
 			fail(w, http.StatusBadRequest, err.Error())
 		}
+		return
+	}
+	if denied := id.mayPublishTo(msgs); denied != nil {
+		denied.send(w)
 		return
 	}
 
@@ -88,7 +90,7 @@ func (ep *Endpoint) parsePublish(r *http.Request, rq Request) (msgs []hub.Messag
 		if err != nil {
 			return nil, false, err
 		}
-		msgs, batch, err = parseJSON(body)
+		msgs, batch, err = parseJSON(body, ep.Limits.batch())
 		if err != nil {
 			return nil, false, err
 		}
@@ -111,13 +113,7 @@ func (ep *Endpoint) parsePublish(r *http.Request, rq Request) (msgs []hub.Messag
 	}
 
 	for i := range msgs {
-		if msgs[i].Topic == "" {
-			msgs[i].Topic = r.URL.Query().Get("topic")
-		}
-		if msgs[i].Topic == "" {
-			msgs[i].Topic = rq.DefaultTopic
-		}
-		if err := checkMessage(msgs[i]); err != nil {
+		if err := rq.complete(&msgs[i], r); err != nil {
 			if batch {
 				return nil, false, fmt.Errorf("message %d: %w", i, err)
 			}
@@ -135,7 +131,7 @@ type jsonMessage struct {
 	Data  json.RawMessage `json:"data"`
 }
 
-func parseJSON(body []byte) ([]hub.Message, bool, error) {
+func parseJSON(body []byte, maxBatch int) ([]hub.Message, bool, error) {
 	body = bytes.TrimSpace(body)
 	batch := len(body) > 0 && body[0] == '['
 	var in []jsonMessage
@@ -157,27 +153,48 @@ func parseJSON(body []byte) ([]hub.Message, bool, error) {
 	switch {
 	case len(in) == 0:
 		return nil, false, errors.New("empty JSON array: nothing to publish")
-	case len(in) > MaxBatch:
-		return nil, false, fmt.Errorf("JSON array longer than %d messages", MaxBatch)
+	case len(in) > maxBatch:
+		return nil, false, fmt.Errorf("JSON array longer than %d messages", maxBatch)
 	}
 	msgs := make([]hub.Message, len(in))
 	for i, m := range in {
-		msgs[i] = hub.Message{Topic: m.Topic, Event: m.Event}
-		switch {
-		case len(m.Data) == 0 || string(m.Data) == "null":
-		case m.Data[0] == '"':
-			if err := json.Unmarshal(m.Data, &msgs[i].Data); err != nil {
-				return nil, false, fmt.Errorf("invalid JSON: %w", err)
-			}
-		default:
-			var compact bytes.Buffer
-			if err := json.Compact(&compact, m.Data); err != nil {
-				return nil, false, fmt.Errorf("invalid JSON: %w", err)
-			}
-			msgs[i].Data = compact.String()
+		if msgs[i], err = m.message(); err != nil {
+			return nil, false, err
 		}
 	}
 	return msgs, batch, nil
+}
+
+// message converts m: string data is kept as is, other JSON data as its
+// compact JSON text.
+func (m jsonMessage) message() (hub.Message, error) {
+	msg := hub.Message{Topic: m.Topic, Event: m.Event}
+	switch {
+	case len(m.Data) == 0 || string(m.Data) == "null":
+	case m.Data[0] == '"':
+		if err := json.Unmarshal(m.Data, &msg.Data); err != nil {
+			return msg, fmt.Errorf("invalid JSON: %w", err)
+		}
+	default:
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, m.Data); err != nil {
+			return msg, fmt.Errorf("invalid JSON: %w", err)
+		}
+		msg.Data = compact.String()
+	}
+	return msg, nil
+}
+
+// complete gives m the request's topic when it names none (the first
+// ?topic=, then the configured default topic) and validates it.
+func (rq Request) complete(m *hub.Message, r *http.Request) error {
+	if m.Topic == "" {
+		m.Topic = r.URL.Query().Get("topic")
+	}
+	if m.Topic == "" {
+		m.Topic = rq.DefaultTopic
+	}
+	return checkMessage(*m)
 }
 
 // checkMessage validates what a publisher sent.

@@ -24,28 +24,64 @@ const (
 // SSE serves a Server-Sent Events subscriber until the client goes away,
 // the hub ends the subscription, or the server stops.
 func (ep *Endpoint) SSE(w http.ResponseWriter, r *http.Request, rq Request) {
-	topics, err := rq.topics(r)
+	// Two goroutines of their own (see OnOwnStack), one after the other:
+	// the first response write runs net/http's header writer, whose frame
+	// alone is 2.8 KiB; on the goroutine that then waits for messages it
+	// would double the stack for the stream's whole life.
+	var s *sseStream
+	OnOwnStack(func() { s = ep.openSSE(w, r, rq) })
+	if s != nil {
+		OnOwnStack(s.run)
+	}
+}
+
+// sseStream is one SSE subscriber whose headers and replay have gone out.
+type sseStream struct {
+	ep    *Endpoint
+	r     *http.Request
+	id    identity
+	sub   *hub.Subscriber
+	out   *sseWriter
+	frame func(*hub.Message) []byte
+}
+
+// openSSE subscribes, answers with the stream's headers and sends what the
+// subscription replays. It returns nil when the request was answered
+// otherwise or the client is gone.
+func (ep *Endpoint) openSSE(w http.ResponseWriter, r *http.Request, rq Request) *sseStream {
+	topics, err := rq.topics(r, ep.Limits.topics())
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
-		return
+		return nil
 	}
 	resume, err := lastID(r)
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
-		return
+		return nil
 	}
-	sub, backlog, gap, err := ep.Hub.Subscribe(r.Context(), topics, resume)
+	id, opts, denied := ep.authorizeSubscribe(r, topics)
+	if denied != nil {
+		denied.send(w)
+		return nil
+	}
+	sub, backlog, gap, err := ep.Hub.Subscribe(r.Context(), topics, resume, opts...)
 	if err != nil {
 		failSubscribe(w, err)
-		return
+		return nil
 	}
-	defer sub.Close()
 
 	kind, encode := hub.FrameSSE, encodeSSE
 	if r.URL.Query().Get("format") == "json" {
 		kind, encode = hub.FrameSSEJSON, encodeSSEJSON
 	}
-	frame := func(m *hub.Message) []byte { return m.Frame(kind, encode) }
+	s := &sseStream{
+		ep:    ep,
+		r:     r,
+		id:    id,
+		sub:   sub,
+		out:   &sseWriter{w: w, rc: http.NewResponseController(w)},
+		frame: func(m *hub.Message) []byte { return m.Frame(kind, encode) },
+	}
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -55,43 +91,65 @@ func (ep *Endpoint) SSE(w http.ResponseWriter, r *http.Request, rq Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
-	out := sseWriter{w: w, rc: http.NewResponseController(w)}
-	defer out.rc.SetWriteDeadline(time.Time{}) //nolint:errcheck // best effort
-
 	buf := []byte(sseRetry)
 	if gap != nil {
 		buf = appendGap(buf, gap, backlog, sub)
 	}
 	for _, m := range backlog {
-		buf = append(buf, frame(m)...)
+		buf = append(buf, s.frame(m)...)
 		if len(buf) >= sseBatch {
-			if out.write(buf) != nil {
-				return
+			if s.out.write(buf) != nil {
+				s.close()
+				return nil
 			}
 			buf = buf[:0]
 		}
 	}
-	if out.write(buf) != nil {
-		return
+	if s.out.write(buf) != nil {
+		s.close()
+		return nil
 	}
+	return s
+}
 
-	heartbeat := time.NewTicker(ep.Heartbeat)
-	defer heartbeat.Stop()
+// close ends the subscription and lifts the stream's write deadline.
+func (s *sseStream) close() {
+	s.sub.Close()
+	_ = s.out.rc.SetWriteDeadline(time.Time{}) // best effort
+}
+
+// run sends live messages and heartbeats until the stream ends.
+func (s *sseStream) run() {
+	defer s.close()
+	heartbeat, leave := joinBeats(s.ep.Heartbeat)
+	defer leave()
+	expired, stopExpiry := s.id.expiry()
+	defer stopExpiry()
+	// Taken once: finding Done through Caddy's chain of request contexts
+	// costs cache misses on every wake-up.
+	ready, ended, gone := s.sub.Ready(), s.sub.Done(), s.r.Context().Done()
+	var buf []byte
 	for {
 		buf = buf[:0]
 		select {
-		case m := <-sub.Messages():
-			buf = append(buf, frame(m)...)
-			buf = drain(buf, sub, frame)
-		case <-heartbeat.C:
+		case <-ready:
+			// Ready also fires when the hub ends the subscription.
+			select {
+			case <-ended:
+				s.ep.endSSE(s.out, s.sub, s.frame)
+				return
+			default:
+			}
+			buf = drain(buf, s.sub, s.frame)
+		case <-heartbeat.C():
 			buf = append(buf, ":\n\n"...)
-		case <-sub.Done():
-			ep.endSSE(out, sub, frame)
+		case <-expired:
+			_ = s.out.write([]byte(": closed: " + errTokenExpired.Error() + "\n\n"))
 			return
-		case <-r.Context().Done():
+		case <-gone:
 			return
 		}
-		if out.write(buf) != nil {
+		if s.out.write(buf) != nil {
 			return
 		}
 	}
@@ -99,11 +157,16 @@ func (ep *Endpoint) SSE(w http.ResponseWriter, r *http.Request, rq Request) {
 
 // endSSE finishes a stream the hub ended: on shutdown the client still gets
 // what was queued; a slow consumer gets only the reason.
-func (ep *Endpoint) endSSE(out sseWriter, sub *hub.Subscriber, frame func(*hub.Message) []byte) {
+func (ep *Endpoint) endSSE(out *sseWriter, sub *hub.Subscriber, frame func(*hub.Message) []byte) {
 	reason := sub.Err()
 	var buf []byte
 	if !errors.Is(reason, hub.ErrSlowConsumer) {
-		buf = drain(buf, sub, frame)
+		// All of the queue, a batch per write: a full batch means more.
+		for buf = drain(buf, sub, frame); len(buf) >= sseBatch; buf = drain(buf[:0], sub, frame) {
+			if out.write(buf) != nil {
+				return
+			}
+		}
 	}
 	if reason != nil {
 		buf = append(buf, ": closed: "+reason.Error()+"\n\n"...)
@@ -112,16 +175,15 @@ func (ep *Endpoint) endSSE(out sseWriter, sub *hub.Subscriber, frame func(*hub.M
 	_ = out.write(buf)
 }
 
-// drain appends what is already queued, up to sseBatch bytes, so a burst
-// goes out in one write.
+// drain appends what is queued, up to sseBatch bytes, so a burst goes out
+// in one write. What stays queued keeps the subscriber's Ready signalled.
 func drain(buf []byte, sub *hub.Subscriber, frame func(*hub.Message) []byte) []byte {
 	for len(buf) < sseBatch {
-		select {
-		case m := <-sub.Messages():
-			buf = append(buf, frame(m)...)
-		default:
-			return buf
+		m, ok := sub.Next()
+		if !ok {
+			break
 		}
+		buf = append(buf, frame(m)...)
 	}
 	return buf
 }
@@ -139,16 +201,24 @@ func appendGap(buf []byte, gap *hub.Gap, backlog []*hub.Message, sub *hub.Subscr
 }
 
 type sseWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	deadline time.Time // the write deadline set last
 }
 
 // write sends buf and flushes it, within writeTimeout.
-func (s sseWriter) write(buf []byte) error {
+func (s *sseWriter) write(buf []byte) error {
 	if len(buf) == 0 {
 		return nil
 	}
-	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	// Moving the deadline costs a timer update, and Caddy's write idle
+	// timeout already moves its own before every write and flush, capped
+	// by ours: ours moves only once half of it has passed, so a socket
+	// that stops draining is dropped within writeTimeout/2 to writeTimeout.
+	if now := time.Now(); s.deadline.Sub(now) < writeTimeout/2 {
+		s.deadline = now.Add(writeTimeout)
+		_ = s.rc.SetWriteDeadline(s.deadline)
+	}
 	if _, err := s.w.Write(buf); err != nil {
 		return err
 	}

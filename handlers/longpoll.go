@@ -1,0 +1,131 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+// Poll serves a long-poll subscriber: it answers at once with the retained
+// messages after the request's last ID, or waits up to PollTimeout for the
+// next ones. The answer's last_id is the cursor for the next poll.
+func (ep *Endpoint) Poll(w http.ResponseWriter, r *http.Request, rq Request) {
+	// A waiting poll holds its goroutine's stack: see OnOwnStack.
+	OnOwnStack(func() { ep.poll(w, r, rq) })
+}
+
+func (ep *Endpoint) poll(w http.ResponseWriter, r *http.Request, rq Request) {
+	topics, err := rq.topics(r, ep.Limits.topics())
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	resume, err := lastID(r)
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	// The subscription is live before history is read, so a message
+	// published while this poll waits (or between two polls, through the
+	// cursor) is never missed.
+	id, opts, denied := ep.authorizeSubscribe(r, topics)
+	if denied != nil {
+		denied.send(w)
+		return
+	}
+	sub, msgs, gap, err := ep.Hub.Subscribe(r.Context(), topics, resume, opts...)
+	if err != nil {
+		failSubscribe(w, err)
+		return
+	}
+	defer sub.Close()
+
+	cursor := resume
+	if cursor == "" || gap != nil {
+		cursor = sub.Head()
+	}
+	if cursor == "" {
+		cursor = ep.startCursor(r.Context())
+	}
+	batch := ep.Limits.pollBatch()
+	if len(msgs) > batch {
+		msgs = msgs[:batch]
+	}
+	if len(msgs) == 0 && gap == nil && r.Method != http.MethodHead {
+		timeout := time.NewTimer(ep.PollTimeout)
+		defer timeout.Stop()
+		// A poll waits no longer than its token lasts; the next one is
+		// refused.
+		expired, stopExpiry := id.expiry()
+		defer stopExpiry()
+		select {
+		case <-sub.Ready():
+			// A message, or the end of the subscription (shutting down,
+			// too slow): answer with what was queued.
+			msgs = drainPoll(msgs, sub, batch)
+		case <-timeout.C:
+		case <-expired:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if len(msgs) > 0 {
+		cursor = msgs[len(msgs)-1].ID
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	_, _ = w.Write(pollAnswer(msgs, cursor, gap != nil))
+}
+
+// startCursor is the cursor of a poll that begins before the hub has
+// delivered anything: the newest message its broker kept from before (a
+// shared or durable history), else Earliest, since all that comes is new.
+func (ep *Endpoint) startCursor(ctx context.Context) string {
+	kept, _, err := ep.Hub.History(ctx, hub.Earliest, "")
+	if err != nil || len(kept) == 0 {
+		return hub.Earliest
+	}
+	return kept[len(kept)-1].ID
+}
+
+// drainPoll appends what is queued, up to batch messages in all.
+func drainPoll(msgs []*hub.Message, sub *hub.Subscriber, batch int) []*hub.Message {
+	for len(msgs) < batch {
+		m, ok := sub.Next()
+		if !ok {
+			break
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// pollAnswer encodes {"messages":[...],"last_id":"..","gap":false} from
+// each message's shared envelope bytes.
+func pollAnswer(msgs []*hub.Message, cursor string, gap bool) []byte {
+	b := []byte(`{"messages":[`)
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m.Frame(hub.FrameJSON, encodeEnvelope)...)
+	}
+	b = append(b, `],"last_id":`...)
+	id, _ := json.Marshal(cursor)
+	b = append(b, id...)
+	b = append(b, `,"gap":`...)
+	b = strconv.AppendBool(b, gap)
+	return append(b, "}\n"...)
+}
+
+// encodeEnvelope encodes m as its JSON envelope (see envelope in sse.go).
+func encodeEnvelope(m *hub.Message) []byte {
+	b, _ := json.Marshal(newEnvelope(m))
+	return b
+}
