@@ -16,6 +16,13 @@ import (
 // loads the same hub, so subscribers stay connected and keep receiving.
 var hubs = caddy.NewUsagePool()
 
+// hubDefinition is how one config defines a hub: what it must define the
+// same way wherever it names the hub.
+type hubDefinition struct {
+	opts   hub.Options
+	broker string // brokerSpec.key
+}
+
 // poolHub is a hub as stored in the pool.
 type poolHub struct{ *hub.Hub }
 
@@ -28,9 +35,11 @@ func (p poolHub) Destruct() error { return p.Close() }
 // configuration: handlers load it.
 type App struct {
 	mu      sync.Mutex
-	defined map[string]hub.Options
+	defined map[string]hubDefinition
 	used    []*hub.Hub
 	logger  *zap.Logger
+	mqtt    appLinks
+	obs     catalogue // the hubs by name, for metrics and stats (observe.go)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -44,7 +53,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // Provision subscribes to Caddy's "stopping" event.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
-	a.defined = make(map[string]hub.Options)
+	a.defined = make(map[string]hubDefinition)
 	events, err := ctx.App("events")
 	if err != nil {
 		return fmt.Errorf("loading events app: %w", err)
@@ -52,13 +61,17 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return events.(*caddyevents.App).On("stopping", a)
 }
 
-// Handle implements caddyevents.Handler: when the process exits, every
-// stream of this config's hubs ends (SSE clients get what was queued), so
-// the HTTP server's graceful shutdown can finish. A reload leaves them be.
+// Handle implements caddyevents.Handler: when Caddy stops (the process
+// exits, or caddy.Stop), every stream of this config's hubs ends (SSE
+// clients get what was queued), so the HTTP server's graceful shutdown can
+// finish. A reload leaves them be.
 func (a *App) Handle(context.Context, caddy.Event) error {
-	if !caddy.Exiting() {
+	// A reload stops the old config once the new one is active; a stop
+	// (exit, or caddy.Stop) leaves no active config.
+	if !caddy.Exiting() && caddy.ActiveContext().Context != nil {
 		return nil
 	}
+	a.logShutdown()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, h := range a.used {
@@ -69,14 +82,19 @@ func (a *App) Handle(context.Context, caddy.Event) error {
 
 // hub returns the named hub, starting it if no config has it yet and
 // applying opts to it if one has. One config must define a hub one way.
-func (a *App) hub(name string, opts hub.Options) (*hub.Hub, error) {
+func (a *App) hub(name string, opts hub.Options, broker brokerSpec) (*hub.Hub, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if prev, ok := a.defined[name]; ok && prev != opts {
-		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue); give one of them another hub name", name)
+	def := hubDefinition{opts: opts, broker: broker.key}
+	if prev, ok := a.defined[name]; ok && prev != def {
+		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue, broker, presence, limits subscribers or per_ip); give one of them another hub name", name)
 	}
-	val, loaded, err := hubs.LoadOrNew(name, func() (caddy.Destructor, error) {
-		return poolHub{hub.New(hub.NewMemoryBroker(opts.Retention), opts)}, nil
+	val, loaded, err := hubs.LoadOrNew(broker.poolKey(name), func() (caddy.Destructor, error) {
+		b, err := broker.open(opts.Retention)
+		if err != nil {
+			return nil, err
+		}
+		return poolHub{hub.New(b, opts)}, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hub %q: %w", name, err)
@@ -85,7 +103,7 @@ func (a *App) hub(name string, opts hub.Options) (*hub.Hub, error) {
 	if loaded {
 		h.SetOptions(opts)
 	}
-	a.defined[name] = opts
+	a.defined[name] = def
 	a.used = append(a.used, h)
 	return h, nil
 }
@@ -100,12 +118,17 @@ func (a *App) Start() error {
 			return err
 		}
 	}
+	a.startMQTT()
+	a.started()
 	return nil
 }
 
 // Stop implements caddy.App. Hubs live on in the pool until their last
 // handler is cleaned up.
-func (a *App) Stop() error { return nil }
+func (a *App) Stop() error {
+	a.stopped()
+	return nil
+}
 
 // Interface guards
 var (

@@ -33,6 +33,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_message_size <size>
 //		topic            <topic with placeholders>
 //		publish_key      <key>
+//		poll_timeout     <duration>
+//		cors             <origin>...   # or *; repeatable
+//		presence                       # publish $pubsub/subscribe and $pubsub/unsubscribe events
+//		jwt              { ... }       # see parseJWT in jwt.go
+//		limits           { ... }       # see parseLimits in limits.go
+//		mqtt             <url> { ... }  # see parseMQTT in mqtt.go; repeatable
+//		broker           memory | bolt <path> | redis <url> { ... }  # see unmarshalBroker in broker.go
 //	}
 //
 // Every sub-directive is optional; see the README for defaults.
@@ -91,6 +98,43 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.PublishKey, err = one(); err == nil && h.PublishKey == "" {
 				err = errors.New("empty key")
 			}
+		case "poll_timeout":
+			var v string
+			if v, err = one(); err == nil {
+				var dur time.Duration
+				if dur, err = caddy.ParseDuration(v); err == nil {
+					h.PollTimeout = caddy.Duration(dur)
+					err = checkPollTimeout(dur)
+				}
+			}
+		case "cors":
+			if len(args) == 0 {
+				err = errArgCount
+			} else {
+				h.CORS = append(h.CORS, args...)
+				err = checkOrigins(args)
+			}
+		case "mqtt":
+			if err := h.parseMQTT(d, args); err != nil {
+				return err
+			}
+		case "broker":
+			if err := h.unmarshalBroker(d, args); err != nil {
+				return err
+			}
+		case "jwt":
+			if err := h.parseJWT(d, args); err != nil {
+				return err
+			}
+		case "limits":
+			if err := h.parseLimits(d, args); err != nil {
+				return err
+			}
+		case "presence":
+			if len(args) != 0 {
+				err = errArgCount
+			}
+			h.Presence = true
 		default:
 			return d.Errf("unknown pubsub sub-directive %q", name)
 		}

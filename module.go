@@ -1,7 +1,7 @@
 // Package pubsub is the Caddy module of caddy-pubsub: the http.handlers.pubsub
-// handler that gives a route Server-Sent Events subscribe and HTTP publish
-// endpoints, and the pubsub app that shares named hubs across sites and
-// config reloads.
+// handler that gives a route WebSocket, Server-Sent Events and long-poll
+// subscribe endpoints and an HTTP publish endpoint, and the pubsub app that
+// shares named hubs across sites and config reloads.
 package pubsub
 
 import (
@@ -16,8 +16,10 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pubsub/caddy-pubsub/auth"
 	"github.com/caddy-pubsub/caddy-pubsub/handlers"
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
+	"github.com/caddy-pubsub/caddy-pubsub/mqtt"
 )
 
 func init() {
@@ -33,6 +35,7 @@ const (
 	DefaultHeartbeat      = 15 * time.Second
 	DefaultQueue          = 1024
 	DefaultMaxMessageSize = 64 << 10
+	DefaultPollTimeout    = 30 * time.Second
 )
 
 // Bounds that keep a configuration from exhausting memory by mistake.
@@ -41,10 +44,12 @@ const (
 	maxQueue          = 1_000_000
 	maxMessageSizeCap = 16 << 20
 	minHeartbeat      = time.Second
+	minPollTimeout    = time.Second
+	maxPollTimeout    = 10 * time.Minute
 )
 
-// Handler serves publish (POST) and subscribe (GET, Server-Sent Events)
-// requests for one hub.
+// Handler serves publish (POST) and subscribe (GET: WebSocket, Server-Sent
+// Events or long-poll) requests for one hub.
 type Handler struct {
 	// Hub names the hub this endpoint serves. Handlers naming the same hub
 	// share its subscribers and history, across sites and config reloads.
@@ -55,8 +60,10 @@ type Handler struct {
 	// 1000 messages, none older than 1h.
 	History *History `json:"history,omitempty"`
 
-	// Heartbeat is how often an idle SSE stream gets a comment line, which
-	// keeps proxies from closing it. Default: 15s.
+	// Heartbeat is how often an idle SSE stream gets a comment line and a
+	// WebSocket gets a ping, which keeps proxies from closing them. A
+	// WebSocket client that answers no ping for two heartbeats is dropped.
+	// Default: 15s.
 	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
 
 	// Queue is each subscriber's queue length; a subscriber that falls this
@@ -76,8 +83,50 @@ type Handler struct {
 	// resolve empty. Without it, only loopback clients may publish.
 	PublishKey string `json:"publish_key,omitempty"`
 
+	// PollTimeout is how long a long-poll request waits for a message
+	// before it answers with none. Between 1s and 10m. Default: 30s.
+	PollTimeout caddy.Duration `json:"poll_timeout,omitempty"`
+
+	// CORS lists the browser origins ("https://app.example.com", or "*"
+	// for any) whose pages may publish and open WebSockets besides the
+	// endpoint's own origin. Default: none (same origin only).
+	CORS []string `json:"cors,omitempty"`
+
+	// MQTT lists upstream MQTT subscriptions: each message they receive is
+	// published into this endpoint's hub, as prefix + MQTT topic. The
+	// connection opens when the config starts and survives reloads that
+	// keep the block unchanged. Default: none.
+	MQTT []*mqtt.Config `json:"mqtt,omitempty"`
+
+	// Broker chooses where the hub orders and keeps its messages: memory
+	// (this process), redis (shared by several Caddy instances) or bolt (a
+	// file that survives restarts). Handlers naming one hub must name the
+	// same broker. Default: memory.
+	Broker *Broker `json:"broker,omitempty"`
+
+	// JWT authorises subscribers and publishers with JSON Web Tokens whose
+	// "pubsub" claim grants topic patterns (see jwt.go). Once set,
+	// subscribing needs a token, and publishing a token or the
+	// publish_key, from loopback too. Default: none (subscribing is open).
+	JWT *JWT `json:"jwt,omitempty"`
+
+	// Presence makes the hub publish an event to $pubsub/subscribe or
+	// $pubsub/unsubscribe whenever an SSE or WebSocket subscription begins,
+	// changes or ends, which authorised clients may watch. Handlers naming
+	// one hub must agree on it. Default: off.
+	Presence bool `json:"presence,omitempty"`
+
+	// Limits bounds topics per subscription, subscriber connections per
+	// hub and per client address, and batch sizes (see limits.go).
+	// Default: 32 topics, 100000 subscribers, no per-address cap, 100
+	// messages per publish and per long-poll answer.
+	Limits *Limits `json:"limits,omitempty"`
+
 	endpoint handlers.Endpoint
+	poolKey  string // the hub's key in the hubs pool
+	mqttKeys []string
 	logger   *zap.Logger
+	metrics  *collector // the config's pubsub metrics (observe.go)
 }
 
 // History bounds a hub's retained messages.
@@ -115,6 +164,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxMessageSize == 0 {
 		h.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if h.PollTimeout == 0 {
+		h.PollTimeout = caddy.Duration(DefaultPollTimeout)
+	}
+	h.Limits = h.Limits.withDefaults()
 	if err := h.check(); err != nil {
 		return err
 	}
@@ -125,30 +178,56 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if strings.TrimSpace(key) == "" {
 			return fmt.Errorf("publish_key %q resolves to an empty key (is the environment variable set?)", h.PublishKey)
 		}
-	} else {
+	} else if h.JWT == nil {
 		h.logger.Warn("publishing has no authentication: only loopback clients may publish; set publish_key to publish from elsewhere",
 			zap.String("hub", h.Hub))
+	}
+	var verifier *auth.Verifier
+	var tokenCookie string
+	if h.JWT != nil {
+		v, err := h.JWT.verifier(h.logger)
+		if err != nil {
+			return err
+		}
+		verifier, tokenCookie = v, h.JWT.Cookie
 	}
 
 	appIface, err := ctx.App("pubsub")
 	if err != nil {
 		return fmt.Errorf("loading pubsub app: %w", err)
 	}
-	hb, err := appIface.(*App).hub(h.Hub, hub.Options{
-		Queue:     h.Queue,
-		Retention: hub.Retention{Count: h.History.Count, MaxAge: time.Duration(h.History.MaxAge)},
-	})
+	spec, err := h.Broker.spec(h.Hub, h.logger)
 	if err != nil {
 		return err
 	}
+	hb, err := appIface.(*App).hub(h.Hub, hub.Options{
+		Queue:     h.Queue,
+		Retention: hub.Retention{Count: h.History.Count, MaxAge: time.Duration(h.History.MaxAge)},
+		Presence:  h.Presence,
+		// Hub-wide limits (limits.go).
+		MaxSubscribers: h.Limits.Subscribers,
+		MaxPerClient:   h.Limits.PerIP,
+	}, spec)
+	if err != nil {
+		return err
+	}
+	h.poolKey = spec.poolKey(h.Hub)
 	h.endpoint = handlers.Endpoint{
 		Hub:            hb,
 		Heartbeat:      time.Duration(h.Heartbeat),
 		MaxMessageSize: h.MaxMessageSize,
 		PublishKey:     key,
+		JWT:            verifier,
+		TokenCookie:    tokenCookie,
+		PollTimeout:    time.Duration(h.PollTimeout),
+		AllowedOrigins: origins(h.CORS),
+		Limits:         h.Limits.endpoint(),
 		Logger:         h.logger,
 	}
-	return nil
+	if err := h.provisionMQTT(appIface.(*App), hb); err != nil {
+		return err
+	}
+	return h.observe(ctx, appIface.(*App), hb)
 }
 
 // Validate checks the settings (also for JSON configs, which skip the
@@ -165,6 +244,11 @@ func (h *Handler) check() error {
 		checkQueue(h.Queue),
 		checkMaxMessageSize(h.MaxMessageSize),
 		checkTopicTemplate(h.Topic),
+		checkPollTimeout(time.Duration(h.PollTimeout)),
+		checkOrigins(h.CORS),
+		h.JWT.check(),
+		h.Broker.check(),
+		h.Limits.check(),
 	)
 }
 
@@ -199,6 +283,33 @@ func checkQueue(n int) error {
 	return nil
 }
 
+func checkPollTimeout(d time.Duration) error {
+	if d < minPollTimeout || d > maxPollTimeout {
+		return fmt.Errorf("poll_timeout %s out of range %s..%s", d, minPollTimeout, maxPollTimeout)
+	}
+	return nil
+}
+
+func checkOrigins(list []string) error {
+	var errs []error
+	for _, o := range list {
+		if _, err := handlers.NormalizeOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("cors: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// origins returns the checked cors list as browsers send origins.
+func origins(list []string) []string {
+	out := make([]string, 0, len(list))
+	for _, o := range list {
+		n, _ := handlers.NormalizeOrigin(o) // checked in check
+		out = append(out, n)
+	}
+	return out
+}
+
 func checkMaxMessageSize(n int64) error {
 	if n < 1 || n > maxMessageSizeCap {
 		return fmt.Errorf("max_message_size %d out of range 1..%d bytes", n, maxMessageSizeCap)
@@ -226,8 +337,12 @@ var placeholder = regexp.MustCompile(`\{[^{}]+\}`)
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost:
+		h.endpoint.SetCORSHeaders(w, r)
+	case http.MethodOptions:
+		h.endpoint.Options(w, r)
+		return nil
 	default:
-		w.Header().Set("Allow", "GET, POST")
+		w.Header().Set("Allow", "GET, HEAD, POST, OPTIONS")
 		http.Error(w, "method not allowed: subscribe with GET, publish with POST", http.StatusMethodNotAllowed)
 		return nil
 	}
@@ -238,27 +353,49 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	rq := handlers.Request{DefaultTopic: topic}
 	if r.Method == http.MethodPost {
-		h.endpoint.Publish(w, r, rq)
+		h.publish(w, r, rq)
 		return nil
 	}
-	switch transport(r) {
+	t, err := transport(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil
+	}
+	r = subscriber(r, t)
+	release, ok := h.admit(w, r)
+	if !ok {
+		return nil
+	}
+	defer release()
+	switch t {
+	case "ws":
+		h.endpoint.WebSocket(w, r, rq)
 	case "sse":
 		h.endpoint.SSE(w, r, rq)
 	default:
-		http.Error(w, "subscribe with Accept: text/event-stream (or ?transport=sse)", http.StatusNotAcceptable)
+		h.endpoint.Poll(w, r, rq)
 	}
 	return nil
 }
 
-// transport names the subscriber transport r asks for.
-func transport(r *http.Request) string {
-	if t := r.URL.Query().Get("transport"); t != "" {
-		return t
+// transport names the subscriber transport r asks for: the one ?transport=
+// forces, else "ws" for a WebSocket upgrade, "sse" for an SSE Accept
+// header, "poll" for any other GET.
+func transport(r *http.Request) (string, error) {
+	switch t := r.URL.Query().Get("transport"); t {
+	case "sse", "ws", "poll":
+		return t, nil
+	case "":
+	default:
+		return "", fmt.Errorf("unknown transport %q: use sse, ws or poll", t)
 	}
-	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
-		return "sse"
+	switch {
+	case handlers.IsWebSocket(r):
+		return "ws", nil
+	case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+		return "sse", nil
 	}
-	return ""
+	return "poll", nil
 }
 
 // defaultTopic expands the configured topic for r. Each placeholder must
@@ -290,10 +427,11 @@ func (h *Handler) defaultTopic(r *http.Request) (string, error) {
 
 // Cleanup releases the hub; the last user of a hub closes it.
 func (h *Handler) Cleanup() error {
+	h.cleanupMQTT()
 	if h.endpoint.Hub == nil {
 		return nil
 	}
-	_, err := hubs.Delete(h.Hub)
+	_, err := hubs.Delete(h.poolKey)
 	return err
 }
 

@@ -116,7 +116,7 @@ http://127.0.0.1:{PORT} {
 			if strings.Count(strings.TrimSpace(got), "\n") != 0 {
 				t.Errorf("reason is not one line: %q", got)
 			}
-			if code == 405 && hdr.Get("Allow") != "GET, POST" {
+			if code == 405 && hdr.Get("Allow") != "GET, HEAD, POST, OPTIONS" {
 				t.Errorf("405 with Allow %q", hdr.Get("Allow"))
 			}
 		})

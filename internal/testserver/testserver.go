@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -44,15 +45,22 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a TCP port that was free a moment ago on every
+// interface (Caddy binds ":PORT"). It is drawn below the kernel's ephemeral
+// range (32768 and up on Linux), where the source port of an outgoing
+// connection cannot take it before the server binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+		if err == nil {
+			ln.Close()
+			return port
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free TCP port in 20000-31999")
+	return 0
 }
 
 // Server is a Caddy running in this process.

@@ -1,0 +1,289 @@
+// Command pubsub-bench measures a running caddy-pubsub endpoint: it holds N
+// subscribers over SSE, WebSocket or long-poll, spread over many loopback
+// source addresses and, past one process's open-files limit, over several
+// worker processes; publishes stamped messages at a given rate and size;
+// and reports deliveries, loss, latency and the server's CPU and memory
+// from /proc. It only ever connects to loopback addresses.
+//
+//	go run ./cmd/pubsub-bench -url http://127.0.0.1:8399/events -key KEY \
+//		-pid $(pgrep -n bench-caddy) -mode sustained -n 10000 -rate 5 -duration 20s
+//
+// See BENCHMARKS.md for the method and cmd/pubsub-bench/run-all.sh for
+// the whole suite.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Modes.
+const (
+	modeIdle      = "idle"      // connect N, settle, measure memory per subscriber
+	modeFanout    = "fanout"    // a few messages, each to all N subscribers
+	modeSustained = "sustained" // R msg/s for D to N subscribers
+	modePublish   = "publish"   // as many publishes/s as possible
+)
+
+// Config is one benchmark run.
+type Config struct {
+	URL         string        `json:"url"`
+	Transport   string        `json:"transport"`
+	Mode        string        `json:"mode"`
+	Subscribers int           `json:"subscribers"`
+	Procs       int           `json:"procs"`
+	Sources     int           `json:"sources"`
+	Rate        float64       `json:"rate"`
+	Size        int           `json:"size"`
+	Duration    time.Duration `json:"duration_ns"`
+	Count       int           `json:"count"`
+	Interval    time.Duration `json:"interval_ns"`
+	Publishers  int           `json:"publishers"`
+	Batch       int           `json:"batch"`
+	Topic       string        `json:"topic"`
+	PID         int           `json:"pid"`
+	Settle      time.Duration `json:"settle_ns"`
+	Idle        time.Duration `json:"idle_ns"`
+	Drain       time.Duration `json:"drain_ns"`
+	Connect     time.Duration `json:"connect_timeout_ns"`
+	Dials       int           `json:"dial_concurrency"`
+	Label       string        `json:"label,omitempty"`
+	Key         string        `json:"-"` // never written to reports
+
+	// resolved by validate
+	target target
+}
+
+// target is the endpoint, resolved to a loopback address.
+type target struct {
+	addr  string // ip:port to dial
+	host  string // Host header
+	path  string // path and the user's query, without the tool's parameters
+	query url.Values
+	ipv4  bool
+}
+
+func main() {
+	if os.Getenv(workerEnv) != "" {
+		os.Exit(workerMain(os.Stdin, os.Stdout))
+	}
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func cli(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pubsub-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	var asJSON bool
+	var out string
+	var report bool
+	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8399/events", "pubsub endpoint (loopback only)")
+	fs.StringVar(&cfg.Transport, "transport", "sse", "subscriber transport: sse, ws or poll")
+	fs.StringVar(&cfg.Mode, "mode", modeSustained, "idle, fanout, sustained or publish")
+	fs.IntVar(&cfg.Subscribers, "n", 100, "subscribers (publish mode: 1 unless set)")
+	fs.IntVar(&cfg.Procs, "procs", 0, "worker processes holding the subscribers (0: as few as the open-files limit allows)")
+	fs.IntVar(&cfg.Sources, "sources", 0, "loopback source addresses 127.0.0.2, 127.0.0.3, ... (0: one per 5000 subscribers)")
+	fs.Float64Var(&cfg.Rate, "rate", 10, "messages per second, 0 for as fast as possible (sustained; publish mode: 0 unless set)")
+	fs.IntVar(&cfg.Size, "size", 100, "message data size in bytes (at least the stamp, about 60)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to publish (sustained, publish)")
+	fs.IntVar(&cfg.Count, "count", 1, "messages to fan out, one at a time (fanout)")
+	fs.DurationVar(&cfg.Interval, "interval", time.Second, "time between fan-out messages")
+	fs.IntVar(&cfg.Publishers, "publishers", 0, "concurrent publishers with keep-alive connections (0: 8 in publish mode, 2 and one more per 200 msg/s in sustained mode, 1 in fanout mode)")
+	fs.IntVar(&cfg.Batch, "batch", 1, "messages per publish request (>1 sends a JSON array; the server's default limit is 100)")
+	fs.StringVar(&cfg.Topic, "topic", "", "topic (default: bench/RANDOM, new each run)")
+	fs.StringVar(&cfg.Key, "key", "", "publish key, sent as Authorization: Bearer (default $PUBSUB_BENCH_KEY)")
+	fs.IntVar(&cfg.PID, "pid", 0, "server process ID, for its CPU and memory from /proc (0: not measured)")
+	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "wait after all subscribers connect, before measuring")
+	fs.DurationVar(&cfg.Idle, "idle", 0, "window measuring the server's idle CPU with all subscribers connected (0: 16s in idle mode, one heartbeat period and more; else 3s)")
+	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "longest wait for deliveries after the last publish")
+	fs.DurationVar(&cfg.Connect, "connect-timeout", 2*time.Minute, "longest wait for all subscribers to connect")
+	fs.IntVar(&cfg.Dials, "dials", 200, "concurrent connection attempts per process")
+	fs.StringVar(&cfg.Label, "label", "", "free text copied into the report")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of a table")
+	fs.StringVar(&out, "out", "", "also write the JSON report to this file")
+	fs.BoolVar(&report, "report", false, "print a Markdown table of the JSON reports named as arguments, and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: pubsub-bench [flags]\n       pubsub-bench -report FILE.json...\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.Mode == modePublish {
+		if !set["n"] {
+			cfg.Subscribers = 1
+		}
+		if !set["rate"] {
+			cfg.Rate = 0
+		}
+	}
+	if report {
+		if err := printMarkdown(stdout, fs.Args()); err != nil {
+			fmt.Fprintln(stderr, "pubsub-bench:", err)
+			return 1
+		}
+		return 0
+	}
+	if cfg.Key == "" {
+		// Read here, not as the flag's default, so -h never prints it.
+		cfg.Key = os.Getenv("PUBSUB_BENCH_KEY")
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pubsub-bench: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(stderr, "pubsub-bench:", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := Run(ctx, cfg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "pubsub-bench:", err)
+		return 1
+	}
+	if out != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintln(stderr, "pubsub-bench:", err)
+			return 1
+		}
+	}
+	if asJSON {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		rep.WriteTable(stdout)
+	}
+	return 0
+}
+
+// validate fills defaults and checks cfg; it refuses any target that is
+// not a loopback address.
+func (c *Config) validate() error {
+	switch c.Mode {
+	case modeIdle, modeFanout, modeSustained, modePublish:
+	default:
+		return fmt.Errorf("-mode %q: want idle, fanout, sustained or publish", c.Mode)
+	}
+	switch c.Transport {
+	case "sse", "ws", "poll":
+	default:
+		return fmt.Errorf("-transport %q: want sse, ws or poll", c.Transport)
+	}
+	if c.Batch < 1 || c.Batch > 10_000 {
+		return errors.New("-batch: 1 to 10000 (the server takes 100 unless its limits block says more)")
+	}
+	if c.Publishers <= 0 {
+		c.Publishers = 1
+		switch {
+		case c.Mode == modePublish:
+			c.Publishers = 8
+		case c.Mode == modeSustained:
+			// A publish to many subscribers may take longer than the
+			// interval between two: a second publisher keeps the rate.
+			c.Publishers = min(maxPublishers, int(c.Rate/float64(c.Batch)/200)+2)
+		}
+	}
+	if c.Idle <= 0 {
+		c.Idle = 3 * time.Second
+		if c.Mode == modeIdle {
+			c.Idle = 16 * time.Second
+		}
+	}
+	switch {
+	case c.Subscribers < 1:
+		return errors.New("-n must be at least 1")
+	case c.Rate < 0 || c.Rate > 1e6:
+		return errors.New("-rate: 0 to 1,000,000 msg/s")
+	case c.Settle < 0 || c.Drain < 0 || c.Connect <= 0:
+		return errors.New("-settle and -drain must not be negative, -connect-timeout must be positive")
+	case c.Subscribers > 10_000_000:
+		return errors.New("-n: at most 10,000,000")
+	case c.Size < 0 || c.Size > 1<<20:
+		return errors.New("-size: 0 to 1MiB")
+	case c.Publishers > maxPublishers:
+		return fmt.Errorf("-publishers: at most %d", maxPublishers)
+	case c.Batch*(c.Size+100) > 16<<20:
+		return errors.New("-batch × -size: a publish request would pass 16MiB, the largest max_message_size")
+	case c.Mode == modeFanout && c.Batch > 1:
+		return errors.New("-batch applies to sustained and publish modes")
+	case c.Count < 1 || c.Count > 10_000:
+		return errors.New("-count: 1 to 10000")
+	case c.Duration <= 0 || c.Duration > time.Hour:
+		return errors.New("-duration: more than 0, at most 1h")
+	case c.Procs < 0 || c.Procs > 256:
+		return errors.New("-procs: 0 to 256")
+	case c.Sources < 0 || c.Sources > 60000:
+		return errors.New("-sources: 0 to 60000")
+	case c.Dials < 1:
+		return errors.New("-dials: at least 1")
+	}
+	if c.Sources == 0 {
+		c.Sources = max(1, (c.Subscribers+4999)/5000)
+	}
+	t, err := resolveTarget(c.URL)
+	if err != nil {
+		return err
+	}
+	if !t.ipv4 && c.Sources > 1 {
+		// IPv6 loopback is one address: ::1.
+		c.Sources = 1
+	}
+	c.target = t
+	return nil
+}
+
+// resolveTarget checks that raw is an http URL whose host is a loopback
+// address (or localhost) and returns what to dial.
+func resolveTarget(raw string) (target, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return target{}, fmt.Errorf("-url: %w", err)
+	}
+	if u.Scheme != "http" {
+		return target{}, fmt.Errorf("-url %q: use an http:// URL (the tool picks ws:// itself for -transport ws)", raw)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "80"
+	}
+	var ip net.IP
+	if strings.EqualFold(host, "localhost") {
+		ip = net.IPv4(127, 0, 0, 1)
+	} else {
+		ip = net.ParseIP(host)
+	}
+	if ip == nil || !ip.IsLoopback() {
+		return target{}, fmt.Errorf("-url %q: only loopback targets (127.0.0.0/8, ::1, localhost) are allowed", raw)
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	return target{
+		addr:  net.JoinHostPort(ip.String(), port),
+		host:  u.Host,
+		path:  path,
+		query: u.Query(),
+		ipv4:  ip.To4() != nil,
+	}, nil
+}

@@ -1,0 +1,496 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// fdReserve is the open files a process keeps for itself besides its
+// subscribers.
+const fdReserve = 100
+
+// Run connects the subscribers, measures idle, publishes as cfg.Mode says,
+// waits for the deliveries and reports. Progress goes to log. It returns
+// when done, by cfg's bounds, or when ctx ends.
+func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	// Worker processes write their stderr here too.
+	log = &lockedWriter{w: log}
+	rep := newReport(cfg)
+	fdLimit, err := raiseFileLimit()
+	if err != nil {
+		return nil, err
+	}
+	procs, err := planProcs(cfg, fdLimit)
+	if err != nil {
+		return nil, err
+	}
+	rep.Procs = procs
+	if ports := ephemeralPorts() * 9 / 10; (cfg.Subscribers+cfg.Sources-1)/cfg.Sources > ports {
+		return nil, fmt.Errorf("%d subscribers over %d source addresses need more than the %d local ports each address has (net.ipv4.ip_local_port_range): use -sources %d or more",
+			cfg.Subscribers, cfg.Sources, ports, (cfg.Subscribers+ports-1)/ports)
+	}
+	if cfg.PID > 0 {
+		if _, err := readProc(cfg.PID); err != nil {
+			return nil, fmt.Errorf("-pid %d: %w", cfg.PID, err)
+		}
+		rep.Server = &ServerReport{PID: cfg.PID, SameProcessAsClient: cfg.PID == os.Getpid()}
+		if lim, err := openFilesLimit(cfg.PID); err == nil {
+			rep.Server.OpenFilesLimit = lim
+			if cfg.Subscribers+fdReserve > lim {
+				rep.note(log, "server PID %d may open at most %d files (its RLIMIT_NOFILE): it can hold about %d subscribers; start it under a higher `ulimit -n` (or LimitNOFILE= in its systemd unit)",
+					cfg.PID, lim, lim-fdReserve)
+			}
+		}
+		if rep.Server.SameProcessAsClient {
+			rep.note(log, "server and load client are one process: the server's CPU and memory include the client's")
+		}
+	}
+
+	topic := cfg.Topic
+	if topic == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		topic = "bench/" + hex.EncodeToString(b[:])
+	}
+	rep.Topic = topic
+	pub := newPublisher(cfg, topic, cfg.Publishers)
+	defer pub.close()
+	startID, err := pub.waitMarker(ctx, 10*time.Second)
+	if err != nil {
+		var se statusError
+		if errors.As(err, &se) && se.code == 401 {
+			err = fmt.Errorf("%w (pass the publish key with -key or $PUBSUB_BENCH_KEY)", err)
+		}
+		return nil, err
+	}
+	server := newServerMeter(cfg.PID)
+	baseline := server.sample()
+
+	// The workers stop by themselves by this deadline, whatever happens here.
+	deadline := time.Now().Add(cfg.Connect + cfg.Settle + cfg.Idle + cfg.Drain + publishTime(cfg) + 2*time.Minute)
+	connectBy := time.Now().Add(cfg.Connect)
+	ws, err := startWorkers(ctx, cfg, procs, topic, startID, connectBy, deadline, log)
+	if err != nil {
+		return nil, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_, _ = ws.stop()
+		}
+	}()
+
+	// Connect.
+	connectStart := time.Now()
+	// The workers' progress may be 100ms old.
+	if err := ws.waitConnected(ctx, cfg.Subscribers, connectBy.Add(200*time.Millisecond), log); err != nil {
+		return nil, err
+	}
+	p := ws.progress()
+	rep.ConnectSeconds = seconds(time.Since(connectStart))
+	if p.Connected == 0 {
+		res, _ := ws.stop()
+		stopped = true
+		return nil, fmt.Errorf("no subscriber connected: %s", describeCounts(res.ConnectErrors))
+	}
+	if p.Connected+p.Failed < int64(cfg.Subscribers) {
+		rep.note(log, "only %d of %d subscribers connected within -connect-timeout %s", p.Connected, cfg.Subscribers, cfg.Connect)
+	}
+	fmt.Fprintf(log, "connected %d of %d in %.1fs (%d failed); settling %s\n", p.Connected, cfg.Subscribers, rep.ConnectSeconds, p.Failed, cfg.Settle)
+
+	// Idle.
+	if err := sleep(ctx, cfg.Settle); err != nil {
+		return nil, err
+	}
+	idleStart := server.sample()
+	if err := sleep(ctx, cfg.Idle); err != nil {
+		return nil, err
+	}
+	idleEnd := server.sample()
+	live := ws.progress().live()
+	if rep.Server != nil {
+		rep.Server.RSSBaselineBytes = baseline.rssBytes
+		rep.Server.RSSIdleBytes = idleEnd.rssBytes
+		rep.Server.IdleSubscribers = live
+		rep.Server.IdleCPUCores = cores(idleEnd.cpu-idleStart.cpu, idleEnd.at.Sub(idleStart.at))
+		rep.Server.IdleWindowS = seconds(idleEnd.at.Sub(idleStart.at))
+		if live > 0 {
+			rep.Server.BytesPerSubscriber = float64(idleEnd.rssBytes-baseline.rssBytes) / float64(live)
+		}
+	}
+
+	// Load.
+	if cfg.Mode != modeIdle {
+		if err := rep.load(ctx, cfg, pub, ws, server, live, log); err != nil {
+			return nil, err
+		}
+	}
+
+	res, err := ws.stop()
+	stopped = true
+	if err != nil {
+		return nil, err
+	}
+	rep.finish(res, pub)
+	return rep, nil
+}
+
+// load publishes as the mode says and waits for the deliveries.
+func (rep *Report) load(ctx context.Context, cfg Config, pub *publisher, ws workers, server *serverMeter, live int64, log io.Writer) error {
+	fmt.Fprintf(log, "publishing (%s) to %d live subscribers\n", cfg.Mode, live)
+	peak := server.watchPeak(200 * time.Millisecond)
+	start := server.sample()
+	clientStart := ws.clientCPU()
+	switch cfg.Mode {
+	case modeFanout:
+		pub.fanout(ctx, cfg.Count, cfg.Interval)
+	case modeSustained, modePublish:
+		rep.PublishSkipped = pub.sustain(ctx, cfg.Publishers, cfg.Rate, cfg.Duration)
+	}
+	published := time.Now()
+	if err := ctx.Err(); err != nil {
+		peak()
+		return err
+	}
+	rep.Expected = pub.acked.Load() * live
+
+	last, lastChange, err := ws.waitDelivered(ctx, rep.Expected, published.Add(cfg.Drain))
+	if err != nil {
+		peak()
+		return err
+	}
+	if last < rep.Expected && time.Now().After(published.Add(cfg.Drain)) {
+		rep.note(log, "deliveries still arriving after -drain %s", cfg.Drain)
+	}
+	end := server.sample()
+	clientEnd := ws.clientCPU()
+	peakRSS := peak()
+
+	window := lastChange.Sub(start.at)
+	rep.LoadSeconds = seconds(window)
+	rep.PublishSeconds = seconds(published.Sub(start.at))
+	if window > 0 {
+		rep.DeliveriesPerSec = float64(last) / window.Seconds()
+	}
+	if d := published.Sub(start.at); d > 0 {
+		rep.PublishPerSec = float64(pub.acked.Load()) / d.Seconds()
+	}
+	rep.Client.LoadCPUSeconds = seconds(clientEnd - clientStart)
+	rep.Client.LoadCPUCores = cores(clientEnd-clientStart, end.at.Sub(start.at))
+	if last > 0 {
+		rep.Client.CPUSecondsPerMillionDeliveries = (clientEnd - clientStart).Seconds() / float64(last) * 1e6
+	}
+	if rep.Server != nil {
+		cpu := end.cpu - start.cpu
+		rep.Server.RSSLoadPeakBytes = peakRSS
+		rep.Server.RSSEndBytes = end.rssBytes
+		rep.Server.LoadCPUSeconds = seconds(cpu)
+		rep.Server.LoadCPUCores = cores(cpu, end.at.Sub(start.at))
+		if last > 0 {
+			rep.Server.CPUSecondsPerMillionDeliveries = cpu.Seconds() / float64(last) * 1e6
+		}
+		if n := pub.acked.Load(); n > 0 {
+			rep.Server.CPUSecondsPerMillionPublishes = cpu.Seconds() / float64(n) * 1e6
+		}
+	}
+	return nil
+}
+
+// quietTime ends the wait for deliveries when none arrived for that long.
+const quietTime = 2 * time.Second
+
+// waitDelivered waits until the subscribers hold expected messages, none
+// arrived for quietTime, or deadline passed. It returns the count and when
+// it last grew.
+func (ws workers) waitDelivered(ctx context.Context, expected int64, deadline time.Time) (int64, time.Time, error) {
+	last, lastChange := int64(-1), time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		got, now := ws.progress().Unique, time.Now()
+		if got != last {
+			last, lastChange = got, now
+		}
+		if got >= expected || now.Sub(lastChange) > quietTime || now.After(deadline) {
+			return last, lastChange, nil
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return last, lastChange, ctx.Err()
+		}
+	}
+}
+
+// publishTime is the longest the publishing phase of cfg takes.
+func publishTime(cfg Config) time.Duration {
+	switch cfg.Mode {
+	case modeFanout:
+		return time.Duration(cfg.Count) * (cfg.Interval + 30*time.Second)
+	case modeSustained, modePublish:
+		return cfg.Duration + 30*time.Second
+	}
+	return 0
+}
+
+// planProcs returns how many processes hold the subscribers, within the
+// open-files limit.
+func planProcs(cfg Config, fdLimit int) (int, error) {
+	perProc := fdLimit - fdReserve
+	if perProc < 1 {
+		return 0, fmt.Errorf("the open-files limit (RLIMIT_NOFILE) is %d: raise its hard limit (ulimit -Hn as root, LimitNOFILE= in systemd, /etc/security/limits.conf)", fdLimit)
+	}
+	need := max(1, (cfg.Subscribers+perProc-1)/perProc)
+	if cfg.Procs == 0 {
+		return need, nil
+	}
+	if cfg.Procs < need {
+		return 0, fmt.Errorf("%d subscribers in %d processes need %d open files each, but the hard limit (RLIMIT_NOFILE) is %d: use -procs %d or more, or raise the hard limit (ulimit -Hn as root, LimitNOFILE= in systemd, /etc/security/limits.conf)",
+			cfg.Subscribers, cfg.Procs, (cfg.Subscribers+cfg.Procs-1)/cfg.Procs+fdReserve, fdLimit, need)
+	}
+	return cfg.Procs, nil
+}
+
+// workers are the subscriber holders of one run.
+type workers []workerHandle
+
+// startWorkers splits the subscribers over procs workers: this process
+// when procs is 1, else child processes.
+func startWorkers(ctx context.Context, cfg Config, procs int, topic, startID string, connectBy, deadline time.Time, log io.Writer) (workers, error) {
+	var ws workers
+	for k := range procs {
+		first, next := k*cfg.Subscribers/procs, (k+1)*cfg.Subscribers/procs
+		wc := workerConfig{
+			Transport:  cfg.Transport,
+			Addr:       cfg.target.addr,
+			Host:       cfg.target.host,
+			Path:       cfg.target.path,
+			Query:      cfg.target.query,
+			IPv4:       cfg.target.ipv4,
+			Topic:      topic,
+			StartID:    startID,
+			First:      first,
+			Count:      next - first,
+			Sources:    cfg.Sources,
+			Publishers: cfg.Publishers,
+			Size:       cfg.Size,
+			Dials:      cfg.Dials,
+			ConnectBy:  connectBy,
+			Deadline:   deadline,
+		}
+		if procs == 1 {
+			return workers{startWorker(wc)}, nil
+		}
+		c, err := startChild(ctx, wc, log)
+		if err != nil {
+			_, _ = ws.stop()
+			return nil, err
+		}
+		ws = append(ws, c)
+	}
+	return ws, nil
+}
+
+func (p workerProgress) live() int64 { return p.Connected - p.Disconnected }
+
+func (ws workers) progress() workerProgress {
+	var t workerProgress
+	for _, w := range ws {
+		p := w.progress()
+		t.Connected += p.Connected
+		t.Failed += p.Failed
+		t.Disconnected += p.Disconnected
+		t.Received += p.Received
+		t.Unique += p.Unique
+	}
+	return t
+}
+
+// waitConnected waits until every subscriber connected or failed, or
+// until the connect deadline.
+func (ws workers) waitConnected(ctx context.Context, n int, deadline time.Time, log io.Writer) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	lastLog := time.Now()
+	for {
+		p := ws.progress()
+		if p.Connected+p.Failed >= int64(n) || time.Now().After(deadline) {
+			return nil
+		}
+		if time.Since(lastLog) >= time.Second {
+			fmt.Fprintf(log, "connecting: %d of %d (%d failed)\n", p.Connected, n, p.Failed)
+			lastLog = time.Now()
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// stop stops every worker, in parallel, and adds up their results.
+func (ws workers) stop() (workerResult, error) {
+	results := make([]workerResult, len(ws))
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = w.stop()
+		}()
+	}
+	wg.Wait()
+	var t workerResult
+	for _, r := range results {
+		t.Connected += r.Connected
+		t.Failed += r.Failed
+		t.Disconnected += r.Disconnected
+		t.Received += r.Received
+		t.Unique += r.Unique
+		t.Duplicated += r.Duplicated
+		t.Skipped += r.Skipped
+		t.Gaps += r.Gaps
+		t.Foreign += r.Foreign
+		t.ConnectErrors = addCounts(t.ConnectErrors, r.ConnectErrors)
+		t.DisconnectReasons = addCounts(t.DisconnectReasons, r.DisconnectReasons)
+		t.Latency.Merge(r.Latency)
+	}
+	return t, errors.Join(errs...)
+}
+
+// clientCPU is the CPU time of this process and of its worker processes.
+func (ws workers) clientCPU() time.Duration {
+	pids := map[int]bool{os.Getpid(): true}
+	for _, w := range ws {
+		pids[w.pid()] = true
+	}
+	var total time.Duration
+	for pid := range pids {
+		if s, err := readProc(pid); err == nil {
+			total += s.cpu
+		}
+	}
+	return total
+}
+
+func addCounts(into, from map[string]int64) map[string]int64 {
+	if len(from) == 0 {
+		return into
+	}
+	if into == nil {
+		into = map[string]int64{}
+	}
+	for k, v := range from {
+		into[k] += v
+	}
+	return into
+}
+
+func describeCounts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "no error reported"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(a, b int) bool { return m[keys[a]] > m[keys[b]] })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d× %s", m[k], k)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// serverMeter samples the server process; with no PID it samples nothing.
+type serverMeter struct{ pid int }
+
+func newServerMeter(pid int) *serverMeter { return &serverMeter{pid: pid} }
+
+func (m *serverMeter) sample() procSample {
+	if m.pid <= 0 {
+		return procSample{at: time.Now()}
+	}
+	s, err := readProc(m.pid)
+	if err != nil {
+		return procSample{at: time.Now()}
+	}
+	return s
+}
+
+// watchPeak samples the server's RSS every interval until the returned
+// function is called, which returns the highest seen.
+func (m *serverMeter) watchPeak(interval time.Duration) func() int64 {
+	done := make(chan struct{})
+	result := make(chan int64, 1)
+	go func() {
+		var peak int64
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			peak = max(peak, m.sample().rssBytes)
+			select {
+			case <-tick.C:
+			case <-done:
+				result <- peak
+				return
+			}
+		}
+	}()
+	var once sync.Once
+	var peak int64
+	return func() int64 {
+		once.Do(func() {
+			close(done)
+			peak = <-result
+		})
+		return peak
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func seconds(d time.Duration) float64 { return float64(d.Milliseconds()) / 1e3 }
+
+func cores(cpu, wall time.Duration) float64 {
+	if wall <= 0 {
+		return 0
+	}
+	return float64(cpu) / float64(wall)
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,128 @@
+package auth_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
+)
+
+// The topics the tests publish, and which a chat/# + news/+ reader may
+// receive. A wildcard subscription must never deliver the others, live or
+// replayed, on any transport.
+var (
+	retained = []string{"chat/old", "secret/old", "news/old", "news/old/deep", "$pubsub/old"}
+	live     = []string{"secret/live", "chat/live", "news/live/deep", "$pubsub/live", "news/live"}
+
+	retainedAllowed = []string{"chat/old", "news/old"}
+	liveAllowed     = []string{"chat/live", "news/live"}
+)
+
+// publishAll publishes one message per topic with the publish key.
+func publishAll(t *testing.T, ep string, topics []string) {
+	t.Helper()
+	for _, topic := range topics {
+		publish(t, ep, topic, topic)
+	}
+}
+
+// A reader subscribing to "#" (partly covered by its grant) gets only what
+// its token allows: over SSE, WebSocket and long-poll, from history and
+// live. "$" topics need a grant naming them.
+func TestWildcardSubscriptionNeverLeaks(t *testing.T) {
+	ep := startHMAC(t, hmacSite("30s", ""))
+	reader := chatReader(t)
+	publishAll(t, ep, retained)
+
+	sse := testserver.Subscribe(t, nil, ep+q("topic", "#", "format", "json", "last_id", "earliest"), bearer(reader))
+	ws := testserver.DialWS(t, ep, &testserver.WSOptions{Header: bearer(reader)})
+	wsReplay := wsSubscribe(t, ws, 1, "earliest", "#")
+	pollAll := poll(t, ep+q("topic", "#", "last_id", "earliest"), cookie(reader))
+
+	var sseReplay, wsTopics, pollTopics []string
+	for range retainedAllowed {
+		sseReplay = append(sseReplay, topicOf(t, sse.Next()))
+	}
+	for _, f := range wsReplay {
+		wsTopics = append(wsTopics, f.Topic)
+	}
+	for _, m := range pollAll.Messages {
+		pollTopics = append(pollTopics, m.Topic)
+	}
+	for name, got := range map[string][]string{"SSE": sseReplay, "WebSocket": wsTopics, "long-poll": pollTopics} {
+		if !slices.Equal(got, retainedAllowed) {
+			t.Errorf("%s replay: %q, want %q", name, got, retainedAllowed)
+		}
+	}
+
+	// Live: a long-poll waits from the cursor of the last answer.
+	polled := pollAsync(ep+q("topic", "#", "last_id", pollAll.LastID), cookie(reader))
+	publishAll(t, ep, live)
+	publish(t, ep, "chat/end", "end")
+	want := append(slices.Clone(liveAllowed), "chat/end")
+
+	var sseLive, wsLive []string
+	for range want {
+		sseLive = append(sseLive, topicOf(t, sse.Next()))
+		wsLive = append(wsLive, ws.NextOf("message").Topic)
+	}
+	if !slices.Equal(sseLive, want) || !slices.Equal(wsLive, want) {
+		t.Fatalf("live: SSE %q, WebSocket %q, want %q", sseLive, wsLive, want)
+	}
+	// The poll answers with the first allowed message at least, never a
+	// forbidden one.
+	a := (<-polled).answer(t)
+	if len(a.Messages) == 0 {
+		t.Fatal("live poll got nothing")
+	}
+	for _, m := range a.Messages {
+		if !slices.Contains(want, m.Topic) {
+			t.Fatalf("live poll leaked %q", m.Topic)
+		}
+	}
+
+	// A later subscribe with last_id replays only allowed topics too.
+	ws2 := testserver.DialWS(t, ep, &testserver.WSOptions{Header: bearer(reader)})
+	wsSubscribe(t, ws2, 1, "", "chat/#")
+	var replayed []string
+	for _, f := range wsSubscribe(t, ws2, 2, "earliest", "+/+") {
+		replayed = append(replayed, f.Topic)
+	}
+	if want := []string{"news/old", "news/live"}; !slices.Equal(replayed, want) {
+		t.Fatalf("second subscribe replayed %q, want %q", replayed, want)
+	}
+}
+
+// A filter that overlaps no granted pattern is refused; "$" topics are
+// reachable only with a grant that names them.
+func TestPrivateTopics(t *testing.T) {
+	ep := startHMAC(t, hmacSite("30s", ""))
+	everything := hs(t, grants{Subscribe: []string{"#"}})
+	for topic, token := range map[string]string{
+		"secret/#":     chatReader(t),
+		"+/+/+":        chatReader(t), // chat/# overlaps it: accepted, checked per message
+		"$pubsub/#":    everything,
+		"$pubsub/live": everything,
+	} {
+		code, body, _ := sseStatus(t, ep+q("topic", topic), bearer(token))
+		if topic == "+/+/+" {
+			if code != 200 {
+				t.Fatalf("%s: %d %s", topic, code, body)
+			}
+			continue
+		}
+		expectDenied(t, topic, code, body, 403, "does not allow subscribing")
+	}
+
+	watcher := hs(t, grants{Subscribe: []string{"$pubsub/#"}})
+	s := testserver.Subscribe(t, nil, ep+q("topic", "$pubsub/#", "format", "json"), bearer(watcher))
+	all := testserver.Subscribe(t, nil, ep+q("topic", "#", "format", "json"), bearer(everything))
+	publish(t, ep, "$pubsub/live", "x")
+	publish(t, ep, "chat/a", "y")
+	if got := topicOf(t, s.Next()); got != "$pubsub/live" {
+		t.Fatalf("watcher got %q", got)
+	}
+	if got := topicOf(t, all.Next()); got != "chat/a" {
+		t.Fatalf("# subscriber got %q, want chat/a (never $pubsub/live)", got)
+	}
+}

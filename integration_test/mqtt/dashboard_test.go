@@ -1,0 +1,128 @@
+package mqtt_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-pubsub/caddy-pubsub/internal/mqtttest"
+	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
+)
+
+// The README's MQTT demo as a person sees it: examples/mqtt/Caddyfile
+// runs against a broker that already holds a retained reading; the
+// dashboard in a real browser shows it flagged "retained", then updates
+// as sensors publish, binary payloads included.
+func TestMQTTDashboard(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	t.Chdir(filepath.Join(filepath.Dir(file), "..", "..")) // the example's root is relative to the repository
+	page, err := os.ReadFile(filepath.Join("examples", "mqtt", "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(page), "innerHTML") {
+		t.Fatal("the dashboard must not write payloads as HTML")
+	}
+	example, err := os.ReadFile(filepath.Join("examples", "mqtt", "Caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mqtttest.Embedded(t, mqtttest.Options{})
+	b.Publish("sensors/kitchen/temp", []byte("21.5"), 1, true)
+	site := string(example)
+	for from, to := range map[string]string{"http://localhost:8083 {": "http://127.0.0.1:{PORT} {", "tcp://127.0.0.1:1883": b.URL()} {
+		if !strings.Contains(site, from) {
+			t.Fatalf("examples/mqtt/Caddyfile has no %q", from)
+		}
+		site = strings.Replace(site, from, to, 1)
+	}
+	s := testserver.Start(t, site)
+
+	browser := newBrowser(t)
+	do(t, browser, chromedp.Navigate(s.Base+"/"))
+	card := func(topic, part string) string {
+		return `document.querySelector('[data-topic=` + js(topic) + `] .` + part + `')?.textContent`
+	}
+	waitJS(t, browser, "retained reading shown", card("mqtt/sensors/kitchen/temp", "value")+` === "21.5" && `+
+		card("mqtt/sensors/kitchen/temp", "meta span:last-child")+` === "retained"`)
+	waitJS(t, browser, "status live", `document.querySelector("#status").textContent === "live"`)
+
+	b.Publish("sensors/kitchen/temp", []byte("22.5"), 1, false)
+	waitJS(t, browser, "live update shown", card("mqtt/sensors/kitchen/temp", "value")+` === "22.5" && `+
+		card("mqtt/sensors/kitchen/temp", "meta span:last-child")+` === ""`)
+	b.Publish("sensors/door/raw", []byte{0xff, 0x00, 0x10}, 1, false)
+	b.Publish("sensors/hall/temp", []byte("<img src=x onerror=alert(1)>"), 1, false)
+	waitJS(t, browser, "binary reading shown", card("mqtt/sensors/door/raw", "value")+` === "3 bytes: ff 00 10"`)
+	waitJS(t, browser, "markup shown as text", card("mqtt/sensors/hall/temp", "value")+` === "<img src=x onerror=alert(1)>" && !document.querySelector("img")`)
+	waitJS(t, browser, "cards sorted by topic", `[...document.querySelectorAll(".card")].map((c) => c.dataset.topic).join() === `+
+		js("mqtt/sensors/door/raw,mqtt/sensors/hall/temp,mqtt/sensors/kitchen/temp"))
+}
+
+// newBrowser starts a headless Chromium with a fresh profile and one tab,
+// and stops it when the test ends; it skips the test when Chromium is not
+// installed (fails under PUBSUB_REQUIRE_SERVICES=1).
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	path := testserver.NeedBinary(t, "chromium", "chromium-browser")
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("no-proxy-server", true), // loopback only, whatever the environment says
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc() // waits for the browser to exit
+	})
+	if err := chromedp.Do(ctx); err != nil { // starts the browser for the test's lifetime
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	return ctx
+}
+
+// do runs actions within testserver.Wait.
+func do(t *testing.T, browser context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(browser, testserver.Wait)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitJS waits until the JavaScript expression cond is true; on timeout it
+// fails with the cards the page shows.
+func waitJS(t *testing.T, browser context.Context, what, cond string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(browser, testserver.Wait+time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](cond,
+		chromedp.WithPollingTimeout(testserver.Wait), chromedp.WithPollingInterval(20*time.Millisecond)))
+	if err == nil {
+		return
+	}
+	cards, _ := chromedp.Run(browser, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".card")].map((c) => c.textContent)`))
+	t.Fatalf("%s: %v\ncards: %q", what, err, cards)
+}
+
+// js encodes v as a JavaScript literal.
+func js(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}

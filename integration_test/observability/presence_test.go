@@ -1,0 +1,137 @@
+package observability_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
+)
+
+// presenceEvent is a presence message as a watcher with ?format=json
+// reads it: the envelope's topic, and the event in its data.
+type presenceEvent struct {
+	Topic     string
+	ID        string   `json:"id"`
+	Transport string   `json:"transport"`
+	Topics    []string `json:"topics"`
+}
+
+// nextPresence reads the next presence event from a ?format=json watcher.
+func nextPresence(t *testing.T, w *testserver.SSEStream) presenceEvent {
+	t.Helper()
+	var env testserver.Envelope
+	if err := json.Unmarshal([]byte(w.Next().Data), &env); err != nil {
+		t.Fatal(err)
+	}
+	ev := presenceEvent{Topic: env.Topic}
+	if err := json.Unmarshal([]byte(env.Data), &ev); err != nil {
+		t.Fatalf("presence data %q: %v", env.Data, err)
+	}
+	return ev
+}
+
+// With presence on, an authorised watcher of $pubsub/# sees SSE and
+// WebSocket subscriptions begin, change and end, with a subscription ID
+// and no address or token; long-polls are not announced; others may not
+// watch, and wildcards never see the events.
+func TestPresenceEvents(t *testing.T) {
+	s := start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		presence
+		publish_key presence-test-key
+		heartbeat 30s
+		poll_timeout 1s
+	}
+}
+`)
+	ep := s.Base + "/events"
+	key := http.Header{"Authorization": {"Bearer presence-test-key"}}
+	sseHeader := http.Header{"Accept": {"text/event-stream"}}
+
+	// Without the key: refused on every transport.
+	if code, body := get(t, ep+"?topic=$pubsub/%23", sseHeader); code != http.StatusForbidden {
+		t.Fatalf("SSE watcher without the key: %d %s", code, body)
+	}
+	if code, body := get(t, ep+"?topic=$pubsub/subscribe", nil); code != http.StatusForbidden {
+		t.Fatalf("long-poll watcher without the key: %d %s", code, body)
+	}
+	if code, body := testserver.DialWSStatus(t, ep+"?topic=$pubsub/%23", nil); code != http.StatusForbidden {
+		t.Fatalf("WebSocket watcher without the key: %d %s", code, body)
+	}
+	sneaky := testserver.DialWS(t, ep, nil)
+	if answer, _ := sneaky.Request(map[string]any{"type": "subscribe", "topics": []string{"$pubsub/#"}, "ref": 1}); answer.Type != "error" {
+		t.Fatalf("subscribe frame to $pubsub/# without the key: %s", answer.Raw)
+	}
+	sneaky.Close()
+
+	watcher := testserver.Subscribe(t, nil, ep+"?topic=$pubsub/%23&format=json", key)
+	expect := func(what, topic, transport, id string, topics ...string) string {
+		t.Helper()
+		ev := nextPresence(t, watcher)
+		if ev.Topic != topic || ev.Transport != transport || !slices.Equal(ev.Topics, topics) || ev.ID == "" || (id != "" && ev.ID != id) {
+			t.Fatalf("%s: got %+v, want %s %s %q (id %q)", what, ev, topic, transport, topics, id)
+		}
+		return ev.ID
+	}
+	everything := testserver.Subscribe(t, nil, ep+"?topic=%23", nil)
+	expect("# subscription", "$pubsub/subscribe", "sse", "", "#")
+
+	sse := testserver.Subscribe(t, nil, ep+"?topic=chat/a", nil)
+	sseID := expect("SSE subscription", "$pubsub/subscribe", "sse", "", "chat/a")
+
+	ws := testserver.DialWS(t, ep, nil)
+	for i, frame := range []map[string]any{
+		{"type": "subscribe", "topics": []string{"chat/b"}},
+		{"type": "subscribe", "topics": []string{"chat/c"}},
+		{"type": "unsubscribe", "topics": []string{"chat/b"}},
+	} {
+		frame["ref"] = i
+		if answer, _ := ws.Request(frame); answer.Type != "ack" {
+			t.Fatalf("frame %v: %s", frame, answer.Raw)
+		}
+	}
+	wsID := expect("WebSocket subscribe frame", "$pubsub/subscribe", "ws", "", "chat/b")
+	expect("WebSocket adds a topic", "$pubsub/subscribe", "ws", wsID, "chat/c")
+	expect("WebSocket drops a topic", "$pubsub/unsubscribe", "ws", wsID, "chat/b")
+	if wsID == sseID {
+		t.Fatalf("two subscriptions share the ID %s", wsID)
+	}
+
+	// A long-poll (answered empty after poll_timeout) is not announced:
+	// the next event is the SSE stream leaving.
+	if a := startPoll(ep, "", "chat/a").wait(t); len(a.Messages) != 0 {
+		t.Fatalf("long-poll: %+v", a)
+	}
+	sse.Close()
+	expect("SSE stream closed", "$pubsub/unsubscribe", "sse", sseID, "chat/a")
+	ws.Close()
+	expect("WebSocket closed", "$pubsub/unsubscribe", "ws", wsID, "chat/c")
+
+	// "#" saw none of it: its first event is a message published now.
+	code, body, _ := testserver.Request(t, http.MethodPost, ep, "application/x-www-form-urlencoded",
+		url.Values{"topic": {"chat/x"}, "data": {"marker"}}.Encode(), key)
+	if code != http.StatusOK {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	if ev := everything.Next(); ev.Data != "marker" {
+		t.Fatalf("# subscriber got %+v before the marker", ev)
+	}
+}
+
+// `presence` takes no argument; a bare one turns presence on in the JSON
+// config.
+func TestPresenceDirective(t *testing.T) {
+	cfg, err := testserver.Adapt("http://127.0.0.1:1 {\n\tpubsub {\n\t\tpresence\n\t}\n}\n")
+	if err != nil || !strings.Contains(string(cfg), `"presence":true`) {
+		t.Fatalf("bare presence: %v\n%s", err, cfg)
+	}
+	_, err = testserver.Adapt("http://127.0.0.1:1 {\n\tpubsub {\n\t\tpresence on\n\t}\n}\n")
+	if err == nil || !strings.Contains(err.Error(), "Caddyfile:12") {
+		t.Fatalf("presence with an argument: %v", err)
+	}
+}

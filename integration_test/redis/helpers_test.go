@@ -1,0 +1,168 @@
+package redis_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
+)
+
+// redisSite is a site whose pubsub endpoint at /events keeps hub in Redis
+// at url. options go into the broker block.
+func redisSite(url, hub, options string) string {
+	return fmt.Sprintf(`
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		hub %s
+		heartbeat 1s
+		history 100 1h
+		broker redis %s {
+			dial_timeout 1s
+			%s
+		}
+	}
+}
+`, hub, url, options)
+}
+
+// expect reads the next events of s and checks their IDs and data.
+func expect(t *testing.T, s *testserver.SSEStream, ids, data []string) {
+	t.Helper()
+	for i, id := range ids {
+		ev := s.Next()
+		if ev.Event != "" || ev.ID != id || (data != nil && ev.Data != data[i]) {
+			t.Fatalf("event %d: got %+v, want id %s", i, ev, id)
+		}
+	}
+}
+
+// expectGap reads a gap event from s and checks what it says.
+func expectGap(t *testing.T, s *testserver.SSEStream, lastID, firstID string) {
+	t.Helper()
+	ev := s.Next()
+	var gap struct {
+		LastID  string `json:"last_id"`
+		FirstID string `json:"first_id"`
+	}
+	if ev.Event != "gap" || json.Unmarshal([]byte(ev.Data), &gap) != nil || gap.LastID != lastID || gap.FirstID != firstID {
+		t.Fatalf("want gap from %s to %s, got %+v", lastID, firstID, ev)
+	}
+}
+
+// expectHeartbeat waits for a heartbeat comment: the stream is alive.
+func expectHeartbeat(t *testing.T, s *testserver.SSEStream) {
+	t.Helper()
+	for {
+		ev := s.NextAny()
+		if ev.IsComment && ev.Comment == "" {
+			return
+		}
+		if !ev.IsComment {
+			t.Fatalf("want a heartbeat, got %+v", ev)
+		}
+	}
+}
+
+// publishWhenUp publishes once the endpoint takes publishes again (Redis
+// back after an outage) and returns the ID.
+func publishWhenUp(t *testing.T, endpoint, topic, data string) string {
+	t.Helper()
+	deadline := time.Now().Add(testserver.Wait)
+	for {
+		code, body, _ := testserver.Request(t, "POST", endpoint, "application/x-www-form-urlencoded",
+			url.Values{"topic": {topic}, "data": {data}}.Encode(), nil)
+		if code == http.StatusOK {
+			var out struct{ ID string }
+			if err := json.Unmarshal([]byte(body), &out); err != nil {
+				t.Fatal(err)
+			}
+			return out.ID
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("publish after Redis came back: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func lastEventID(id string) http.Header { return http.Header{"Last-Event-Id": {id}} }
+
+// caddyBinary builds ./cmd/caddy into the test's temporary directory.
+func caddyBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "caddy")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/caddy-pubsub/caddy-pubsub/cmd/caddy").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./cmd/caddy: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// child is a Caddy running as a child process.
+type child struct {
+	Base string
+	out  bytes.Buffer
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startChild runs the built Caddy on site ({PORT}: a free port) and stops
+// it when the test ends.
+func startChild(t *testing.T, site string) *child {
+	t.Helper()
+	bin := caddyBinary(t)
+	port := testserver.FreePort(t)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "Caddyfile")
+	body := testserver.GlobalOptions + strings.ReplaceAll(site, "{PORT}", fmt.Sprint(port))
+	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &child{Base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
+	c.cmd = exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
+	c.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir, "HOME="+dir)
+	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = c.cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() { c.stop(t) })
+	testserver.Eventually(t, "child Caddy listening", func() bool {
+		select {
+		case <-c.done:
+			t.Fatalf("child Caddy exited:\n%s", c.out.String())
+		default:
+		}
+		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+	return c
+}
+
+// stop asks the child to exit as Ctrl-C does and waits for it.
+func (c *child) stop(t *testing.T) {
+	_ = c.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-c.done:
+	case <-time.After(testserver.Wait):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		t.Errorf("child Caddy did not exit on interrupt within %s", testserver.Wait)
+	}
+}

@@ -1,0 +1,248 @@
+package pubsub
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+	"github.com/caddy-pubsub/caddy-pubsub/mqtt"
+)
+
+// mqttLinks holds the running MQTT links by their whole resolved
+// configuration (hub, max_message_size, mqtt block). A reload that keeps an
+// mqtt block unchanged keeps its live connection; a changed block gets a new
+// link, started with the new config, and the old one closes when the old
+// config is cleaned up.
+var mqttLinks = caddy.NewUsagePool()
+
+// poolLink is a link as stored in the pool.
+type poolLink struct{ *mqtt.Link }
+
+// Destruct disconnects the link once no config uses it.
+func (p poolLink) Destruct() error { return p.Close() }
+
+// appLinks are the MQTT links of one config, started by the app's Start
+// (never in Provision: `caddy validate` provisions too, and a connection
+// with the production client ID would take the session from the running
+// instance).
+type appLinks struct {
+	links    []*mqtt.Link
+	sessions map[string]string // link session -> pool key
+}
+
+// mqttLink loads the link for key from the pool, creating it with newLink,
+// and records it to start with this config.
+func (a *App) mqttLink(key string, newLink func() (*mqtt.Link, error)) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	val, _, err := mqttLinks.LoadOrNew(key, func() (caddy.Destructor, error) {
+		l, err := newLink()
+		if err != nil {
+			return nil, err
+		}
+		return poolLink{l}, nil
+	})
+	if err != nil {
+		return err
+	}
+	l := val.(poolLink).Link
+	if prev, ok := a.mqtt.sessions[l.Session()]; ok && prev != key {
+		_, _ = mqttLinks.Delete(key)
+		return fmt.Errorf("mqtt: two mqtt blocks with different settings use one client_id on one broker (%s): give each its own client_id", l.Session())
+	}
+	if a.mqtt.sessions == nil {
+		a.mqtt.sessions = make(map[string]string)
+	}
+	a.mqtt.sessions[l.Session()] = key
+	a.mqtt.links = append(a.mqtt.links, l)
+	return nil
+}
+
+// startMQTT starts this config's links; those already running since an
+// earlier config go on as they are. The caller holds a.mu.
+func (a *App) startMQTT() {
+	for _, l := range a.mqtt.links {
+		l.Start()
+	}
+}
+
+// provisionMQTT resolves the placeholders of each mqtt block and takes its
+// link from the pool. It opens no connection.
+func (h *Handler) provisionMQTT(app *App, hb *hub.Hub) error {
+	repl := caddy.NewReplacer()
+	for _, c := range h.MQTT {
+		if c == nil {
+			return errors.New("mqtt: empty block")
+		}
+		cfg := *c
+		for _, field := range []struct {
+			name string
+			val  *string
+		}{{"url", &cfg.URL}, {"client_id", &cfg.ClientID}, {"username", &cfg.Username}, {"password", &cfg.Password}} {
+			if *field.val == "" {
+				continue
+			}
+			*field.val = repl.ReplaceKnown(*field.val, "")
+			if strings.TrimSpace(*field.val) == "" {
+				return fmt.Errorf("mqtt %s: %s resolves to an empty value (is the environment variable set?)", c.URL, field.name)
+			}
+		}
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		raw, err := json.Marshal(cfg)
+		if err != nil {
+			return fmt.Errorf("mqtt: %w", err)
+		}
+		key := linkKey(raw, hb, h.MaxMessageSize, cfg.TLS)
+		err = app.mqttLink(key, func() (*mqtt.Link, error) {
+			return mqtt.New(cfg, hb, mqtt.Options{MaxMessageSize: h.MaxMessageSize, Logger: h.logger})
+		})
+		if err != nil {
+			return err
+		}
+		h.mqttKeys = append(h.mqttKeys, key)
+	}
+	return nil
+}
+
+// linkKey names a link in the pool: its resolved block, the hub it
+// publishes into, the size limit and the contents of its TLS files, so a
+// reload after a certificate was renewed connects with the new one.
+func linkKey(block []byte, hb *hub.Hub, maxSize int64, t *mqtt.TLS) string {
+	sum := sha256.New()
+	fmt.Fprintf(sum, "%s\x00%p\x00%d", block, hb, maxSize)
+	if t != nil {
+		for _, file := range []string{t.CA, t.Cert, t.Key} {
+			if file != "" {
+				pem, err := os.ReadFile(file)
+				fmt.Fprintf(sum, "\x00%x\x00%v", sha256.Sum256(pem), err)
+			}
+		}
+	}
+	return hex.EncodeToString(sum.Sum(nil))
+}
+
+// cleanupMQTT releases this handler's links; the last user of a link
+// disconnects it.
+func (h *Handler) cleanupMQTT() {
+	for _, key := range h.mqttKeys {
+		_, _ = mqttLinks.Delete(key)
+	}
+	h.mqttKeys = nil
+}
+
+// parseMQTT reads an mqtt block; the dispenser stands on its URL, args.
+//
+//	mqtt <url> {
+//		client_id       <id>
+//		username        <user>
+//		password        <password>
+//		tls_ca          <ca.pem>
+//		tls_cert        <cert.pem> <key.pem>
+//		tls_server_name <name>
+//		subscribe       <filter> [<qos>]
+//		prefix          <hub topic prefix>
+//	}
+func (h *Handler) parseMQTT(d *caddyfile.Dispenser, args []string) error {
+	if len(args) != 1 {
+		return d.ArgErr()
+	}
+	cfg := &mqtt.Config{URL: args[0]}
+	if !strings.Contains(cfg.URL, "{") {
+		if _, err := mqtt.ParseURL(cfg.URL); err != nil {
+			return d.Errf("mqtt: %v", err)
+		}
+	}
+	tlsOpts := func() *mqtt.TLS {
+		if cfg.TLS == nil {
+			cfg.TLS = new(mqtt.TLS)
+		}
+		return cfg.TLS
+	}
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		args := d.RemainingArgs()
+		if name == "tls_insecure_skip_verify" {
+			return d.Err("mqtt: tls_insecure_skip_verify is not offered: it would hand the MQTT password to anyone on the path; name the broker's CA with tls_ca instead")
+		}
+		if seen[name] && name != "subscribe" {
+			return d.Errf("mqtt: %s given twice", name)
+		}
+		seen[name] = true
+		want := 1
+		switch name {
+		case "tls_cert":
+			want = 2
+		case "subscribe":
+			if len(args) == 2 {
+				want = 2
+			}
+		}
+		if len(args) != want || args[0] == "" {
+			return d.ArgErr()
+		}
+		switch name {
+		case "client_id":
+			cfg.ClientID = args[0]
+		case "username":
+			cfg.Username = args[0]
+		case "password":
+			cfg.Password = args[0]
+		case "prefix":
+			if err := mqtt.ValidatePrefix(args[0]); err != nil {
+				return d.Errf("mqtt: %v", err)
+			}
+			cfg.Prefix = args[0]
+		case "tls_ca":
+			tlsOpts().CA = args[0]
+		case "tls_cert":
+			tlsOpts().Cert, tlsOpts().Key = args[0], args[1]
+		case "tls_server_name":
+			tlsOpts().ServerName = args[0]
+		case "subscribe":
+			sub, err := parseSubscription(args)
+			if err != nil {
+				return d.Errf("mqtt: subscribe: %v", err)
+			}
+			cfg.Subscribe = append(cfg.Subscribe, sub)
+		default:
+			return d.Errf("unknown mqtt sub-directive %q", name)
+		}
+	}
+	if len(cfg.Subscribe) == 0 {
+		return d.Errf("mqtt %s: no subscribe: add at least one `subscribe FILTER [QOS]`", cfg.URL)
+	}
+	if cfg.Password != "" && cfg.Username == "" {
+		return d.Errf("mqtt %s: password without username", cfg.URL)
+	}
+	h.MQTT = append(h.MQTT, cfg)
+	return nil
+}
+
+func parseSubscription(args []string) (mqtt.Subscription, error) {
+	qos := mqtt.DefaultQoS
+	if len(args) == 2 {
+		var err error
+		if qos, err = strconv.Atoi(args[1]); err != nil {
+			return mqtt.Subscription{}, fmt.Errorf("QoS %q is not a number: use 0, 1 or 2", args[1])
+		}
+	}
+	if err := mqtt.ValidateFilter(args[0]); err != nil {
+		return mqtt.Subscription{}, err
+	}
+	if err := mqtt.ValidateQoS(qos); err != nil {
+		return mqtt.Subscription{}, err
+	}
+	return mqtt.Subscription{Filter: args[0], QoS: byte(qos)}, nil
+}
