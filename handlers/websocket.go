@@ -250,7 +250,7 @@ func errorFrame(ref json.RawMessage, reason string) []byte {
 // read runs the reader until the connection ends.
 func (c *wsConn) read() {
 	c.conn.SetReadLimit(c.ep.MaxMessageSize)
-	// A live client answers every ping: without a pong for two heartbeats
+	// A live client answers every ping: without a pong for 2.5 heartbeats
 	// the peer is taken for dead.
 	c.extendRead(false)
 	c.conn.SetPongHandler(func(string) error { c.extendRead(false); return nil })
@@ -282,7 +282,9 @@ func (c *wsConn) extendRead(final bool) {
 	if c.stopping {
 		return
 	}
-	deadline := time.Now().Add(2 * c.ep.Heartbeat)
+	// Two heartbeats and a half: the second ping has gone out well before,
+	// however the shared heartbeat wheel and the scheduler place it.
+	deadline := time.Now().Add(5 * c.ep.Heartbeat / 2)
 	if final {
 		c.stopping = true
 		deadline = time.Now().Add(wsCloseGrace)
@@ -469,6 +471,7 @@ func (c *wsConn) write(backlog []*hub.Message, gap *hub.Gap) {
 		case cmd := <-c.cmds:
 			err = c.run(*cmd)
 		case <-ping.C():
+			ping.Next()
 			err = c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout))
 		case <-expired:
 			// 1008 (policy violation): reconnect with a new token.
