@@ -34,14 +34,18 @@ func drainAll(subs []*Subscriber, got func()) (stop func()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-s.Ready():
-					for _, ok := s.Next(); ok; _, ok = s.Next() {
+			var batch [8]*Message
+			// Ready also fires when the subscription ends.
+			for range s.Ready() {
+				for msgs := s.Take(batch[:0]); len(msgs) > 0; msgs = s.Take(batch[:0]) {
+					for range msgs {
 						got()
 					}
+				}
+				select {
 				case <-s.Done():
 					return
+				default:
 				}
 			}
 		}()

@@ -934,24 +934,11 @@ func BenchmarkFanOut(b *testing.B) {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			h, _ := newTestHub(b, Options{Queue: 16})
 			var received sync.WaitGroup
-			var drainers sync.WaitGroup
-			for range n {
-				s := subscribe(b, h, "room/+/messages")
-				drainers.Add(1)
-				go func() {
-					defer drainers.Done()
-					for {
-						select {
-						case <-s.Ready():
-							for _, ok := s.Next(); ok; _, ok = s.Next() {
-								received.Done()
-							}
-						case <-s.Done():
-							return
-						}
-					}
-				}()
+			subs := make([]*Subscriber, n)
+			for i := range subs {
+				subs[i] = subscribe(b, h, "room/+/messages")
 			}
+			stop := drainAll(subs, received.Done)
 			for range n { // filters the fan-out has to skip
 				subscribe(b, h, "room/other/messages")
 			}
@@ -969,8 +956,7 @@ func BenchmarkFanOut(b *testing.B) {
 			if h.Subscribers() != 2*n {
 				b.Fatalf("subscribers overflowed: %d left of %d", h.Subscribers(), 2*n)
 			}
-			h.Disconnect(ErrShutdown)
-			drainers.Wait()
+			stop()
 		})
 	}
 }

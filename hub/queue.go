@@ -70,18 +70,26 @@ func (q *queue) grow() {
 
 // pop removes and returns the oldest message, if any.
 func (q *queue) pop() (*Message, bool) {
+	var one [1]*Message
+	if got := q.take(one[:0]); len(got) == 1 {
+		return got[0], true
+	}
+	return nil, false
+}
+
+// take moves queued messages, oldest first, to dst, up to its capacity,
+// in one hold of the lock.
+func (q *queue) take(dst []*Message) []*Message {
 	q.mu.Lock()
-	if q.n == 0 {
-		q.mu.Unlock()
-		return nil, false
+	for q.n > 0 && len(dst) < cap(dst) {
+		dst = append(dst, q.ring[q.head])
+		q.ring[q.head] = nil
+		q.head++
+		if q.head == len(q.ring) {
+			q.head = 0
+		}
+		q.n--
 	}
-	m := q.ring[q.head]
-	q.ring[q.head] = nil
-	q.head++
-	if q.head == len(q.ring) {
-		q.head = 0
-	}
-	q.n--
 	more := q.n > 0
 	if !more {
 		q.head = 0
@@ -94,7 +102,7 @@ func (q *queue) pop() (*Message, bool) {
 		// A transport that takes fewer than all still finds a token.
 		q.signal()
 	}
-	return m, true
+	return dst
 }
 
 func (q *queue) len() int {

@@ -136,9 +136,13 @@ func TestSlowConsumerAfterGrowth(t *testing.T) {
 }
 
 // stallFanOut makes the fan-out of topic "stall" wait until the returned
-// release is called: Allow runs in the fan-out.
+// release is called: Allow runs in the fan-out. It adds idle subscribers
+// enough for the fan-out to run on the hub's goroutine, not inline.
 func stallFanOut(t *testing.T, h *Hub) (entered <-chan struct{}, release func()) {
 	t.Helper()
+	for range inlineFanOut {
+		subscribe(t, h, "idle")
+	}
 	in, out := make(chan struct{}), make(chan struct{})
 	var released bool
 	allow := func(string) bool {
@@ -243,4 +247,54 @@ func TestSubscribeAfterPublishGetsOnlyLaterMessages(t *testing.T) {
 		}
 		s.Close()
 	}
+}
+
+// TestOrderAcrossInlineAndQueuedFanOut: while the subscriber count crosses
+// inlineFanOut back and forth, messages are fanned out now on the
+// publisher's goroutine, now on the hub's, and still arrive once each, in
+// order.
+func TestOrderAcrossInlineAndQueuedFanOut(t *testing.T) {
+	h, _ := newTestHub(t, Options{Queue: 1000})
+	watcher := subscribe(t, h, "t")
+	stop := make(chan struct{})
+	churned := make(chan struct{})
+	go func() {
+		defer close(churned)
+		var idle []*Subscriber
+		for {
+			select {
+			case <-stop:
+				for _, s := range idle {
+					s.Close()
+				}
+				return
+			default:
+			}
+			if len(idle) < inlineFanOut+8 {
+				s, _, _, err := h.Subscribe(context.Background(), []string{"idle"}, "")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				idle = append(idle, s)
+			} else {
+				for _, s := range idle {
+					s.Close()
+				}
+				idle = idle[:0]
+			}
+		}
+	}()
+	var published []string
+	for i := range 500 {
+		published = append(published, publish(t, h, "t", strconv.Itoa(i)))
+	}
+	close(stop)
+	<-churned
+	for i, id := range published {
+		if got := recv(t, watcher).ID; got != id {
+			t.Fatalf("message %d: got %s, want %s", i, got, id)
+		}
+	}
+	assertNoMessage(t, watcher)
 }

@@ -41,6 +41,10 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.queue.ready }
 // ended, so a transport can still send it.
 func (s *Subscriber) Next() (m *Message, ok bool) { return s.queue.pop() }
 
+// Take moves queued messages, oldest first, to dst, up to its capacity, and
+// returns it: a transport takes a burst at once.
+func (s *Subscriber) Take(dst []*Message) []*Message { return s.queue.take(dst) }
+
 // Queued returns how many messages are queued.
 func (s *Subscriber) Queued() int { return s.queue.len() }
 
