@@ -38,19 +38,24 @@ var (
 	wheels   = map[time.Duration]*beatWheel{}
 )
 
-// beat is a stream's place on a wheel.
+// beat is a stream's place on a wheel. Only its stream uses it.
 type beat struct {
 	wheel *beatWheel
 	slot  int
+	round *beatSlot // the round the stream waits for
 }
 
-// C returns a channel closed at the stream's next heartbeat. Take it anew
-// for every wait: each beat closes the channel it returned.
-func (b beat) C() <-chan struct{} { return b.wheel.slots[b.slot].Load().c }
+// C returns a channel closed at the stream's next heartbeat: after it is
+// closed, call Next. A stream busy when its slot fires finds the channel
+// closed on its next wait: late, its heartbeat is never lost.
+func (b *beat) C() <-chan struct{} { return b.round.c }
+
+// Next moves the stream to its slot's next round, after a heartbeat.
+func (b *beat) Next() { b.round = b.wheel.slots[b.slot].Load() }
 
 // joinBeats returns the heartbeat of a new stream, and leave, which the
 // stream calls once when it ends.
-func joinBeats(interval time.Duration) (beat, func()) {
+func joinBeats(interval time.Duration) (*beat, func()) {
 	wheelsMu.Lock()
 	defer wheelsMu.Unlock()
 	w := wheels[interval]
@@ -62,7 +67,9 @@ func joinBeats(interval time.Duration) (beat, func()) {
 	n := int64(len(w.slots))
 	slot := int((w.next.Load() + n - 1) % n) // just fired: next fires in one interval
 	var once sync.Once
-	return beat{wheel: w, slot: slot}, func() { once.Do(func() { w.leave(interval) }) }
+	b := &beat{wheel: w, slot: slot}
+	b.Next()
+	return b, func() { once.Do(func() { w.leave(interval) }) }
 }
 
 func (w *beatWheel) leave(interval time.Duration) {

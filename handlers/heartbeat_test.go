@@ -6,10 +6,11 @@ import (
 )
 
 // waitBeat waits for b's next heartbeat and returns when it came.
-func waitBeat(t *testing.T, b beat) time.Time {
+func waitBeat(t *testing.T, b *beat) time.Time {
 	t.Helper()
 	select {
 	case <-b.C():
+		b.Next()
 		return time.Now()
 	case <-time.After(10 * time.Second):
 		t.Fatal("no heartbeat within 10s")
@@ -96,11 +97,36 @@ func TestWheelIsSharedAndStopsWithItsLastStream(t *testing.T) {
 }
 
 // waitBeatGone checks that c's wheel has stopped.
-func waitBeatGone(t *testing.T, c beat) {
+func waitBeatGone(t *testing.T, c *beat) {
 	t.Helper()
 	select {
 	case <-c.wheel.done:
 	default:
 		t.Fatal("wheel still running after its only stream left")
+	}
+}
+
+// TestBusyStreamKeepsItsBeat: a stream that is busy (not waiting) when its
+// slot fires finds the beat on its next wait, late but not lost; a lost
+// WebSocket ping would let the client's pong deadline expire.
+func TestBusyStreamKeepsItsBeat(t *testing.T) {
+	b, leave := joinBeats(100 * time.Millisecond)
+	defer leave()
+	waiting := b.round
+	deadline := time.Now().Add(10 * time.Second)
+	for b.wheel.slots[b.slot].Load() == waiting { // the slot fires meanwhile
+		if time.Now().After(deadline) {
+			t.Fatal("slot did not fire within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-b.C():
+	default:
+		t.Fatal("the beat that fired while the stream was busy is lost")
+	}
+	b.Next()
+	if b.round == waiting {
+		t.Fatal("Next did not move to the next round")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,11 +15,6 @@ import (
 // messages after the request's last ID, or waits up to PollTimeout for the
 // next ones. The answer's last_id is the cursor for the next poll.
 func (ep *Endpoint) Poll(w http.ResponseWriter, r *http.Request, rq Request) {
-	// A waiting poll holds its goroutine's stack: see OnOwnStack.
-	OnOwnStack(func() { ep.poll(w, r, rq) })
-}
-
-func (ep *Endpoint) poll(w http.ResponseWriter, r *http.Request, rq Request) {
 	topics, err := rq.topics(r, ep.Limits.topics())
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
@@ -96,12 +92,8 @@ func (ep *Endpoint) startCursor(ctx context.Context) string {
 
 // drainPoll appends what is queued, up to batch messages in all.
 func drainPoll(msgs []*hub.Message, sub *hub.Subscriber, batch int) []*hub.Message {
-	for len(msgs) < batch {
-		m, ok := sub.Next()
-		if !ok {
-			break
-		}
-		msgs = append(msgs, m)
+	if n := len(msgs); n < batch {
+		msgs = sub.Take(slices.Grow(msgs, batch-n)[:n:batch])
 	}
 	return msgs
 }

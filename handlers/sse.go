@@ -142,6 +142,7 @@ func (s *sseStream) run() {
 			}
 			buf = drain(buf, s.sub, s.frame)
 		case <-heartbeat.C():
+			heartbeat.Next()
 			buf = append(buf, ":\n\n"...)
 		case <-expired:
 			_ = s.out.write([]byte(": closed: " + errTokenExpired.Error() + "\n\n"))
@@ -175,15 +176,19 @@ func (ep *Endpoint) endSSE(out *sseWriter, sub *hub.Subscriber, frame func(*hub.
 	_ = out.write(buf)
 }
 
-// drain appends what is queued, up to sseBatch bytes, so a burst goes out
-// in one write. What stays queued keeps the subscriber's Ready signalled.
+// drain appends what is queued, from sseBatch bytes on a few messages at
+// most, so a burst goes out in one write. What stays queued keeps the
+// subscriber's Ready signalled.
 func drain(buf []byte, sub *hub.Subscriber, frame func(*hub.Message) []byte) []byte {
+	var batch [8]*hub.Message
 	for len(buf) < sseBatch {
-		m, ok := sub.Next()
-		if !ok {
+		msgs := sub.Take(batch[:0])
+		for _, m := range msgs {
+			buf = append(buf, frame(m)...)
+		}
+		if len(msgs) < len(batch) {
 			break
 		}
-		buf = append(buf, frame(m)...)
 	}
 	return buf
 }
@@ -227,22 +232,20 @@ func (s *sseWriter) write(buf []byte) error {
 
 // encodeSSE encodes m as an SSE event: one data line per line of data.
 func encodeSSE(m *hub.Message) []byte {
-	var b strings.Builder
-	b.Grow(len(m.ID) + len(m.Event) + len(m.Data) + 32)
-	b.WriteString("id: ")
-	b.WriteString(m.ID)
+	b := make([]byte, 0, len(m.ID)+len(m.Event)+len(m.Data)+32)
+	b = append(b, "id: "...)
+	b = append(b, m.ID...)
 	if m.Event != "" {
-		b.WriteString("\nevent: ")
-		b.WriteString(m.Event)
+		b = append(b, "\nevent: "...)
+		b = append(b, m.Event...)
 	}
 	data := strings.ReplaceAll(m.Data, "\r\n", "\n")
 	data = strings.ReplaceAll(data, "\r", "\n")
 	for line := range strings.SplitSeq(data, "\n") {
-		b.WriteString("\ndata: ")
-		b.WriteString(line)
+		b = append(b, "\ndata: "...)
+		b = append(b, line...)
 	}
-	b.WriteString("\n\n")
-	return []byte(b.String())
+	return append(b, "\n\n"...)
 }
 
 // envelope is a message as JSON: the SSE data with ?format=json.

@@ -2,9 +2,9 @@ package handlers
 
 // OnOwnStack runs serve on a new goroutine and waits for it; a panic in
 // serve is raised again on the caller's goroutine, where net/http and
-// Caddy recover it as usual. The module serves every subscriber
-// connection (SSE, WebSocket, long-poll) this way, to keep its memory
-// small.
+// Caddy recover it as usual. SSE and WebSocket connections are served
+// this way, to keep their memory small. (Not long-polls: a waiting poll
+// has made no deep call yet, and its answer ends it.)
 //
 // Why: a handler runs at the bottom of Caddy's handler chain, about 5.5
 // KiB into its goroutine's stack, and its first deeper calls (a map
