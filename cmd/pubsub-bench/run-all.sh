@@ -4,12 +4,17 @@
 # cmd/pubsub-bench/Caddyfile (so each memory baseline is clean), measures,
 # and stops it. Prints a Markdown table of the runs at the end.
 #
-#   cmd/pubsub-bench/run-all.sh          # the full suite, about 6 minutes
+#   cmd/pubsub-bench/run-all.sh          # the full suite, about 8 minutes
 #   cmd/pubsub-bench/run-all.sh quick    # a tenth of the subscribers, same durations
 #
 # Environment: OUT (results directory, default /tmp/pubsub-bench-results),
-# PUBSUB_BENCH_PORT (default 8399), BENCH_CADDY (Caddy binary to build,
-# default /tmp/bench-caddy).
+# PUBSUB_BENCH_PORT (default 8399), PUBSUB_BENCH_ADMIN_PORT (Caddy's admin
+# endpoint, for /debug/pprof/; default 8398), BENCH_CADDY (Caddy binary to
+# build, default /tmp/bench-caddy), CADDY_BIN (a Caddy binary built before,
+# used as it is instead: to measure an older tree, as BENCHMARKS.md's
+# before/after tables do).
+#
+#   CADDY_BIN=/tmp/caddy-before OUT=/tmp/before cmd/pubsub-bench/run-all.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -40,8 +45,13 @@ trap cleanup EXIT
 # this makes it explicit for Caddy.
 ulimit -n "$(ulimit -Hn)"
 
-echo "building $CADDY and $BENCH"
-go build -o "$CADDY" ./cmd/caddy
+if [ -n "${CADDY_BIN:-}" ]; then
+	CADDY=$CADDY_BIN
+	echo "using $CADDY; building $BENCH"
+else
+	echo "building $CADDY and $BENCH"
+	go build -o "$CADDY" ./cmd/caddy
+fi
 go build -o "$BENCH" ./cmd/pubsub-bench
 
 {
@@ -104,6 +114,12 @@ run 09-publish-sse-batch10 -url "$BASE/throughput" -mode publish -n 1 -publisher
 run 10-idle-ws-$(n 10000) -mode idle -transport ws -n "$(n 10000)"
 run 11-sustained-ws-$(n 10000)x5 -mode sustained -transport ws -n "$(n 10000)" -rate 5 -duration 30s
 run 12-sustained-poll-$(n 5000)x5 -mode sustained -transport poll -n "$(n 5000)" -rate 5 -duration 30s
+# The fan-out curve around run 05, up to what one Caddy can hold.
+run 13-fanout-sse-$(n 1000) -mode fanout -n "$(n 1000)" -count 5 -interval 2s
+run 14-fanout-sse-$(n 5000) -mode fanout -n "$(n 5000)" -count 5 -interval 2s
+run 15-fanout-sse-$(n 19000) -mode fanout -n "$(n 19000)" -count 5 -interval 2s
+# Publishers enough to keep the server, not round trips, the limit.
+run 16-publish-sse-32pub -url "$BASE/throughput" -mode publish -n 1 -publishers 32 -duration 10s
 
 echo
 echo "JSON reports in $OUT; machine in $OUT/machine.txt"
