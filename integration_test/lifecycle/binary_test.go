@@ -36,17 +36,17 @@ func TestBinaryReloadAndStop(t *testing.T) {
 		ep := p.Base + "/events"
 		sse := testserver.Subscribe(t, nil, ep+"?topic=news", nil)
 		ws := testserver.DialWS(t, ep+"?topic=news", nil)
-		poll := startPoll(ep, "", "news")
+		poll := testserver.StartPoll(ep, "", "news")
 		p.waitSubscribers(t, "default", map[string]int{"sse": 1, "ws": 1, "poll": 1})
 
 		first := testserver.Publish(t, ep, url.Values{"topic": {"news"}, "data": {"before the reload"}})
 		expectDelivered(t, sse, ws, first)
-		if a := poll.wait(t); len(a.Messages) != 1 || a.Messages[0].ID != first {
+		if a := poll.Wait(t); len(a.Messages) != 1 || a.Messages[0].ID != first {
 			t.Fatalf("long-poll answered %+v, want %s", a, first)
 		}
 
 		// A poll waits across the reload; the streams stay open.
-		poll = startPoll(ep, first, "news")
+		poll = testserver.StartPoll(ep, first, "news")
 		p.waitSubscribers(t, "default", map[string]int{"sse": 1, "ws": 1, "poll": 1})
 		p.reload(t, siteVersion("v2", "20s"))
 		if v := get(t, p.Base+"/version"); v != "v2" {
@@ -55,11 +55,11 @@ func TestBinaryReloadAndStop(t *testing.T) {
 		p.waitSubscribers(t, "default", map[string]int{"sse": 1, "ws": 1, "poll": 1})
 		second := testserver.Publish(t, ep, url.Values{"topic": {"news"}, "data": {"after the reload"}})
 		expectDelivered(t, sse, ws, second)
-		if a := poll.wait(t); len(a.Messages) != 1 || a.Messages[0].ID != second {
+		if a := poll.Wait(t); len(a.Messages) != 1 || a.Messages[0].ID != second {
 			t.Fatalf("long-poll from before the reload answered %+v, want %s", a, second)
 		}
 
-		idle := startPoll(ep, "", "idle")
+		idle := testserver.StartPoll(ep, "", "idle")
 		p.waitSubscribers(t, "default", map[string]int{"sse": 1, "ws": 1, "poll": 1})
 		burst := publishBurst(t, ep, "news", 40, 4<<10)
 		start := time.Now()
@@ -81,7 +81,7 @@ func TestBinaryReloadAndStop(t *testing.T) {
 		sse := testserver.Subscribe(t, nil, ep+"?topic=news", nil)
 		ws := testserver.DialWS(t, ep+"?topic=news", nil)
 		bare := testserver.DialWS(t, ep, nil) // no topic yet
-		idle := startPoll(ep, "", "idle")
+		idle := testserver.StartPoll(ep, "", "idle")
 		p.waitSubscribers(t, "default", map[string]int{"sse": 1, "ws": 1, "poll": 1})
 
 		burst := publishBurst(t, ep, "news", 40, 4<<10)

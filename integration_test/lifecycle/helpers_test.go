@@ -2,7 +2,6 @@ package lifecycle_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -220,37 +219,6 @@ func sameCounts(got, want map[string]int) bool {
 	return true
 }
 
-// pendingPoll is a long-poll waiting for its answer.
-type pendingPoll struct {
-	done   chan struct{}
-	answer testserver.PollAnswer
-	err    error
-}
-
-// startPoll sends a long-poll in the background.
-func startPoll(endpoint, lastID string, topics ...string) *pendingPoll {
-	p := &pendingPoll{done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		p.answer, p.err = testserver.PollContext(context.Background(), endpoint, lastID, topics...)
-	}()
-	return p
-}
-
-// wait returns the poll's answer, which must come within Wait.
-func (p *pendingPoll) wait(t *testing.T) testserver.PollAnswer {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(testserver.Wait):
-		t.Fatal("long-poll not answered within", testserver.Wait)
-	}
-	if p.err != nil {
-		t.Fatal(p.err)
-	}
-	return p.answer
-}
-
 // publishBurst publishes n messages of size bytes to topic and returns
 // their IDs.
 func publishBurst(t *testing.T, endpoint, topic string, n, size int) []string {
@@ -290,7 +258,7 @@ func readToEnd(t *testing.T, s *testserver.SSEStream) (ids, comments []string) {
 // stream got every message of burst, then the shutdown comment; the
 // WebSocket got them too, then a 1001 close; the waiting long-poll an
 // answer.
-func expectStreamsEnded(t *testing.T, sse *testserver.SSEStream, ws *testserver.WSConn, poll *pendingPoll, burst []string) {
+func expectStreamsEnded(t *testing.T, sse *testserver.SSEStream, ws *testserver.WSConn, poll *testserver.PendingPoll, burst []string) {
 	t.Helper()
 	ids, comments := readToEnd(t, sse)
 	if strings.Join(ids, " ") != strings.Join(burst, " ") {
@@ -313,7 +281,7 @@ func expectStreamsEnded(t *testing.T, sse *testserver.SSEStream, ws *testserver.
 		t.Errorf("WebSocket ended with %v, want close 1001 (going away)", err)
 	}
 
-	if a := poll.wait(t); len(a.Messages) != 0 || a.LastID == "" {
+	if a := poll.Wait(t); len(a.Messages) != 0 || a.LastID == "" {
 		t.Errorf("waiting long-poll answered %+v, want no messages and a cursor", a)
 	}
 }

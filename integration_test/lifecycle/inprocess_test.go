@@ -53,7 +53,7 @@ func TestStopEndsStreamsAndLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("presence: got %+v, want the %s subscription", ev, transport)
 		}
 	}
-	idle := startPoll(ep, "", "idle")
+	idle := testserver.StartPoll(ep, "", "idle")
 	testserver.Eventually(t, "long-poll waiting", func() bool {
 		return strings.Contains(get(t, srv.Base+"/metrics"), `caddy_pubsub_subscribers{hub="default",transport="poll"} 1`)
 	})

@@ -157,35 +157,6 @@ func hasSeries(m metrics, series string) bool {
 	return ok
 }
 
-// pendingPoll is a long-poll waiting for its answer.
-type pendingPoll struct {
-	done   chan struct{}
-	answer testserver.PollAnswer
-	err    error
-}
-
-func startPoll(endpoint, lastID string, topics ...string) *pendingPoll {
-	p := &pendingPoll{done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		p.answer, p.err = testserver.PollContext(context.Background(), endpoint, lastID, topics...)
-	}()
-	return p
-}
-
-func (p *pendingPoll) wait(t *testing.T) testserver.PollAnswer {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(testserver.Wait):
-		t.Fatal("long-poll not answered within", testserver.Wait)
-	}
-	if p.err != nil {
-		t.Fatal(p.err)
-	}
-	return p.answer
-}
-
 // logLine is one line of Caddy's JSON log.
 type logLine struct {
 	Level  string         `json:"level"`

@@ -35,7 +35,7 @@ http://127.0.0.1:{PORT} {
 	main := s.Base + "/main"
 	sse := testserver.Subscribe(t, nil, main+"?topic=news/%23", nil)
 	ws := testserver.DialWS(t, main+"?topic=news/%23", nil)
-	poll := startPoll(main, "", "news/last")
+	poll := testserver.StartPoll(main, "", "news/last")
 	m := waitMetric(t, scrapeURL, `caddy_pubsub_subscribers{hub="main",transport="poll"}`, 1)
 	m.want(t, map[string]float64{
 		`caddy_pubsub_subscribers{hub="main",transport="sse"}`: 1,
@@ -54,7 +54,7 @@ http://127.0.0.1:{PORT} {
 			t.Fatalf("WebSocket got %s, want %s", f.Raw, id)
 		}
 	}
-	if a := poll.wait(t); len(a.Messages) != 1 || a.Messages[0].ID != ids[4] {
+	if a := poll.Wait(t); len(a.Messages) != 1 || a.Messages[0].ID != ids[4] {
 		t.Fatalf("long-poll answered %+v, want %s", a, ids[4])
 	}
 

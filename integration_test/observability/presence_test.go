@@ -104,7 +104,7 @@ http://127.0.0.1:{PORT} {
 
 	// A long-poll (answered empty after poll_timeout) is not announced:
 	// the next event is the SSE stream leaving.
-	if a := startPoll(ep, "", "chat/a").wait(t); len(a.Messages) != 0 {
+	if a := testserver.StartPoll(ep, "", "chat/a").Wait(t); len(a.Messages) != 0 {
 		t.Fatalf("long-poll: %+v", a)
 	}
 	sse.Close()

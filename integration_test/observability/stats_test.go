@@ -82,7 +82,7 @@ http://127.0.0.1:{PORT} {
 	ep := s.Base + "/events"
 	testserver.Subscribe(t, nil, ep+"?topic=news/%23", nil)
 	ws := testserver.DialWS(t, ep+"?topic=news/%23&topic=alerts", nil)
-	poll := startPoll(ep, "", "alerts")
+	poll := testserver.StartPoll(ep, "", "alerts")
 	testserver.Eventually(t, "three subscribers", func() bool { return stats(t, s)["main"].Subscribers == 3 })
 
 	first := testserver.Publish(t, ep, url.Values{"topic": {"news/a"}, "data": {"1"}})
@@ -125,7 +125,7 @@ http://127.0.0.1:{PORT} {
 		t.Errorf("POST: %d", code)
 	}
 	id := testserver.Publish(t, ep, url.Values{"topic": {"alerts"}, "data": {"3"}})
-	if a := poll.wait(t); len(a.Messages) != 1 || a.Messages[0].ID != id {
+	if a := poll.Wait(t); len(a.Messages) != 1 || a.Messages[0].ID != id {
 		t.Errorf("long-poll on alerts answered %+v", a)
 	}
 }

@@ -77,3 +77,35 @@ func PollContext(ctx context.Context, endpoint string, lastID string, topics ...
 	}
 	return a, nil
 }
+
+// PendingPoll is a long-poll sent in the background, waiting for its
+// answer.
+type PendingPoll struct {
+	done   chan struct{}
+	answer PollAnswer
+	err    error
+}
+
+// StartPoll sends a long-poll in the background.
+func StartPoll(endpoint, lastID string, topics ...string) *PendingPoll {
+	p := &PendingPoll{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.answer, p.err = PollContext(context.Background(), endpoint, lastID, topics...)
+	}()
+	return p
+}
+
+// Wait returns the poll's answer, which must come within Wait.
+func (p *PendingPoll) Wait(t testing.TB) PollAnswer {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(Wait):
+		t.Fatal("long-poll not answered within", Wait)
+	}
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return p.answer
+}
