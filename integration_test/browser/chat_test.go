@@ -4,12 +4,14 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-pubsub/caddy-pubsub/internal/testbrowser"
 )
 
 // Two people chat in the demo page over each transport, someone posts from
 // the terminal with curl, and a reloaded page replays the room's history.
 func TestChatEachTransport(t *testing.T) {
-	browser := newBrowser(t)
+	browser := testbrowser.New(t)
 	srv := startDemo(t, "")
 	auto := openPage(t, browser, srv.Base+"/#auto")
 	auto.waitLive("ws") // the first choice, when nothing is forced
@@ -58,7 +60,7 @@ func TestChatEachTransport(t *testing.T) {
 // Behind a proxy that refuses WebSocket upgrades, a page that prefers
 // WebSocket falls back to Server-Sent Events and chats.
 func TestFallbackWhenWebSocketRefused(t *testing.T) {
-	browser := newBrowser(t)
+	browser := testbrowser.New(t)
 	srv := startDemo(t, `
 	@websocket header Upgrade websocket
 	handle @websocket {
@@ -83,7 +85,7 @@ func TestFallbackWhenWebSocketRefused(t *testing.T) {
 // resumes after the last message it showed, so what was published during
 // the outage shows up once and nothing shows twice.
 func TestResumeAfterOutage(t *testing.T) {
-	browser := newBrowser(t)
+	browser := testbrowser.New(t)
 	srv := startDemo(t, "")
 	link := startProxy(t, srv.Port)
 	for _, transport := range transports {
@@ -111,7 +113,7 @@ func TestResumeAfterOutage(t *testing.T) {
 // Caddy restarts, and its in-memory hub loses the history the page would
 // resume from: the page says messages were missed, then chats on.
 func TestGapAfterRestart(t *testing.T) {
-	browser := newBrowser(t)
+	browser := testbrowser.New(t)
 	srv := startDemo(t, "")
 	for _, transport := range transports {
 		t.Run(transport, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/mqtttest"
+	"github.com/caddy-pubsub/caddy-pubsub/internal/testbrowser"
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
@@ -45,7 +46,7 @@ func TestMQTTDashboard(t *testing.T) {
 	}
 	s := testserver.Start(t, site)
 
-	browser := newBrowser(t)
+	browser := testbrowser.New(t)
 	do(t, browser, chromedp.Navigate(s.Base+"/"))
 	card := func(topic, part string) string {
 		return `document.querySelector('[data-topic=` + js(topic) + `] .` + part + `')?.textContent`
@@ -63,34 +64,6 @@ func TestMQTTDashboard(t *testing.T) {
 	waitJS(t, browser, "markup shown as text", card("mqtt/sensors/hall/temp", "value")+` === "<img src=x onerror=alert(1)>" && !document.querySelector("img")`)
 	waitJS(t, browser, "cards sorted by topic", `[...document.querySelectorAll(".card")].map((c) => c.dataset.topic).join() === `+
 		js("mqtt/sensors/door/raw,mqtt/sensors/hall/temp,mqtt/sensors/kitchen/temp"))
-}
-
-// newBrowser starts a headless Chromium with a fresh profile and one tab,
-// and stops it when the test ends; it skips the test when Chromium is not
-// installed (fails under PUBSUB_REQUIRE_SERVICES=1).
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	path := testserver.NeedBinary(t, "chromium", "chromium-browser")
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("no-proxy-server", true), // loopback only, whatever the environment says
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc() // waits for the browser to exit
-	})
-	if err := chromedp.Do(ctx); err != nil { // starts the browser for the test's lifetime
-		t.Fatalf("starting %s: %v", path, err)
-	}
-	return ctx
 }
 
 // do runs actions within testserver.Wait.
