@@ -29,7 +29,7 @@ func siteVersion(version, heartbeat string) string {
 // and long-poll subscribers connected and delivering; `caddy stop` and
 // Ctrl-C (SIGINT) end them cleanly and Caddy exits within stopLimit.
 func TestBinaryReloadAndStop(t *testing.T) {
-	bin := buildCaddy(t)
+	bin := testserver.BuildCaddy(t)
 
 	t.Run("reload keeps streams, caddy stop ends them", func(t *testing.T) {
 		p := startCaddy(t, bin, siteVersion("v1", "30s"))

@@ -25,18 +25,6 @@ import (
 // stopLimit is how long Caddy may take to exit once asked to stop.
 const stopLimit = 5 * time.Second
 
-// buildCaddy builds ./cmd/caddy into the test's temporary directory (the
-// build cache makes it quick after the first time).
-func buildCaddy(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "caddy")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/caddy-pubsub/caddy-pubsub/cmd/caddy").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // process is the built Caddy running as a child process, with its admin
 // endpoint on a loopback port.
 type process struct {

@@ -97,17 +97,6 @@ func publishWhenUp(t *testing.T, endpoint, topic, data string) string {
 
 func lastEventID(id string) http.Header { return http.Header{"Last-Event-Id": {id}} }
 
-// caddyBinary builds ./cmd/caddy into the test's temporary directory.
-func caddyBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "caddy")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/caddy-pubsub/caddy-pubsub/cmd/caddy").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd/caddy: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // child is a Caddy running as a child process.
 type child struct {
 	Base string
@@ -120,7 +109,7 @@ type child struct {
 // it when the test ends.
 func startChild(t *testing.T, site string) *child {
 	t.Helper()
-	bin := caddyBinary(t)
+	bin := testserver.BuildCaddy(t)
 	port := testserver.FreePort(t)
 	dir := t.TempDir()
 	config := filepath.Join(dir, "Caddyfile")

@@ -3,6 +3,7 @@ package testserver
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -25,4 +26,17 @@ func NeedBinary(t testing.TB, names ...string) string {
 	}
 	t.Skipf("%v not installed: skipping (install it, e.g. apt-get install %s)", names, names[0])
 	return ""
+}
+
+// BuildCaddy builds ./cmd/caddy into the test's temporary directory, for
+// tests that need Caddy as a separate process (the build cache makes it
+// quick after the first time).
+func BuildCaddy(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "caddy")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/caddy-pubsub/caddy-pubsub/cmd/caddy").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./cmd/caddy: %v\n%s", err, out)
+	}
+	return bin
 }
