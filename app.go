@@ -23,6 +23,13 @@ type hubDefinition struct {
 	broker string // brokerSpec.key
 }
 
+// hubReaders is who may subscribe through one endpoint of a hub (see
+// Handler.readers), and where that endpoint is defined.
+type hubReaders struct {
+	rule  string
+	where string
+}
+
 // poolHub is a hub as stored in the pool.
 type poolHub struct{ *hub.Hub }
 
@@ -36,10 +43,21 @@ func (p poolHub) Destruct() error { return p.Close() }
 type App struct {
 	mu      sync.Mutex
 	defined map[string]hubDefinition
+	readers map[string]hubReaders
 	used    []*hub.Hub
-	logger  *zap.Logger
-	mqtt    appLinks
-	obs     catalogue // the hubs by name, for metrics and stats (observe.go)
+	// reused are the hubs this config takes over from a running one, with
+	// the options it gives them: applied when the config starts, so a
+	// config that fails to load changes nothing that runs.
+	reused []reusedHub
+	logger *zap.Logger
+	mqtt   appLinks
+	obs    catalogue // the hubs by name, for metrics and stats (observe.go)
+}
+
+// reusedHub is a running hub and the options a new config gives it.
+type reusedHub struct {
+	hub  *hub.Hub
+	opts hub.Options
 }
 
 // CaddyModule returns the Caddy module information.
@@ -54,6 +72,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.defined = make(map[string]hubDefinition)
+	a.readers = make(map[string]hubReaders)
 	events, err := ctx.App("events")
 	if err != nil {
 		return fmt.Errorf("loading events app: %w", err)
@@ -80,14 +99,20 @@ func (a *App) Handle(context.Context, caddy.Event) error {
 	return nil
 }
 
-// hub returns the named hub, starting it if no config has it yet and
-// applying opts to it if one has. One config must define a hub one way.
-func (a *App) hub(name string, opts hub.Options, broker brokerSpec) (*hub.Hub, error) {
+// hub returns the named hub, starting it if no config has it yet; a hub
+// that runs already gets opts when this config starts. One config must
+// define a hub one way, and every endpoint of a hub must let the same
+// clients subscribe: each reads all of the hub (history included), so an
+// open endpoint beside one with jwt would hand out what the jwt protects.
+func (a *App) hub(name string, opts hub.Options, broker brokerSpec, readers hubReaders) (*hub.Hub, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	def := hubDefinition{opts: opts, broker: broker.key}
 	if prev, ok := a.defined[name]; ok && prev != def {
 		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue, broker, presence, limits subscribers or per_ip); give one of them another hub name", name)
+	}
+	if prev, ok := a.readers[name]; ok && prev.rule != readers.rule {
+		return nil, fmt.Errorf("hub %q: the pubsub endpoints %s and %s decide differently who may subscribe (jwt; publish_key or anonymous_publish with presence), but each reads the whole hub: give them different hub names", name, prev.where, readers.where)
 	}
 	val, loaded, err := hubs.LoadOrNew(broker.poolKey(name), func() (caddy.Destructor, error) {
 		b, err := broker.open(opts.Retention)
@@ -101,18 +126,25 @@ func (a *App) hub(name string, opts hub.Options, broker brokerSpec) (*hub.Hub, e
 	}
 	h := val.(poolHub).Hub
 	if loaded {
-		h.SetOptions(opts)
+		a.reused = append(a.reused, reusedHub{h, opts})
 	}
 	a.defined[name] = def
+	if _, ok := a.readers[name]; !ok {
+		a.readers[name] = readers
+	}
 	a.used = append(a.used, h)
 	return h, nil
 }
 
-// Start starts the brokers of this config's hubs (a no-op for hubs that
-// were already running before a reload).
+// Start gives the hubs that ran before this config its options, and starts
+// the brokers of the others. Caddy starts apps only once the whole config
+// is provisioned.
 func (a *App) Start() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	for _, r := range a.reused {
+		r.hub.SetOptions(r.opts)
+	}
 	for _, h := range a.used {
 		if err := h.Start(); err != nil {
 			return err

@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -33,6 +34,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_message_size <size>
 //		topic            <topic with placeholders>
 //		publish_key      <key>
+//		anonymous_publish loopback | off
 //		poll_timeout     <duration>
 //		cors             <origin>...   # or *; repeatable
 //		presence                       # publish $pubsub/subscribe and $pubsub/unsubscribe events
@@ -45,6 +47,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // Every sub-directive is optional; see the README for defaults.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
+	h.Location = fmt.Sprintf("%s:%d", d.File(), d.Line())
 	if d.NextArg() {
 		return d.ArgErr()
 	}
@@ -93,6 +96,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "topic":
 			if h.Topic, err = one(); err == nil {
 				err = checkTopicTemplate(h.Topic)
+			}
+		case "anonymous_publish":
+			if h.AnonymousPublish, err = one(); err == nil {
+				err = checkAnonymousPublish(h.AnonymousPublish)
 			}
 		case "publish_key":
 			if h.PublishKey, err = one(); err == nil && h.PublishKey == "" {

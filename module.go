@@ -5,6 +5,7 @@
 package pubsub
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -80,8 +81,14 @@ type Handler struct {
 
 	// PublishKey, when set, must be sent as "Authorization: Bearer KEY" to
 	// publish. May be a placeholder such as {env.PUBSUB_KEY}, which must not
-	// resolve empty. Without it, only loopback clients may publish.
+	// resolve empty. Without it (and without jwt), see AnonymousPublish.
 	PublishKey string `json:"publish_key,omitempty"`
+
+	// AnonymousPublish says who may publish when neither publish_key nor
+	// jwt is set: "loopback" lets requests straight from this machine
+	// publish (loopback peer, loopback Host, no proxy headers); "off" lets
+	// no one. Default: "loopback".
+	AnonymousPublish string `json:"anonymous_publish,omitempty"`
 
 	// PollTimeout is how long a long-poll request waits for a message
 	// before it answers with none. Between 1s and 10m. Default: 30s.
@@ -121,6 +128,11 @@ type Handler struct {
 	// Default: 32 topics, 100000 subscribers, no per-address cap, 100
 	// messages per publish and per long-poll answer.
 	Limits *Limits `json:"limits,omitempty"`
+
+	// Location is where the Caddyfile defines this endpoint (FILE:LINE),
+	// set by the Caddyfile adapter, so that an error about two endpoints
+	// can name them. Default: none.
+	Location string `json:"location,omitempty"`
 
 	endpoint handlers.Endpoint
 	poolKey  string // the hub's key in the hubs pool
@@ -178,8 +190,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if strings.TrimSpace(key) == "" {
 			return fmt.Errorf("publish_key %q resolves to an empty key (is the environment variable set?)", h.PublishKey)
 		}
-	} else if h.JWT == nil {
-		h.logger.Warn("publishing has no authentication: only loopback clients may publish; set publish_key to publish from elsewhere",
+	} else if h.JWT == nil && h.AnonymousPublish != anonymousOff {
+		h.logger.Warn("publishing has no authentication: only loopback clients may publish; set publish_key to publish from elsewhere, or anonymous_publish off",
 			zap.String("hub", h.Hub))
 	}
 	var verifier *auth.Verifier
@@ -200,6 +212,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	readers := hubReaders{rule: h.readers(), where: h.where()}
 	hb, err := appIface.(*App).hub(h.Hub, hub.Options{
 		Queue:     h.Queue,
 		Retention: hub.Retention{Count: h.History.Count, MaxAge: time.Duration(h.History.MaxAge)},
@@ -207,7 +220,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		// Hub-wide limits (limits.go).
 		MaxSubscribers: h.Limits.Subscribers,
 		MaxPerClient:   h.Limits.PerIP,
-	}, spec)
+	}, spec, readers)
 	if err != nil {
 		return err
 	}
@@ -217,6 +230,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Heartbeat:      time.Duration(h.Heartbeat),
 		MaxMessageSize: h.MaxMessageSize,
 		PublishKey:     key,
+		NoAnonymous:    h.AnonymousPublish == anonymousOff,
 		JWT:            verifier,
 		TokenCookie:    tokenCookie,
 		PollTimeout:    time.Duration(h.PollTimeout),
@@ -246,10 +260,49 @@ func (h *Handler) check() error {
 		checkTopicTemplate(h.Topic),
 		checkPollTimeout(time.Duration(h.PollTimeout)),
 		checkOrigins(h.CORS),
+		checkAnonymousPublish(h.AnonymousPublish),
 		h.JWT.check(),
 		h.Broker.check(),
 		h.Limits.check(),
 	)
+}
+
+// Values of Handler.AnonymousPublish.
+const (
+	anonymousLoopback = "loopback"
+	anonymousOff      = "off"
+)
+
+func checkAnonymousPublish(v string) error {
+	switch v {
+	case "", anonymousLoopback, anonymousOff:
+		return nil
+	}
+	return fmt.Errorf("anonymous_publish %q: use loopback or off", v)
+}
+
+// readers describes everything that decides who may subscribe through
+// this endpoint, for comparing the endpoints of one hub: the jwt block, or
+// without it, when the hub has "$" topics to read (presence), the publish
+// key and anonymous publishing, which grant them. Publish-only differences
+// (a keyed publish endpoint beside an open one) do not count.
+func (h *Handler) readers() string {
+	if h.JWT != nil {
+		b, _ := json.Marshal(h.JWT) // of strings and a duration: cannot fail
+		return "jwt " + string(b)
+	}
+	if h.Presence {
+		return fmt.Sprintf("presence, publish_key %q, anonymous_publish %q", h.PublishKey, h.AnonymousPublish)
+	}
+	return "open"
+}
+
+// where names the endpoint in errors.
+func (h *Handler) where() string {
+	if h.Location != "" {
+		return "at " + h.Location
+	}
+	return "(route without a Caddyfile location)"
 }
 
 func checkHubName(name string) error {
@@ -335,23 +388,21 @@ var placeholder = regexp.MustCompile(`\{[^{}]+\}`)
 // ServeHTTP picks the endpoint for r. The handler answers every request it
 // gets, so next is never called.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	rq := handlers.Request{Scheme: forwardedScheme(r)}
+	if h.Topic != "" {
+		rq.DefaultTopic = func() (string, error) { return h.defaultTopic(r) }
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost:
-		h.endpoint.SetCORSHeaders(w, r)
+		h.endpoint.SetCORSHeaders(w, r, rq)
 	case http.MethodOptions:
-		h.endpoint.Options(w, r)
+		h.endpoint.Options(w, r, rq)
 		return nil
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST, OPTIONS")
 		http.Error(w, "method not allowed: subscribe with GET, publish with POST", http.StatusMethodNotAllowed)
 		return nil
 	}
-	topic, err := h.defaultTopic(r)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return nil
-	}
-	rq := handlers.Request{DefaultTopic: topic}
 	if r.Method == http.MethodPost {
 		h.publish(w, r, rq)
 		return nil
@@ -378,6 +429,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	return nil
 }
 
+// forwardedScheme returns the scheme a trusted proxy (the server's
+// trusted_proxies) says the client used, in X-Forwarded-Proto; "" when the
+// peer is no trusted proxy or says nothing, so the connection's counts.
+func forwardedScheme(r *http.Request) string {
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+		return ""
+	}
+	first, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	switch proto := strings.ToLower(strings.TrimSpace(first)); proto {
+	case "http", "https":
+		return proto
+	}
+	return ""
+}
+
 // transport names the subscriber transport r asks for: the one ?transport=
 // forces, else "ws" for a WebSocket upgrade, "sse" for an SSE Accept
 // header, "poll" for any other GET.
@@ -398,12 +464,10 @@ func transport(r *http.Request) (string, error) {
 	return "poll", nil
 }
 
-// defaultTopic expands the configured topic for r. Each placeholder must
-// become one literal level, so a request path cannot widen the topic.
+// defaultTopic expands the configured topic for r, when r needs it. Each
+// placeholder must become one literal level, so a request path cannot widen
+// the topic.
 func (h *Handler) defaultTopic(r *http.Request) (string, error) {
-	if h.Topic == "" {
-		return "", nil
-	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {
 		return "", errors.New("no replacer in request context")

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddy-pubsub/caddy-pubsub/auth"
@@ -16,10 +17,14 @@ import (
 
 // identity is who a request is, from its credentials.
 type identity struct {
-	ep       *Endpoint
-	token    *auth.Token // a verified token; nil without one
-	key      bool        // the request sent PublishKey
-	loopback bool        // straight from this machine, no proxy headers
+	ep    *Endpoint
+	page  page        // the page the request comes from
+	token *auth.Token // a verified token; nil without one
+	key   bool        // the request sent PublishKey
+	// loopback: straight from this machine (fromLoopback), from no other
+	// site's page: it may publish without a credential unless NoAnonymous.
+	loopback    bool
+	notLoopback string // why not, for the reason of a refusal
 }
 
 // denial is a refused request: a status and a one-line reason.
@@ -47,9 +52,22 @@ func (d *denial) send(w http.ResponseWriter) {
 // "Authorization: Bearer KEY", else, with JWT configured, a token from the
 // Authorization header, the cookie or ?access_token= (in that order; the
 // first present is the one checked). A token that is sent but not valid is
-// refused (401) whatever the request wants to do.
-func (ep *Endpoint) identify(r *http.Request) (identity, *denial) {
-	id := identity{ep: ep, loopback: fromLoopback(r)}
+// refused (401) whatever the request wants to do. Credentials the browser
+// attaches by itself (any cookie, an Authorization other than Bearer, the
+// loopback address) count only from a trusted page (see pageOf): from
+// another site's page a request with a cookie or such an Authorization is
+// refused (403), and loopback grants it nothing.
+func (ep *Endpoint) identify(r *http.Request, p page) (identity, *denial) {
+	id := identity{ep: ep, page: p}
+	id.loopback, id.notLoopback = fromLoopback(r)
+	if id.page.trust != pageTrusted {
+		if id.loopback {
+			id.loopback, id.notLoopback = false, "it comes from a page of "+id.page.origin
+		}
+		if d := ambientCredentials(r, id.page); d != nil {
+			return id, d
+		}
+	}
 	if ep.PublishKey != "" {
 		if bearer, ok := auth.Bearer(r); ok && equalSecret(bearer, ep.PublishKey) {
 			id.key = true
@@ -75,6 +93,35 @@ func (ep *Endpoint) identify(r *http.Request) (identity, *denial) {
 	return id, nil
 }
 
+// admit identifies a request that acts (a publish, a WebSocket upgrade),
+// refusing first one from a page cors does not admit; what names the
+// request in the reason.
+func (ep *Endpoint) admit(r *http.Request, rq Request, what string) (identity, *denial) {
+	p := ep.pageOf(r, rq)
+	if p.trust == pageRefused {
+		return identity{}, &denial{status: http.StatusForbidden, reason: fmt.Sprintf("cross-origin %s from %s not allowed: add the origin to cors", what, p.origin)}
+	}
+	return ep.identify(r, p)
+}
+
+// ambientCredentials refuses a request from another site's page that is
+// not listed by name in cors when it carries credentials the browser
+// attaches by itself: a cookie (the token cookie, or one an auth handler
+// in front checks), or HTTP Basic (any Authorization that is not Bearer).
+func ambientCredentials(r *http.Request, p page) *denial {
+	what := ""
+	switch scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); {
+	case len(r.Header.Values("Cookie")) > 0:
+		what = "cookies"
+	case scheme != "" && !strings.EqualFold(scheme, "Bearer"):
+		what = scheme + " credentials"
+	default:
+		return nil
+	}
+	return &denial{status: http.StatusForbidden, reason: fmt.Sprintf(
+		"%s are not accepted from %s, whose browser sends them by itself: list the origin by name in cors, or send a token as Authorization: Bearer or ?access_token=", what, p.origin)}
+}
+
 // expired returns a denial once the identity's token has expired.
 func (id *identity) expired() *denial {
 	if id.token != nil && id.token.Expired(time.Now()) {
@@ -98,11 +145,13 @@ func (id *identity) mayPublish() *denial {
 			return &denial{status: http.StatusForbidden, reason: "token grants no publishing (pubsub.publish is empty)"}
 		}
 		return nil
+	case ep.JWT == nil && ep.PublishKey == "" && ep.NoAnonymous:
+		return &denial{status: http.StatusForbidden, reason: "anonymous publishing is off: configure publish_key or jwt"}
 	case ep.JWT == nil && ep.PublishKey == "":
 		if id.loopback {
 			return nil
 		}
-		return &denial{status: http.StatusForbidden, reason: "publishing is allowed from loopback only: configure publish_key or jwt"}
+		return &denial{status: http.StatusForbidden, reason: "publishing is allowed from loopback only, and " + id.notLoopback + ": configure publish_key or jwt"}
 	case ep.JWT == nil:
 		return &denial{status: http.StatusUnauthorized, reason: "missing or wrong publish key"}
 	case ep.PublishKey != "":
@@ -111,9 +160,16 @@ func (id *identity) mayPublish() *denial {
 	return &denial{status: http.StatusUnauthorized, reason: "missing token: send Authorization: Bearer TOKEN"}
 }
 
-// mayPublishTo checks every message's topic against the token's publish
-// grant (the publish key and the loopback default allow every topic).
+// mayPublishTo checks every message's topic: no client may write the
+// hub's own "$" topics (presence events come from the server alone), and a
+// token's publish grant must allow the rest (the publish key and the
+// loopback default allow every other topic).
 func (id *identity) mayPublishTo(msgs []hub.Message) *denial {
+	for _, m := range msgs {
+		if strings.HasPrefix(m.Topic, "$") {
+			return &denial{status: http.StatusForbidden, reason: fmt.Sprintf("topic %q is reserved: topics starting with $ are written by the server only", m.Topic)}
+		}
+	}
 	if id.token == nil || id.key {
 		return nil
 	}
@@ -190,8 +246,8 @@ var errTokenExpired = errors.New("token expired")
 
 // authorizeSubscribe identifies r and decides its subscription to filters
 // (see subscription), for the transports that subscribe once per request.
-func (ep *Endpoint) authorizeSubscribe(r *http.Request, filters []string) (identity, []hub.SubscribeOption, *denial) {
-	id, denied := ep.identify(r)
+func (ep *Endpoint) authorizeSubscribe(r *http.Request, rq Request, filters []string) (identity, []hub.SubscribeOption, *denial) {
+	id, denied := ep.identify(r, ep.pageOf(r, rq))
 	if denied != nil {
 		return id, nil, denied
 	}

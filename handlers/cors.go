@@ -3,7 +3,6 @@ package handlers
 import (
 	"fmt"
 	"net/http"
-	"strings"
 )
 
 // CORS answers, for the origins of AllowedOrigins (see origin.go).
@@ -19,23 +18,15 @@ const (
 // has no Origin or one that is not allowed, and whether the page may send
 // credentials (cookies): only the endpoint's own origin and origins listed
 // by name may; "*" lets any page read without credentials.
-func (ep *Endpoint) corsOrigin(r *http.Request) (allow string, credentials bool) {
+func (ep *Endpoint) corsOrigin(r *http.Request, rq Request) (allow string, credentials bool) {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return "", false
 	}
-	if sameOrigin(origin, r.Host) {
+	switch ep.pageOf(r, rq).trust {
+	case pageTrusted:
 		return origin, true
-	}
-	anyOrigin := false
-	for _, allowed := range ep.AllowedOrigins {
-		if allowed == AnyOrigin {
-			anyOrigin = true
-		} else if strings.EqualFold(allowed, origin) {
-			return origin, true
-		}
-	}
-	if anyOrigin {
+	case pageExplicitOnly:
 		return AnyOrigin, false
 	}
 	return "", false
@@ -44,13 +35,13 @@ func (ep *Endpoint) corsOrigin(r *http.Request) (allow string, credentials bool)
 // SetCORSHeaders adds to the answer of a GET or POST the headers that let a
 // page of an allowed origin read it (EventSource, fetch, XMLHttpRequest).
 // Errors carry them too, so the page can read the reason.
-func (ep *Endpoint) SetCORSHeaders(w http.ResponseWriter, r *http.Request) {
+func (ep *Endpoint) SetCORSHeaders(w http.ResponseWriter, r *http.Request, rq Request) {
 	if len(ep.AllowedOrigins) == 0 {
 		return
 	}
 	h := w.Header()
 	h.Add("Vary", "Origin")
-	allow, credentials := ep.corsOrigin(r)
+	allow, credentials := ep.corsOrigin(r, rq)
 	if allow == "" {
 		return
 	}
@@ -65,7 +56,7 @@ func (ep *Endpoint) SetCORSHeaders(w http.ResponseWriter, r *http.Request) {
 // POST gets 204 with the methods and headers pages may use; from another
 // origin, or for another method, 403. Any other OPTIONS gets 204 with
 // Allow.
-func (ep *Endpoint) Options(w http.ResponseWriter, r *http.Request) {
+func (ep *Endpoint) Options(w http.ResponseWriter, r *http.Request, rq Request) {
 	h := w.Header()
 	h.Set("Allow", "GET, HEAD, POST, OPTIONS")
 	method := r.Header.Get("Access-Control-Request-Method")
@@ -74,7 +65,7 @@ func (ep *Endpoint) Options(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Add("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
-	allow, credentials := ep.corsOrigin(r)
+	allow, credentials := ep.corsOrigin(r, rq)
 	switch {
 	case allow == "":
 		fail(w, http.StatusForbidden, "origin not allowed: add it to cors")

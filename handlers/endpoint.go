@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,8 +38,12 @@ type Endpoint struct {
 	Heartbeat      time.Duration
 	MaxMessageSize int64
 	// PublishKey, when set, is required as "Authorization: Bearer KEY" to
-	// publish; when empty (and JWT nil) only loopback clients may publish.
+	// publish; when empty (and JWT nil) only loopback clients may publish,
+	// unless NoAnonymous.
 	PublishKey string
+	// NoAnonymous refuses publishing without a credential, from loopback
+	// too.
+	NoAnonymous bool
 	// JWT, when set, verifies tokens (see access.go): subscribing needs one
 	// whose grant allows the topics, and publishing needs one whose grant
 	// allows the topic, or PublishKey.
@@ -59,9 +63,35 @@ type Endpoint struct {
 
 // Request is what the module resolved from one request.
 type Request struct {
-	// DefaultTopic is the configured topic with placeholders replaced, used
-	// when the request names none ("" if not configured).
-	DefaultTopic string
+	// DefaultTopic expands the configured topic for this request; nil when
+	// none is configured. It is called only when the request names no
+	// topic of its own, so a placeholder that fits only some requests
+	// fails only those that need it.
+	DefaultTopic func() (string, error)
+	// Scheme is how the client reached the server, "http" or "https": a
+	// trusted proxy's X-Forwarded-Proto, else the connection's. "" means
+	// the connection's.
+	Scheme string
+}
+
+// scheme returns how the client reached the server.
+func (rq Request) scheme(r *http.Request) string {
+	switch {
+	case rq.Scheme != "":
+		return rq.Scheme
+	case r.TLS != nil:
+		return "https"
+	}
+	return "http"
+}
+
+// defaultTopic returns the expanded default topic, "" when none is
+// configured.
+func (rq Request) defaultTopic() (string, error) {
+	if rq.DefaultTopic == nil {
+		return "", nil
+	}
+	return rq.DefaultTopic()
 }
 
 // fail answers an error with its status and a one-line reason.
@@ -73,8 +103,14 @@ func fail(w http.ResponseWriter, status int, reason string) {
 // default topic; at most limit of them.
 func (rq Request) topics(r *http.Request, limit int) ([]string, error) {
 	topics := r.URL.Query()["topic"]
-	if len(topics) == 0 && rq.DefaultTopic != "" {
-		topics = []string{rq.DefaultTopic}
+	if len(topics) == 0 {
+		def, err := rq.defaultTopic()
+		if err != nil {
+			return nil, err
+		}
+		if def != "" {
+			topics = []string{def}
+		}
 	}
 	switch {
 	case len(topics) == 0:
@@ -105,11 +141,8 @@ func lastID(r *http.Request) (string, error) {
 
 // authorizePublish returns who r is when it may publish (each topic is
 // then checked with identity.mayPublishTo), else why not.
-func (ep *Endpoint) authorizePublish(r *http.Request) (identity, *denial) {
-	if !ep.originAllowed(r) {
-		return identity{}, &denial{status: http.StatusForbidden, reason: "cross-origin publish not allowed: add the origin to cors"}
-	}
-	id, denied := ep.identify(r)
+func (ep *Endpoint) authorizePublish(r *http.Request, rq Request) (identity, *denial) {
+	id, denied := ep.admit(r, rq, "publish")
 	if denied == nil {
 		denied = id.mayPublish()
 	}
@@ -122,23 +155,43 @@ func equalSecret(a, b string) bool {
 	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
 }
 
+// forwardingHeaders are the headers by which a proxy, tunnel or CDN says
+// it forwards someone else's request; any X-Forwarded-* counts too.
+var forwardingHeaders = []string{"Forwarded", "X-Real-Ip", "Via", "Cf-Connecting-Ip", "True-Client-Ip"}
+
 // fromLoopback reports whether r comes straight from this machine: the TCP
-// peer is loopback and no proxy header says it forwards someone else.
-func fromLoopback(r *http.Request) bool {
-	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"} {
-		if _, ok := r.Header[h]; ok {
-			return false
+// peer is loopback, the Host is a loopback name or address, and no header
+// says a proxy forwards someone else (a proxy or tunnel on the same host
+// would otherwise make every internet client loopback).
+func fromLoopback(r *http.Request) (bool, string) {
+	for name := range r.Header {
+		if slices.Contains(forwardingHeaders, name) || strings.HasPrefix(name, "X-Forwarded-") {
+			return false, "the request was forwarded (" + name + ")"
 		}
+	}
+	if !loopbackHost(r.Host) {
+		return false, "its Host is not a loopback name or address"
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return false
+		return false, "it does not come from loopback"
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return false, "it does not come from loopback"
+	}
+	return true, ""
 }
 
-func sameOrigin(origin, host string) bool {
-	u, err := url.Parse(origin)
-	return err == nil && u.Host != "" && strings.EqualFold(u.Host, host)
+// loopbackHost reports whether a Host header names this machine:
+// localhost (or a name under .localhost) or a loopback address.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
+	return ip != nil && ip.IsLoopback()
 }

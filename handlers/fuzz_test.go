@@ -98,7 +98,7 @@ func FuzzPublish(f *testing.F) {
 		ep := fuzzEndpoint(t)
 		r := httptest.NewRequest(http.MethodPost, "/events", bytes.NewReader(body))
 		r.URL.RawQuery = query
-		r.RemoteAddr = "127.0.0.1:40000"
+		r.RemoteAddr, r.Host = "127.0.0.1:40000", "localhost"
 		r.Header.Set("Content-Type", ctype)
 		w := httptest.NewRecorder()
 		ep.Publish(w, r, Request{})
@@ -117,7 +117,7 @@ func FuzzPublish(f *testing.F) {
 				out.IDs = append(out.IDs, out.ID)
 			}
 			checkPublished(t, ep.Hub, out.IDs, ep.Limits.batch())
-		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
 			if reason, ok := strings.CutSuffix(answer, "\n"); !ok || reason == "" || strings.ContainsAny(reason, "\r\n") {
 				t.Fatalf("%d reason is not one line: %q", w.Code, answer)
 			}
@@ -159,8 +159,9 @@ func FuzzWebSocketCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ep := fuzzEndpoint(t)
 		r := httptest.NewRequest(http.MethodGet, "/events", nil)
-		r.RemoteAddr = "127.0.0.1:40000"
-		c := &wsConn{ep: ep, r: r, id: identity{ep: ep, loopback: fromLoopback(r)}, ctx: context.Background()}
+		r.RemoteAddr, r.Host = "127.0.0.1:40000", "localhost"
+		loopback, _ := fromLoopback(r)
+		c := &wsConn{ep: ep, r: r, id: identity{ep: ep, loopback: loopback}, ctx: context.Background()}
 		cmd := c.command(data)
 
 		if !validRef(cmd.ref) {

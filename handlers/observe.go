@@ -18,7 +18,7 @@ func (id *identity) mayWatch(filters []string) *denial {
 		if !strings.HasPrefix(f, "$") {
 			continue
 		}
-		if id.key || (id.loopback && id.ep.PublishKey == "") {
+		if id.key || (id.loopback && id.ep.PublishKey == "" && !id.ep.NoAnonymous) {
 			return nil
 		}
 		return &denial{status: http.StatusForbidden, reason: fmt.Sprintf("topic %q is reserved: subscribe from loopback, or with the publish key when one is set", f)}

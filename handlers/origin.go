@@ -1,30 +1,98 @@
 package handlers
 
+// Which page a request comes from, and how far the endpoint trusts it. A
+// browser attaches some credentials by itself, whichever site's page makes
+// the request: cookies, HTTP Basic credentials it remembers, and the
+// visitor's own loopback address. Those are honoured only from the
+// endpoint's own origin and from origins listed by name in cors; "*" admits
+// any page, but only with a credential the page sent on purpose (an
+// Authorization Bearer header or ?access_token=).
+
 import (
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
 // AnyOrigin in Endpoint.AllowedOrigins allows every origin.
 const AnyOrigin = "*"
 
-// originAllowed reports whether a browser page from r's Origin may publish
-// or open a WebSocket: requests without Origin (not sent by a browser), from
-// the endpoint's own origin, or from one listed in AllowedOrigins.
-func (ep *Endpoint) originAllowed(r *http.Request) bool {
+// pageTrust is how far the endpoint trusts the page a request comes from.
+type pageTrust int
+
+const (
+	// pageRefused: another site's page that cors does not admit.
+	pageRefused pageTrust = iota
+	// pageExplicitOnly: another site's page admitted by cors "*" only:
+	// it may use the endpoint with credentials it sends on purpose.
+	pageExplicitOnly
+	// pageTrusted: no page (curl, a backend), the endpoint's own origin,
+	// or an origin listed by name in cors.
+	pageTrusted
+)
+
+// page is the page a request comes from.
+type page struct {
+	trust pageTrust
+	// origin names a foreign page for reasons: its Origin, or "another
+	// site" when only Sec-Fetch-Site tells.
+	origin string
+}
+
+// pageOf tells where r comes from. A foreign page is one whose Origin is
+// not the endpoint's own (scheme, host and port compared), or, without
+// Origin, one that Sec-Fetch-Site marks cross-site or same-site (another
+// origin, unknown, so never one listed by name). A request with neither
+// comes from no web page.
+func (ep *Endpoint) pageOf(r *http.Request, rq Request) page {
 	origin := r.Header.Get("Origin")
-	if origin == "" || sameOrigin(origin, r.Host) {
-		return true
+	if origin == "" {
+		switch r.Header.Get("Sec-Fetch-Site") {
+		case "cross-site", "same-site":
+			if slices.Contains(ep.AllowedOrigins, AnyOrigin) {
+				return page{trust: pageExplicitOnly, origin: "another site"}
+			}
+			return page{trust: pageRefused, origin: "another site"}
+		}
+		return page{trust: pageTrusted}
 	}
+	if sameOrigin(origin, rq.scheme(r), r.Host) {
+		return page{trust: pageTrusted}
+	}
+	p := page{trust: pageRefused, origin: origin}
 	for _, allowed := range ep.AllowedOrigins {
-		if allowed == AnyOrigin || strings.EqualFold(allowed, origin) {
-			return true
+		switch {
+		case allowed == AnyOrigin:
+			p.trust = max(p.trust, pageExplicitOnly)
+		case strings.EqualFold(allowed, origin):
+			p.trust = pageTrusted
 		}
 	}
-	return false
+	return p
+}
+
+// sameOrigin reports whether origin is scheme://host of the request, with
+// default ports made explicit on both sides.
+func sameOrigin(origin, scheme, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || !strings.EqualFold(u.Scheme, scheme) {
+		return false
+	}
+	return strings.EqualFold(withPort(u.Host, scheme), withPort(host, scheme))
+}
+
+// withPort adds the scheme's default port to a host without one.
+func withPort(host, scheme string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		return host
+	}
+	if scheme == "https" {
+		return host + ":443"
+	}
+	return host + ":80"
 }
 
 // NormalizeOrigin checks an allowed origin from the configuration and

@@ -20,7 +20,7 @@ import (
 // Publish serves POST: it publishes the form fields or JSON object (or
 // array) in the body and answers the assigned ID(s).
 func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) {
-	id, denied := ep.authorizePublish(r)
+	id, denied := ep.authorizePublish(r, rq)
 	if denied != nil {
 		denied.send(w)
 		return
@@ -135,34 +135,89 @@ func parseJSON(body []byte, maxBatch int) ([]hub.Message, bool, error) {
 	body = bytes.TrimSpace(body)
 	batch := len(body) > 0 && body[0] == '['
 	var in []jsonMessage
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
 	var err error
 	if batch {
-		err = dec.Decode(&in)
+		in, err = decodeBatch(body, maxBatch)
+		switch {
+		case errors.Is(err, errBatchTooLong):
+			err = fmt.Errorf("JSON array longer than %d messages", maxBatch)
+		case errors.Is(err, errBatchEmpty):
+			err = errors.New("empty JSON array: nothing to publish")
+		}
 	} else {
 		in = make([]jsonMessage, 1)
-		err = dec.Decode(&in[0])
+		err = decodeStrict(body, &in[0])
 	}
+	if err != nil {
+		return nil, false, err
+	}
+	msgs, err := messages(in)
+	return msgs, batch, err
+}
+
+// decodeStrict decodes one JSON value that must be all of data and name
+// no unknown field.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
 	if err == nil && dec.More() {
 		err = errors.New("trailing data after JSON value")
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("invalid JSON: %w", err)
+		return fmt.Errorf("invalid JSON: %w", err)
 	}
-	switch {
-	case len(in) == 0:
-		return nil, false, errors.New("empty JSON array: nothing to publish")
-	case len(in) > maxBatch:
-		return nil, false, fmt.Errorf("JSON array longer than %d messages", maxBatch)
+	return nil
+}
+
+// Batches decodeBatch refuses.
+var (
+	errBatchTooLong = errors.New("too many messages")
+	errBatchEmpty   = errors.New("no messages")
+)
+
+// decodeBatch decodes a JSON array of at most maxBatch messages one
+// element at a time, and stops at the first one beyond: a huge array costs
+// no more than maxBatch messages do.
+func decodeBatch(data []byte, maxBatch int) ([]jsonMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return nil, errors.New("invalid JSON: want an array of messages")
 	}
+	var in []jsonMessage
+	for dec.More() {
+		if len(in) == maxBatch {
+			return nil, errBatchTooLong
+		}
+		var m jsonMessage
+		if err := dec.Decode(&m); err != nil {
+			return nil, fmt.Errorf("invalid JSON: message %d: %w", len(in), err)
+		}
+		in = append(in, m)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("invalid JSON: trailing data after JSON value")
+	}
+	if len(in) == 0 {
+		return nil, errBatchEmpty
+	}
+	return in, nil
+}
+
+// messages converts decoded JSON messages.
+func messages(in []jsonMessage) ([]hub.Message, error) {
 	msgs := make([]hub.Message, len(in))
 	for i, m := range in {
+		var err error
 		if msgs[i], err = m.message(); err != nil {
-			return nil, false, err
+			return nil, err
 		}
 	}
-	return msgs, batch, nil
+	return msgs, nil
 }
 
 // message converts m: string data is kept as is, other JSON data as its
@@ -192,7 +247,11 @@ func (rq Request) complete(m *hub.Message, r *http.Request) error {
 		m.Topic = r.URL.Query().Get("topic")
 	}
 	if m.Topic == "" {
-		m.Topic = rq.DefaultTopic
+		def, err := rq.defaultTopic()
+		if err != nil {
+			return err
+		}
+		m.Topic = def
 	}
 	return checkMessage(*m)
 }

@@ -49,7 +49,7 @@ const (
 )
 
 var upgrader = websocket.Upgrader{
-	// The origin is checked before the upgrade (originAllowed), with a
+	// The origin is checked before the upgrade (Endpoint.admit), with a
 	// one-line reason.
 	CheckOrigin: func(*http.Request) bool { return true },
 	// No WriteBufferPool: gorilla then writes through the 4 KiB buffer of
@@ -85,11 +85,7 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		fail(w, http.StatusBadRequest, "not a WebSocket handshake: connect with a WebSocket client (Upgrade: websocket)")
 		return
 	}
-	if !ep.originAllowed(r) {
-		fail(w, http.StatusForbidden, "cross-origin WebSocket not allowed: add the origin to cors")
-		return
-	}
-	id, denied := ep.identify(r)
+	id, denied := ep.admit(r, rq, "WebSocket")
 	if denied == nil {
 		denied = id.mayConnect()
 	}
@@ -108,7 +104,7 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 	var sub *hub.Subscriber
 	var backlog []*hub.Message
 	var gap *hub.Gap
-	if len(r.URL.Query()["topic"]) > 0 || rq.DefaultTopic != "" {
+	if len(r.URL.Query()["topic"]) > 0 || rq.DefaultTopic != nil {
 		topics, err := rq.topics(r, ep.Limits.topics())
 		if err != nil {
 			fail(w, http.StatusBadRequest, err.Error())
@@ -204,10 +200,12 @@ type clientFrame struct {
 	Topics []string `json:"topics"`
 	LastID string   `json:"last_id"`
 	// publish: one message, or several in Messages
-	Topic    string          `json:"topic"`
-	Event    string          `json:"event"`
-	Data     json.RawMessage `json:"data"`
-	Messages []jsonMessage   `json:"messages"`
+	Topic string          `json:"topic"`
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+	// Messages stays undecoded until the frame's type and the
+	// connection's right to publish are checked (decodeBatch).
+	Messages json.RawMessage `json:"messages"`
 }
 
 // Server frames. A message frame is the envelope with "type":"message".
@@ -372,10 +370,15 @@ func checkSubscription(f clientFrame, maxTopics int) error {
 }
 
 // publish publishes what f carries, with the authorisation of the upgrade
-// request, and returns the ack or error frame.
+// request, and returns the ack or error frame. The right to publish is
+// checked before the messages are decoded, and they are decoded one at a
+// time up to the batch limit, so a huge frame costs little.
 func (c *wsConn) publish(f clientFrame) []byte {
 	if denied := c.id.mayPublish(); denied != nil {
 		return errorFrame(f.Ref, denied.reason)
+	}
+	if string(f.Messages) == "null" {
+		f.Messages = nil
 	}
 	one := f.Topic != "" || f.Event != "" || f.Data != nil
 	batch := f.Messages != nil
@@ -384,14 +387,19 @@ func (c *wsConn) publish(f clientFrame) []byte {
 		return errorFrame(f.Ref, `publish takes "topic", "data", "event" (or "messages"), not "topics" or "last_id"`)
 	case one && batch:
 		return errorFrame(f.Ref, `publish takes either "messages" or one message's "topic", "data", "event"`)
-	case batch && len(f.Messages) == 0:
-		return errorFrame(f.Ref, "empty messages: nothing to publish")
-	case len(f.Messages) > c.ep.Limits.batch():
-		return errorFrame(f.Ref, fmt.Sprintf("more than %d messages", c.ep.Limits.batch()))
 	}
-	in := f.Messages
-	if !batch {
-		in = []jsonMessage{{Topic: f.Topic, Event: f.Event, Data: f.Data}}
+	in := []jsonMessage{{Topic: f.Topic, Event: f.Event, Data: f.Data}}
+	if batch {
+		var err error
+		in, err = decodeBatch(f.Messages, c.ep.Limits.batch())
+		switch {
+		case errors.Is(err, errBatchTooLong):
+			return errorFrame(f.Ref, fmt.Sprintf("more than %d messages", c.ep.Limits.batch()))
+		case errors.Is(err, errBatchEmpty):
+			return errorFrame(f.Ref, "empty messages: nothing to publish")
+		case err != nil:
+			return errorFrame(f.Ref, "messages: "+err.Error())
+		}
 	}
 	msgs := make([]hub.Message, len(in))
 	for i, jm := range in {

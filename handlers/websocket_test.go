@@ -31,8 +31,12 @@ func FuzzClientFrame(f *testing.F) {
 				t.Fatalf("accepted %d topics", len(frame.Topics))
 			}
 		}
-		for _, m := range frame.Messages {
-			_, _ = m.message()
+		if frame.Messages != nil {
+			in, err := decodeBatch(frame.Messages, MaxBatch)
+			if err == nil && (len(in) == 0 || len(in) > MaxBatch) {
+				t.Fatalf("decoded a batch of %d messages", len(in))
+			}
+			_, _ = messages(in)
 		}
 		_, _ = json.Marshal(frame)
 	})

@@ -1,6 +1,8 @@
 package integration_test
 
 import (
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -161,5 +163,156 @@ http://127.0.0.1:{PORT} {
 		if code != 400 {
 			t.Errorf("POST %s: got %d %q, want 400", path, code, body)
 		}
+	}
+}
+
+// Anonymous publishing (no publish_key, no jwt) needs a request straight
+// from this machine: a loopback peer, a Host that names this machine, and
+// no sign of a proxy, tunnel or CDN forwarding someone else's request
+// (which would otherwise make every internet client loopback).
+func TestAnonymousPublishing(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT}, http://localhost:{PORT}, http://[::1]:{PORT}, http://push.example.com:{PORT} {
+	pubsub /open* {
+		hub open
+	}
+}
+`)
+	cases := []struct {
+		name, path, host string
+		header           http.Header
+		status           int
+		reason           string
+	}{
+		{"loopback address", "/open", "127.0.0.1", nil, 200, ""},
+		{"localhost", "/open", "localhost", nil, 200, ""},
+		{"IPv6 loopback", "/open", "[::1]", nil, 200, ""},
+		{"public Host through a same-host proxy", "/open", "push.example.com", nil, 403, "Host is not a loopback name"},
+		{"Via", "/open", "127.0.0.1", http.Header{"Via": {"1.1 tunnel"}}, 403, "forwarded (Via)"},
+		{"X-Forwarded-Host", "/open", "127.0.0.1", http.Header{"X-Forwarded-Host": {"push.example.com"}}, 403, "forwarded (X-Forwarded-Host)"},
+		{"X-Forwarded-Proto", "/open", "127.0.0.1", http.Header{"X-Forwarded-Proto": {"https"}}, 403, "forwarded"},
+		{"CF-Connecting-IP", "/open", "127.0.0.1", http.Header{"Cf-Connecting-Ip": {"203.0.113.9"}}, 403, "forwarded"},
+		{"True-Client-IP", "/open", "127.0.0.1", http.Header{"True-Client-Ip": {"203.0.113.9"}}, 403, "forwarded"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := http.NewRequest("POST", s.Base+c.path, strings.NewReader("topic=t&data=x"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = fmt.Sprintf("%s:%d", c.host, s.Port)
+			req.Header = c.header.Clone()
+			if req.Header == nil {
+				req.Header = http.Header{}
+			}
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != c.status || !strings.Contains(string(body), c.reason) {
+				t.Fatalf("got %d %q, want %d with %q", resp.StatusCode, body, c.status, c.reason)
+			}
+			if c.status == 403 && !strings.Contains(string(body), "publish_key") {
+				t.Errorf("the reason %q does not say which sub-directive to set", body)
+			}
+		})
+	}
+}
+
+// anonymous_publish off refuses publishing without a credential, from
+// loopback too, and with it watching the "$" topics.
+func TestAnonymousPublishingOff(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		anonymous_publish off
+		presence
+	}
+}
+`)
+	code, body, _ := testserver.Request(t, "POST", s.Base+"/events", "application/x-www-form-urlencoded", "topic=t&data=x", nil)
+	if code != 403 || !strings.Contains(body, "anonymous publishing is off: configure publish_key or jwt") {
+		t.Errorf("publish from loopback: %d %q, want 403", code, body)
+	}
+	code, body, _ = testserver.Request(t, "GET", s.Base+"/events?topic=$pubsub/%23&last_id=earliest", "", "", nil)
+	if code != 403 {
+		t.Errorf("watching $pubsub/# from loopback: %d %q, want 403", code, body)
+	}
+	ws := testserver.DialWS(t, s.Base+"/events", nil)
+	if f, _ := ws.Request(map[string]any{"type": "publish", "topic": "t", "data": "x", "ref": 1}); f.Type != "error" || !strings.Contains(f.Reason, "anonymous publishing is off") {
+		t.Errorf("WebSocket publish from loopback: %+v", f)
+	}
+	if _, err := testserver.Adapt("http://127.0.0.1:1 {\n\tpubsub {\n\t\tanonymous_publish sometimes\n\t}\n}\n"); err == nil || !strings.Contains(err.Error(), "use loopback or off") {
+		t.Errorf("anonymous_publish sometimes: %v", err)
+	}
+}
+
+// Only the server writes the hub's own "$" topics (presence events): not
+// even the holder of the publish key may forge them, over HTTP or a
+// WebSocket.
+func TestReservedTopicsAreTheServers(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		publish_key s3cret-key
+		presence
+		poll_timeout 1s
+	}
+}
+`)
+	key := http.Header{"Authorization": {"Bearer s3cret-key"}}
+	for _, topic := range []string{"$pubsub/subscribe", "$pubsub/unsubscribe", "$anything"} {
+		code, body, _ := testserver.Request(t, "POST", s.Base+"/events", "application/x-www-form-urlencoded", url.Values{"topic": {topic}, "data": {"forged"}}.Encode(), key)
+		if code != 403 || !strings.Contains(body, "written by the server only") {
+			t.Errorf("POST to %s with the key: %d %q, want 403", topic, code, body)
+		}
+	}
+	code, body, _ := testserver.Request(t, "POST", s.Base+"/events", "application/json", `[{"topic":"ok","data":"x"},{"topic":"$pubsub/subscribe","data":"forged"}]`, key)
+	if code != 403 {
+		t.Errorf("batch with a $ topic: %d %q, want 403", code, body)
+	}
+	ws := testserver.DialWS(t, s.Base+"/events", &testserver.WSOptions{Header: key})
+	if f, _ := ws.Request(map[string]any{"type": "publish", "topic": "$pubsub/subscribe", "data": "forged", "ref": 1}); f.Type != "error" || !strings.Contains(f.Reason, "written by the server only") {
+		t.Errorf("WebSocket publish to $pubsub/subscribe: %+v", f)
+	}
+	code, body, _ = testserver.Request(t, "GET", s.Base+"/events?topic=$pubsub/%23&last_id=earliest", "", "", key)
+	if code != 200 || !strings.Contains(body, `"messages":[]`) {
+		t.Errorf("history of $pubsub/#: %d %q, want no message", code, body)
+	}
+}
+
+// The configured topic is expanded only when a request names none: a
+// placeholder that does not fit this request (here an empty path level)
+// does not fail a request that brings its own topic.
+func TestDefaultTopicOnlyWhenUsed(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		topic chat/{http.request.uri.path.1}
+	}
+}
+`)
+	sse := testserver.Subscribe(t, nil, s.Base+"/events?topic=news", nil)
+	code, body, _ := testserver.Request(t, "POST", s.Base+"/events", "application/x-www-form-urlencoded", "topic=news&data=own", nil)
+	if code != 200 {
+		t.Fatalf("publish naming its own topic: %d %q", code, body)
+	}
+	if ev := sse.Next(); ev.Data != "own" {
+		t.Fatalf("subscriber naming its own topic got %+v", ev)
+	}
+	code, body, _ = testserver.Request(t, "POST", s.Base+"/events", "application/json", `{"topic":"news","data":"json"}`, nil)
+	if code != 200 {
+		t.Fatalf("JSON publish naming its own topic: %d %q", code, body)
+	}
+	ws := testserver.DialWS(t, s.Base+"/events?topic=news", nil)
+	if f, _ := ws.Request(map[string]any{"type": "publish", "topic": "news", "data": "ws", "ref": 1}); f.Type != "ack" {
+		t.Fatalf("WebSocket publish naming its own topic: %+v", f)
+	}
+	code, body, _ = testserver.Request(t, "POST", s.Base+"/events", "application/x-www-form-urlencoded", "data=no-topic", nil)
+	if code != 400 || !strings.Contains(body, "not a single literal level") {
+		t.Fatalf("publish needing the default topic: %d %q, want 400", code, body)
 	}
 }

@@ -195,7 +195,8 @@ func TestPublishAuthorisation(t *testing.T) {
 		{"token in cookie", cookie(writer), ep, "chat/b", 200, ""},
 		{"token in query", nil, ep + q("access_token", writer), "chat/c", 200, ""},
 		{"expired token", bearer(expired), ep, "chat/a", 401, "token is expired"},
-		{"# does not reach $ topics", bearer(everything), ep, "$pubsub/x", 403, `does not allow publishing to "$pubsub/x"`},
+		{"# does not reach $ topics", bearer(everything), ep, "$pubsub/x", 403, `topic "$pubsub/x" is reserved`},
+		{"nor does a grant naming them", bearer(hs(t, grants{Publish: []string{"$pubsub/#"}})), ep, "$pubsub/subscribe", 403, "written by the server only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
