@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -198,4 +200,152 @@ func tail(b []byte) string {
 		b = b[len(b)-200:]
 	}
 	return string(b)
+}
+
+// Every endpoint of a hub reads all of it, history included, so endpoints
+// of one hub that decide differently who may subscribe are refused at
+// load, naming the hub and both endpoints. Publish-side differences (a
+// keyed publish endpoint beside an open one) stay allowed.
+func TestEndpointsOfAHubAuthoriseSubscribersAlike(t *testing.T) {
+	t.Setenv("PUBSUB_TEST_SECRET", strings.Repeat("s", 32))
+	refused := []struct{ name, site string }{
+		{"open beside jwt", `
+http://127.0.0.1:{PORT} {
+	pubsub /public* {
+		hub h
+	}
+	pubsub /private* {
+		hub h
+		jwt {
+			secret {env.PUBSUB_TEST_SECRET}
+		}
+	}
+}
+`},
+		{"two bare routes share the hub default", `
+http://127.0.0.1:{PORT} {
+	pubsub /public* {
+	}
+	pubsub /private* {
+		jwt {
+			secret {env.PUBSUB_TEST_SECRET}
+			cookie token
+		}
+	}
+}
+`},
+		{"different jwt settings", `
+http://127.0.0.1:{PORT} {
+	pubsub /public* {
+		hub h
+		jwt {
+			secret {env.PUBSUB_TEST_SECRET}
+			audience a
+		}
+	}
+	pubsub /private* {
+		hub h
+		jwt {
+			secret {env.PUBSUB_TEST_SECRET}
+		}
+	}
+}
+`},
+		{"keys that grant the presence topics", `
+http://127.0.0.1:{PORT} {
+	pubsub /public* {
+		hub h
+		presence
+	}
+	pubsub /private* {
+		hub h
+		presence
+		publish_key k
+	}
+}
+`},
+	}
+	s := testserver.Start(t, basicSite)
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			var endpoints []string // where the site's pubsub directives are
+			for i, line := range strings.Split(tc.site, "\n") {
+				if strings.HasPrefix(line, "\tpubsub ") {
+					endpoints = append(endpoints, fmt.Sprintf("Caddyfile:%d", strings.Count(testserver.GlobalOptions, "\n")+i+1))
+				}
+			}
+			err := s.TryLoad(tc.site)
+			if err == nil || !strings.Contains(err.Error(), "decide differently who may subscribe") ||
+				!strings.Contains(err.Error(), "different hub names") ||
+				!strings.Contains(err.Error(), endpoints[0]) || !strings.Contains(err.Error(), endpoints[1]) {
+				t.Fatalf("loaded, or refused without naming both endpoints %q: %v", endpoints, err)
+			}
+		})
+	}
+	s.Load(`
+http://127.0.0.1:{PORT} {
+	pubsub /publish* {
+		hub h
+		publish_key k
+	}
+	pubsub /events* {
+		hub h
+	}
+}
+`)
+	sub := testserver.Subscribe(t, nil, s.Base+"/events?topic=t", nil)
+	code, body, _ := testserver.Request(t, "POST", s.Base+"/publish", "application/x-www-form-urlencoded", "topic=t&data=keyed", http.Header{"Authorization": {"Bearer k"}})
+	if code != 200 {
+		t.Fatalf("keyed publish beside an open subscribe endpoint: %d %q", code, body)
+	}
+	if ev := sub.Next(); ev.Data != "keyed" {
+		t.Fatalf("subscriber got %+v", ev)
+	}
+}
+
+// A reload that Caddy refuses changes nothing that runs: the options of
+// the refused config (here a shorter durable history, a subscriber cap)
+// never reach the live hub.
+func TestRefusedReloadChangesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "hub.db")
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		broker bolt `+path+`
+		history 1000
+	}
+}
+`)
+	ep := s.Base + "/events"
+	for i := range 50 {
+		testserver.Publish(t, ep, url.Values{"topic": {"t"}, "data": {fmt.Sprint(i)}})
+	}
+	err := s.TryLoad(`
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		broker bolt ` + path + `
+		history 10
+		limits {
+			subscribers 1
+		}
+	}
+	pubsub /other* {
+		hub default
+		broker bolt ` + path + `
+		history 20
+	}
+}
+`)
+	if err == nil || !strings.Contains(err.Error(), "defined twice") {
+		t.Fatalf("conflicting config loaded: %v", err)
+	}
+	first := testserver.Subscribe(t, nil, ep+"?topic=t&last_id=earliest", nil)
+	second := testserver.Subscribe(t, nil, ep+"?topic=t&last_id=earliest", nil)
+	for _, sub := range []*testserver.SSEStream{first, second} {
+		for i := range 50 {
+			if ev := sub.Next(); ev.Data != fmt.Sprint(i) {
+				t.Fatalf("history after the refused reload: message %d is %+v", i, ev)
+			}
+		}
+	}
 }

@@ -308,3 +308,47 @@ http://127.0.0.1:%d {
 		t.Errorf("got %v", err)
 	}
 }
+
+// A WebSocket publish frame is checked (type, right to publish, batch
+// size) before its messages are decoded: a frame of millions of empty
+// messages costs the server about its own size, not a decoded message
+// each. (Caddy runs in this process: its allocations are the test's.)
+func TestHugePublishFrameIsCheckedFirst(t *testing.T) {
+	ep := start(t, "max_message_size 8MiB\n\t\tpublish_key k")
+	const n = 2_700_000
+	frame := []byte(`{"type":"publish","ref":1,"messages":[` + strings.Repeat(`{},`, n-1) + `{}]}`)
+	for _, tc := range []struct {
+		name   string
+		header http.Header
+		reason string
+	}{
+		{"not allowed to publish", nil, "missing or wrong publish key"},
+		{"allowed, over the batch limit", http.Header{"Authorization": {"Bearer k"}}, "more than 100 messages"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws := testserver.DialWS(t, ep, &testserver.WSOptions{Header: tc.header})
+			allocated := testserver.Allocated(func() {
+				ws.SendRaw(websocket.TextMessage, frame)
+				if f := ws.Next(); f.Type != "error" || f.Reason != tc.reason {
+					t.Errorf("answer %s, want an error %q", f.Raw, tc.reason)
+				}
+			})
+			t.Logf("one %d-byte frame: %d MiB allocated", len(frame), allocated>>20)
+			// The frame itself is read into memory, and kept raw once.
+			if limit := uint64(8 * len(frame)); allocated > limit {
+				t.Errorf("answering one %d-byte frame allocated %d MiB, want at most %d MiB", len(frame), allocated>>20, limit>>20)
+			}
+		})
+	}
+	// An HTTP batch stops decoding at the first message over the limit.
+	body := "[" + strings.Repeat(`{},`, n-1) + "{}]"
+	allocated := testserver.Allocated(func() {
+		code, answer, _ := testserver.Request(t, http.MethodPost, ep, "application/json", body, http.Header{"Authorization": {"Bearer k"}})
+		if code != http.StatusBadRequest || answer != "JSON array longer than 100 messages\n" {
+			t.Errorf("HTTP batch of %d: %d %q", n, code, answer)
+		}
+	})
+	if limit := uint64(8 * len(body)); allocated > limit {
+		t.Errorf("answering one %d-byte batch allocated %d MiB, want at most %d MiB", len(body), allocated>>20, limit>>20)
+	}
+}

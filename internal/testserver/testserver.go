@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -109,13 +110,20 @@ func StartWith(t testing.TB, globals, site string) *Server {
 // Load adapts site and loads it, replacing the running config (a reload).
 func (s *Server) Load(site string) {
 	s.t.Helper()
+	if err := s.TryLoad(site); err != nil {
+		s.t.Fatalf("loading config: %v", err)
+	}
+}
+
+// TryLoad is Load for a config that may be refused: it returns why, and the
+// running config, if any, stays.
+func (s *Server) TryLoad(site string) error {
+	s.t.Helper()
 	cfg, err := adapt(s.globals, strings.ReplaceAll(site, "{PORT}", fmt.Sprint(s.Port)))
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if err := caddy.Load(cfg, true); err != nil {
-		s.t.Fatalf("loading config: %v", err)
-	}
+	return caddy.Load(cfg, true)
 }
 
 // Adapt turns site, with the test global options, into Caddy's JSON
@@ -321,4 +329,15 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Allocated runs f and returns the bytes allocated meanwhile by the whole
+// process: with Caddy in the test process, what a request costs the
+// server (plus the client's share, which the caller keeps small).
+func Allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
