@@ -90,11 +90,16 @@ func (h *Hub) SetOptions(opts Options) {
 	h.setPresence(opts.Presence)
 }
 
-// Publish validates (ValidateMessage) and publishes msgs atomically in order, and returns
-// their IDs.
+// Publish validates the topics and event names of msgs, publishes them
+// atomically in order, and returns their IDs. That the data is UTF-8 is
+// for the edge that takes it to check (ValidateMessage), once: brokers
+// check it again only on what they read back.
 func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
-	for i := range msgs {
-		if err := ValidateMessage(&msgs[i]); err != nil {
+	for _, m := range msgs {
+		if err := ValidateTopic(m.Topic); err != nil {
+			return nil, err
+		}
+		if err := ValidateEvent(m.Event); err != nil {
 			return nil, err
 		}
 	}
