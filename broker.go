@@ -302,7 +302,9 @@ func (b *Broker) spec(hubName string, logger *zap.Logger) (brokerSpec, error) {
 			return brokerSpec{}, fmt.Errorf("broker bolt: %w", err)
 		}
 		return brokerSpec{key: "bolt\x00" + path, open: func(r hub.Retention) (hub.Broker, error) {
-			return bolt.New(path, r), nil
+			b := bolt.New(path, r)
+			b.Logger = logger
+			return b, nil
 		}}, nil
 	}
 

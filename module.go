@@ -145,7 +145,8 @@ type Handler struct {
 type History struct {
 	// Count is the most messages kept; 0 keeps none.
 	Count int `json:"count"`
-	// MaxAge drops messages older than this; 0 means no age bound.
+	// MaxAge drops messages older than this; 0 means no age bound. It
+	// needs a Count above 0.
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
 }
 
@@ -318,6 +319,11 @@ func checkHistory(count int, age time.Duration) error {
 	}
 	if age < 0 {
 		return fmt.Errorf("history age %s is negative", age)
+	}
+	// An age only drops messages a count keeps: with a count of 0 it would
+	// suggest a history that is not there.
+	if count == 0 && age > 0 {
+		return fmt.Errorf("history 0 %s: a count of 0 keeps no messages, so the age has no effect; write history 0 for none, or a count above 0", age)
 	}
 	return nil
 }

@@ -422,16 +422,29 @@ func hubStats(ctx context.Context, v hubView) statsHub {
 	if r, ok := v.hub.Retained(); ok {
 		out.History.Messages, out.History.FirstID, out.History.LastID = r.Messages, r.FirstID, r.LastID
 	} else {
-		// Other brokers: read what a resume from the start would get.
+		// Other brokers: page through what a resume from the start would
+		// get.
 		ctx, cancel := context.WithTimeout(ctx, statsTimeout)
-		msgs, _, err := v.hub.History(ctx, hub.Earliest, st.Head)
-		cancel()
-		switch {
-		case err != nil:
-			out.History.Error = err.Error()
-		case len(msgs) > 0:
-			out.History.Messages, out.History.FirstID, out.History.LastID = len(msgs), msgs[0].ID, msgs[len(msgs)-1].ID
+		q := hub.Query{After: hub.Earliest, Upto: st.Head}
+		for {
+			page, err := v.hub.History(ctx, q)
+			if err != nil {
+				out.History.Error = err.Error()
+				break
+			}
+			if n := len(page.Messages); n > 0 {
+				if out.History.FirstID == "" {
+					out.History.FirstID = page.Messages[0].ID
+				}
+				out.History.Messages += n
+				out.History.LastID = page.Messages[n-1].ID
+			}
+			if !page.More {
+				break
+			}
+			q.After = out.History.LastID
 		}
+		cancel()
 	}
 	for i, l := range v.links {
 		out.Links[i] = statsLink(l)

@@ -28,7 +28,6 @@ const (
 	MaxTopicsPerRequest = 32
 	MaxBatch            = 100 // messages in one JSON array publish
 	maxIDLength         = 256
-	maxEventLength      = 64
 )
 
 // Endpoint is one configured pubsub endpoint: a hub and the settings every

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -35,11 +36,11 @@ func published(t *testing.T, h *hub.Hub) []*hub.Message {
 	if h.Head() == "" {
 		return nil
 	}
-	msgs, _, err := h.History(context.Background(), hub.Earliest, h.Head())
+	page, err := h.History(context.Background(), hub.Query{After: hub.Earliest, Upto: h.Head(), Limit: math.MaxInt})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return msgs
+	return page.Messages
 }
 
 // checkPublished checks what a publish put in the hub against its IDs:
@@ -58,7 +59,7 @@ func checkPublished(t *testing.T, h *hub.Hub, ids []string, batch int) {
 			t.Fatalf("published to invalid topic %q", m.Topic)
 		case !utf8.ValidString(m.Data):
 			t.Fatalf("published data that is not UTF-8: %q", m.Data)
-		case checkEvent(m.Event) != nil:
+		case hub.ValidateEvent(m.Event) != nil:
 			t.Fatalf("published with event %q", m.Event)
 		}
 	}

@@ -82,12 +82,13 @@ func (ep *Endpoint) Poll(w http.ResponseWriter, r *http.Request, rq Request) {
 // startCursor is the cursor of a poll that begins before the hub has
 // delivered anything: the newest message its broker kept from before (a
 // shared or durable history), else Earliest, since all that comes is new.
+// The broker answers without reading its history.
 func (ep *Endpoint) startCursor(ctx context.Context) string {
-	kept, _, err := ep.Hub.History(ctx, hub.Earliest, "")
-	if err != nil || len(kept) == 0 {
+	head, err := ep.Hub.StoredHead(ctx)
+	if err != nil || head == "" {
 		return hub.Earliest
 	}
-	return kept[len(kept)-1].ID
+	return head
 }
 
 // drainPoll appends what is queued, up to batch messages in all.

@@ -8,9 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -256,33 +253,11 @@ func (rq Request) complete(m *hub.Message, r *http.Request) error {
 	return checkMessage(*m)
 }
 
-// checkMessage validates what a publisher sent.
+// checkMessage validates what a publisher sent: a topic, and what
+// hub.ValidateMessage asks of every message.
 func checkMessage(m hub.Message) error {
 	if m.Topic == "" {
 		return errors.New("no topic: send a topic field")
 	}
-	if err := hub.ValidateTopic(m.Topic); err != nil {
-		return err
-	}
-	if !utf8.ValidString(m.Data) {
-		return errors.New("data is not valid UTF-8")
-	}
-	if err := checkEvent(m.Event); err != nil {
-		return err
-	}
-	return nil
-}
-
-func checkEvent(event string) error {
-	switch {
-	case event == "":
-		return nil
-	case len(event) > maxEventLength:
-		return fmt.Errorf("event name longer than %d bytes", maxEventLength)
-	case !utf8.ValidString(event) || strings.IndexFunc(event, unicode.IsControl) >= 0:
-		return errors.New("event name must be UTF-8 text without control characters")
-	case event == "gap" || event == "error":
-		return fmt.Errorf("event name %q is reserved", event)
-	}
-	return nil
+	return hub.ValidateMessage(&m)
 }

@@ -92,17 +92,30 @@ func (ep *Endpoint) openSSE(w http.ResponseWriter, r *http.Request, rq Request) 
 	w.WriteHeader(http.StatusOK)
 
 	buf := []byte(sseRetry)
-	if gap != nil {
-		buf = appendGap(buf, gap, backlog, sub)
-	}
-	for _, m := range backlog {
-		buf = append(buf, s.frame(m)...)
-		if len(buf) >= sseBatch {
-			if s.out.write(buf) != nil {
-				s.close()
-				return nil
+	// History goes out a page at a time: each page is written before the
+	// next is read.
+	for {
+		if gap != nil {
+			buf = appendGap(buf, gap, backlog, sub)
+		}
+		for _, m := range backlog {
+			buf = append(buf, s.frame(m)...)
+			if len(buf) >= sseBatch {
+				if s.out.write(buf) != nil {
+					s.close()
+					return nil
+				}
+				buf = buf[:0]
 			}
-			buf = buf[:0]
+		}
+		if !sub.Replaying() {
+			break
+		}
+		if backlog, gap, err = sub.Replay(r.Context()); err != nil {
+			buf = append(buf, ": closed: "+err.Error()+"\n\n"...)
+			_ = s.out.write(buf)
+			s.close()
+			return nil
 		}
 	}
 	if s.out.write(buf) != nil {
@@ -196,14 +209,19 @@ func drain(buf []byte, sub *hub.Subscriber, frame func(*hub.Message) []byte) []b
 func appendGap(buf []byte, gap *hub.Gap, backlog []*hub.Message, sub *hub.Subscriber) []byte {
 	// With nothing replayed, the gap event moves the client's cursor to
 	// the hub's head, so its next reconnect does not report the gap again.
-	if len(backlog) == 0 {
-		buf = append(buf, "id: "+sub.Head()+"\n"...)
+	if head := sub.Head(); len(backlog) == 0 && sseSafe(head) {
+		buf = append(buf, "id: "+head+"\n"...)
 	}
 	data, _ := json.Marshal(gap)
 	buf = append(buf, "event: gap\ndata: "...)
 	buf = append(buf, data...)
 	return append(buf, "\n\n"...)
 }
+
+// sseSafe reports whether s can be the value of an SSE "id:" or "event:"
+// line: a CR or LF would end the line and start another field. Brokers
+// validate what they read back; this holds whatever the source.
+func sseSafe(s string) bool { return !strings.ContainsAny(s, "\r\n") }
 
 type sseWriter struct {
 	w        http.ResponseWriter
@@ -230,8 +248,13 @@ func (s *sseWriter) write(buf []byte) error {
 	return s.rc.Flush()
 }
 
-// encodeSSE encodes m as an SSE event: one data line per line of data.
+// encodeSSE encodes m as an SSE event: one data line per line of data. A
+// message whose ID or event name holds a line break encodes to nothing: it
+// is not sent, rather than sent with fields it did not have.
 func encodeSSE(m *hub.Message) []byte {
+	if !sseSafe(m.ID) || !sseSafe(m.Event) {
+		return nil
+	}
 	b := make([]byte, 0, len(m.ID)+len(m.Event)+len(m.Data)+32)
 	b = append(b, "id: "...)
 	b = append(b, m.ID...)
@@ -262,8 +285,13 @@ func newEnvelope(m *hub.Message) envelope {
 }
 
 // encodeSSEJSON encodes m as an unnamed SSE event whose data is the JSON
-// envelope, so one onmessage handler sees every topic and event name.
+// envelope, so one onmessage handler sees every topic and event name. As
+// with encodeSSE, an ID with a line break encodes to nothing; the event
+// name is inside the JSON, escaped.
 func encodeSSEJSON(m *hub.Message) []byte {
+	if !sseSafe(m.ID) {
+		return nil
+	}
 	data, _ := json.Marshal(newEnvelope(m))
 	b := make([]byte, 0, len(data)+len(m.ID)+16)
 	b = append(b, "id: "...)

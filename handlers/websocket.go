@@ -445,7 +445,7 @@ func (c *wsConn) write(backlog []*hub.Message, gap *hub.Gap) {
 		c.extendRead(true)
 		close(c.writerDone)
 	}()
-	if c.sub != nil && c.replay(gap, backlog, c.sub.Head()) != nil {
+	if c.sub != nil && c.replay(nil, gap, backlog, c.sub.Head()) != nil {
 		return
 	}
 	ping, leave := joinBeats(c.ep.Heartbeat)
@@ -551,7 +551,7 @@ func (c *wsConn) subscribe(cmd wsCommand) error {
 			return c.writeFrame(errorFrame(cmd.ref, err.Error()))
 		}
 		c.sub = sub
-		if err := c.replay(gap, backlog, sub.Head()); err != nil {
+		if err := c.replay(cmd.ref, gap, backlog, sub.Head()); err != nil {
 			return err
 		}
 		return c.writeFrame(ackFrame(cmd.ref))
@@ -578,18 +578,23 @@ func (c *wsConn) subscribe(cmd wsCommand) error {
 		return err
 	}
 	if cmd.lastID != "" {
-		retained, gap, err := c.ep.Hub.History(c.ctx, cmd.lastID, head)
-		if err != nil {
-			return c.writeFrame(errorFrame(cmd.ref, "subscribed, but "+err.Error()))
-		}
-		var missed []*hub.Message
-		for _, m := range retained {
-			if matchesAny(cmd.topics, m.Topic) && !matchesAny(old, m.Topic) && c.id.mayReceive(m.Topic) {
-				missed = append(missed, m)
+		// The broker filters and pages the history: one page in memory
+		// at a time, each sent before the next is read.
+		q := hub.Query{After: cmd.lastID, Upto: head, Match: func(topic string) bool {
+			return matchesAny(cmd.topics, topic) && !matchesAny(old, topic) && c.id.mayReceive(topic)
+		}}
+		for {
+			page, err := c.ep.Hub.History(c.ctx, q)
+			if err != nil {
+				return c.writeFrame(errorFrame(cmd.ref, "subscribed, but "+err.Error()))
 			}
-		}
-		if err := c.replay(gap, missed, head); err != nil {
-			return err
+			if err := c.sendPage(page.Gap, page.Messages, head); err != nil {
+				return err
+			}
+			if !page.More {
+				break
+			}
+			q.After = page.Messages[len(page.Messages)-1].ID
 		}
 	}
 	return c.writeFrame(ackFrame(cmd.ref))
@@ -627,10 +632,30 @@ func matchesAny(filters []string, topic string) bool {
 	return slices.ContainsFunc(filters, func(f string) bool { return hub.Match(f, topic) })
 }
 
-// replay sends a gap frame, if any, then msgs. With a gap and nothing to
+// replay sends the history a new subscription resumes with: the first
+// page (gap and msgs) from Subscribe, then the next pages, each read once
+// the one before is written. A failure to read the rest ends the replay
+// with an error frame (with ref, the frame that subscribed); the client
+// resumes from the last ID it got.
+func (c *wsConn) replay(ref json.RawMessage, gap *hub.Gap, msgs []*hub.Message, head string) error {
+	for {
+		if err := c.sendPage(gap, msgs, head); err != nil {
+			return err
+		}
+		if !c.sub.Replaying() {
+			return nil
+		}
+		var err error
+		if msgs, gap, err = c.sub.Replay(c.ctx); err != nil {
+			return c.writeFrame(errorFrame(ref, "subscribed, but "+err.Error()))
+		}
+	}
+}
+
+// sendPage sends a gap frame, if any, then msgs. With a gap and nothing to
 // replay, the gap frame's id moves the client's cursor to head, so it does
 // not report the same gap on its next resume.
-func (c *wsConn) replay(gap *hub.Gap, msgs []*hub.Message, head string) error {
+func (c *wsConn) sendPage(gap *hub.Gap, msgs []*hub.Message, head string) error {
 	if gap != nil {
 		frame := wsGap{Type: "gap", Gap: *gap}
 		if len(msgs) == 0 {

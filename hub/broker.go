@@ -14,11 +14,15 @@ const Earliest = "earliest"
 var ErrUnavailable = errors.New("broker unavailable")
 
 // Retention bounds a hub's history: at most Count messages, none older than
-// MaxAge. Zero means no bound of that kind; both zero keeps no history.
+// MaxAge. Count 0 keeps no messages, whatever MaxAge says; MaxAge 0 means no
+// age bound.
 type Retention struct {
 	Count  int
 	MaxAge time.Duration
 }
+
+// Keeps reports whether r retains any message at all.
+func (r Retention) Keeps() bool { return r.Count > 0 }
 
 // Gap tells a resuming subscriber that messages after LastID (the ID it
 // resumed from) are no longer retained: it may have missed some. FirstID is
@@ -27,6 +31,39 @@ type Gap struct {
 	LastID  string `json:"last_id"`
 	FirstID string `json:"first_id"`
 }
+
+// Query asks a Broker for a page of its history (Since).
+type Query struct {
+	After string // resume after this ID; Earliest for all retained
+	Upto  string // the last ID to return; "" for the broker's Head
+	// Match, when set, keeps only the messages whose topic it accepts.
+	Match func(topic string) bool
+	// Limit bounds the messages of one page; 0 means ReplayPage.
+	Limit int
+}
+
+// Page is part of a broker's history: Messages, oldest first, a Gap when
+// the query's After is no longer covered, and More when Limit cut it short.
+type Page struct {
+	Messages []*Message
+	Gap      *Gap
+	More     bool
+}
+
+// ReplayPage is the most messages one page of a replay holds: a resume
+// never holds more of the history in memory at once.
+const ReplayPage = 128
+
+// PageLimit is the most messages a page for q holds.
+func (q Query) PageLimit() int {
+	if q.Limit > 0 {
+		return q.Limit
+	}
+	return ReplayPage
+}
+
+// Accepts reports whether q asks for messages on topic.
+func (q Query) Accepts(topic string) bool { return q.Match == nil || q.Match(topic) }
 
 // Broker orders, stores and distributes the messages of one hub. The memory
 // broker keeps them in this process; other brokers share them between Caddy
@@ -40,16 +77,24 @@ type Broker interface {
 	// times, and returns the IDs.
 	Publish(ctx context.Context, msgs []Message) ([]string, error)
 
-	// Since returns the retained messages after the message lastID and up to
-	// and including the message upto (the latest delivered ID, "" for none),
-	// oldest first. lastID Earliest means from the oldest retained one. When
-	// lastID is not covered by the retained history (too old, from another
-	// epoch, not an ID this broker issued) Since returns every retained
-	// message up to upto and a non-nil Gap. upto "" (nothing delivered
-	// yet) means up to where the broker's delivery starts: nothing for a
-	// new memory broker, the history kept from before for brokers that
-	// keep it across restarts or share it between instances.
-	Since(ctx context.Context, lastID, upto string) ([]*Message, *Gap, error)
+	// Since returns a page of the retained messages that q asks for: the
+	// ones after q.After and up to and including q.Upto whose topic
+	// q.Match accepts, oldest first, at most q.Limit of them. After
+	// Earliest means from the oldest retained one. When After is not
+	// covered by the retained history (too old, from another epoch, not an
+	// ID this broker issued) the page starts at the oldest retained message
+	// and carries a Gap. Upto "" (nothing delivered yet) means up to where
+	// the broker's delivery starts (Head). Page.More says the limit cut the
+	// page short: the next page is asked for with After set to the last
+	// message's ID. A broker skips the messages Match rejects without
+	// copying them, and never returns a record that fails ValidateMessage.
+	Since(ctx context.Context, q Query) (Page, error)
+
+	// Head returns the ID of the last message stored before the broker's
+	// delivery starts ("" if none), without reading history: what Since
+	// reads up to when Upto is "". Nothing the hub delivers comes before
+	// it.
+	Head(ctx context.Context) (string, error)
 
 	// SetRetention applies new history bounds (on config reload).
 	SetRetention(Retention)

@@ -124,11 +124,13 @@ func TestHistory(t *testing.T) {
 	id2 := publish(t, h, "b", "2")
 	id3 := publish(t, h, "a", "3")
 
-	msgs, gap, err := h.History(context.Background(), id2, id3)
+	page, err := h.History(context.Background(), all(id2, id3))
+	msgs, gap := page.Messages, page.Gap
 	if err != nil || gap != nil || !slices.Equal(ids(msgs), []string{id3}) {
 		t.Fatalf("History(%s, %s) = %v, %+v, %v", id2, id3, ids(msgs), gap, err)
 	}
-	msgs, gap, err = h.History(context.Background(), id1, id3)
+	page, err = h.History(context.Background(), all(id1, id3))
+	msgs, gap = page.Messages, page.Gap
 	want := &Gap{LastID: id1, FirstID: id3}
 	if err != nil || !equalGap(gap, want) || !slices.Equal(ids(msgs), []string{id3}) {
 		t.Fatalf("History(%s, %s) = %v, %+v, %v; want [%s] and gap %+v", id1, id3, ids(msgs), gap, err, id3, *want)

@@ -104,7 +104,8 @@ func FuzzMemorySince(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		msgs, gap, err := b.Since(context.Background(), lastID, upto)
+		page, err := b.Since(context.Background(), all(lastID, upto))
+		msgs, gap := page.Messages, page.Gap
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -175,11 +176,11 @@ func (b *spyBroker) Start(deliver func(*Message)) error {
 	return b.MemoryBroker.Start(deliver)
 }
 
-func (b *spyBroker) Since(ctx context.Context, lastID, upto string) ([]*Message, *Gap, error) {
+func (b *spyBroker) Since(ctx context.Context, q Query) (Page, error) {
 	if b.sinceErr != nil {
-		return nil, nil, b.sinceErr
+		return Page{}, b.sinceErr
 	}
-	return b.MemoryBroker.Since(ctx, lastID, upto)
+	return b.MemoryBroker.Since(ctx, q)
 }
 
 func (b *spyBroker) Close() error {
@@ -243,15 +244,19 @@ func assertIndexEmpty(t *testing.T, h *Hub) {
 	}
 }
 
-// since calls b.Since with a background context and fails on error.
+// since calls b.Since for all of the range in one page, with a background
+// context, and fails on error.
 func since(t testing.TB, b *MemoryBroker, lastID, upto string) ([]*Message, *Gap) {
 	t.Helper()
-	msgs, gap, err := b.Since(context.Background(), lastID, upto)
+	page, err := b.Since(context.Background(), all(lastID, upto))
 	if err != nil {
 		t.Fatalf("Since(%q, %q): %v", lastID, upto, err)
 	}
-	return msgs, gap
+	return page.Messages, page.Gap
 }
+
+// all asks for the whole range in one page.
+func all(lastID, upto string) Query { return Query{After: lastID, Upto: upto, Limit: math.MaxInt} }
 
 // assertRange checks that msgs are exactly published[from-1 : to] (1-based
 // sequences, inclusive), in order.

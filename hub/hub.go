@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -36,6 +37,11 @@ type Hub struct {
 	fan fanout // the fan-out goroutine and the messages waiting for it (fanout.go)
 
 	admission admission // subscriber connections let in (limits.go)
+
+	// replays holds a slot per history page being read: with one replay
+	// at a time per connection, this bounds the CPU and memory resumes
+	// take however many clients resume at once.
+	replays chan struct{}
 }
 
 // Options configure a hub; they can change while it runs (SetOptions).
@@ -58,7 +64,7 @@ type Options struct {
 // Start, Publish or Subscribe, so a hub that is only provisioned (as by
 // `caddy validate`) opens no connection.
 func New(broker Broker, opts Options) *Hub {
-	h := &Hub{broker: broker}
+	h := &Hub{broker: broker, replays: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
 	h.SetOptions(opts)
 	return h
 }
@@ -84,11 +90,16 @@ func (h *Hub) SetOptions(opts Options) {
 	h.setPresence(opts.Presence)
 }
 
-// Publish validates and publishes msgs atomically in order, and returns
-// their IDs.
+// Publish validates the topics and event names of msgs, publishes them
+// atomically in order, and returns their IDs. That the data is UTF-8 is
+// for the edge that takes it to check (ValidateMessage), once: brokers
+// check it again only on what they read back.
 func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
 	for _, m := range msgs {
 		if err := ValidateTopic(m.Topic); err != nil {
+			return nil, err
+		}
+		if err := ValidateEvent(m.Event); err != nil {
 			return nil, err
 		}
 	}
@@ -106,8 +117,10 @@ func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
 }
 
 // Subscribe registers a subscriber for filters. With lastID set it also
-// returns the retained messages after lastID (Earliest: all retained) that
-// match the filters, and a Gap when history no longer covers lastID. Live
+// returns the first page of the retained messages after lastID (Earliest:
+// all retained) that match the filters, and a Gap when history no longer
+// covers lastID; when Subscriber.Replaying says more remain, the transport
+// sends this page and asks for the next with Subscriber.Replay. Live
 // messages follow on Subscriber.Messages with none lost or repeated between
 // the two. Options (Allow) apply to both.
 func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string, opts ...SubscribeOption) (*Subscriber, []*Message, *Gap, error) {
@@ -152,33 +165,50 @@ func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string, op
 	if lastID == "" {
 		return s, nil, nil, nil
 	}
-	retained, gap, err := h.broker.Since(ctx, lastID, upto)
+	s.replay = &Query{After: lastID, Upto: upto, Match: s.matches}
+	backlog, gap, err := s.Replay(ctx)
 	if err != nil {
 		s.Close()
-		return nil, nil, nil, fmt.Errorf("reading history: %w", err)
-	}
-	backlog := retained[:0:0]
-	for _, m := range retained {
-		if s.matches(m.Topic) {
-			backlog = append(backlog, m)
-		}
+		return nil, nil, nil, err
 	}
 	return s, backlog, gap, nil
 }
 
-// History returns the retained messages after lastID and up to and
-// including upto, oldest first, with a Gap when history no longer covers
-// lastID (see Broker.Since). A subscriber that adds filters (SetFilters)
-// reads what they missed from it.
-func (h *Hub) History(ctx context.Context, lastID, upto string) ([]*Message, *Gap, error) {
+// History returns a page of the retained messages q asks for (see
+// Broker.Since). A transport reads history page by page, each page's last
+// ID the next one's After, and sends each before it reads the next.
+// Replays wait for one of a bounded number of slots, so however many
+// clients resume at once, only a few read history at a time.
+func (h *Hub) History(ctx context.Context, q Query) (Page, error) {
 	if err := h.Start(); err != nil {
-		return nil, nil, err
+		return Page{}, err
 	}
-	msgs, gap, err := h.broker.Since(ctx, lastID, upto)
+	select {
+	case h.replays <- struct{}{}:
+	case <-ctx.Done():
+		return Page{}, fmt.Errorf("reading history: %w", ctx.Err())
+	}
+	page, err := h.broker.Since(ctx, q)
+	<-h.replays
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading history: %w", err)
+		return Page{}, fmt.Errorf("reading history: %w", err)
 	}
-	return msgs, gap, nil
+	return page, nil
+}
+
+// StoredHead returns the ID of the last message the broker kept from
+// before it started delivering (a shared or durable history; "" if none),
+// without reading the history: the cursor of a client that starts before
+// the hub delivered anything.
+func (h *Hub) StoredHead(ctx context.Context) (string, error) {
+	if err := h.Start(); err != nil {
+		return "", err
+	}
+	id, err := h.broker.Head(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reading history: %w", err)
+	}
+	return id, nil
 }
 
 // Head returns the ID of the last message the hub delivered ("" if none

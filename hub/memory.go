@@ -78,12 +78,12 @@ func (m *MemoryBroker) Publish(_ context.Context, msgs []Message) ([]string, err
 // evicting the oldest message beyond it.
 func (m *MemoryBroker) push(msg *Message) {
 	limit := m.retention.Count
-	if limit <= 0 && m.retention.MaxAge <= 0 {
+	if !m.retention.Keeps() {
 		m.evicted = m.seq
 		return
 	}
 	if m.n == len(m.ring) {
-		if limit > 0 && m.n >= limit {
+		if m.n >= limit {
 			m.dropOldest()
 		} else {
 			m.grow()
@@ -94,10 +94,7 @@ func (m *MemoryBroker) push(msg *Message) {
 }
 
 func (m *MemoryBroker) grow() {
-	size := max(16, 2*len(m.ring))
-	if c := m.retention.Count; c > 0 {
-		size = min(size, c)
-	}
+	size := min(max(16, 2*len(m.ring)), m.retention.Count)
 	ring := make([]*Message, size)
 	for i := range m.n {
 		ring[i] = m.ring[(m.start+i)%len(m.ring)]
@@ -116,7 +113,7 @@ func (m *MemoryBroker) at(i int) *Message { return m.ring[(m.start+i)%len(m.ring
 
 // trim drops messages beyond the count bound or older than MaxAge.
 func (m *MemoryBroker) trim(now time.Time) {
-	for m.n > 0 && m.retention.Count > 0 && m.n > m.retention.Count {
+	for m.n > 0 && m.n > m.retention.Count {
 		m.dropOldest()
 	}
 	if age := m.retention.MaxAge; age > 0 {
@@ -130,34 +127,47 @@ func (m *MemoryBroker) trim(now time.Time) {
 	}
 }
 
-// Since implements Broker.
-func (m *MemoryBroker) Since(_ context.Context, lastID, upto string) ([]*Message, *Gap, error) {
+// Since implements Broker. The messages are the ones in the ring, shared,
+// not copies.
+func (m *MemoryBroker) Since(_ context.Context, q Query) (Page, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.trim(m.now())
 
-	end := m.seqOf(upto) // 0 if none
+	end := m.seqOf(q.Upto) // 0 if none
 	first := m.evicted + 1
 	var from uint64 // first sequence to return
-	var gap *Gap
-	switch seq, ok := m.parse(lastID); {
-	case lastID == Earliest:
+	var page Page
+	switch seq, ok := m.parse(q.After); {
+	case q.After == Earliest:
 		from = first
 	case !ok || seq > m.seq || seq < m.evicted:
 		from = first
-		gap = &Gap{LastID: lastID}
+		page.Gap = &Gap{LastID: q.After}
 		if m.n > 0 {
-			gap.FirstID = m.at(0).ID
+			page.Gap.FirstID = m.at(0).ID
 		}
 	default:
 		from = seq + 1
 	}
-	var out []*Message
+	limit := q.PageLimit()
 	for s := from; s <= end && s <= m.seq; s++ {
-		out = append(out, m.at(int(s-first)))
+		msg := m.at(int(s - first))
+		if !q.Accepts(msg.Topic) {
+			continue
+		}
+		if len(page.Messages) == limit {
+			page.More = true
+			break
+		}
+		page.Messages = append(page.Messages, msg)
 	}
-	return out, gap, nil
+	return page, nil
 }
+
+// Head implements Broker: a memory broker keeps nothing from before it
+// started.
+func (m *MemoryBroker) Head(context.Context) (string, error) { return "", nil }
 
 // seqOf returns the sequence of one of this broker's IDs, 0 for any other.
 func (m *MemoryBroker) seqOf(id string) uint64 {
@@ -182,13 +192,8 @@ func (m *MemoryBroker) SetRetention(r Retention) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.retention = r
-	if r.Count <= 0 && r.MaxAge <= 0 {
-		for m.n > 0 {
-			m.dropOldest()
-		}
-	}
 	m.trim(m.now())
-	if c := r.Count; c > 0 && len(m.ring) > c {
+	if len(m.ring) > r.Count {
 		m.ring, m.start = m.snapshot(), 0
 	}
 }

@@ -98,7 +98,7 @@ func TestMemoryBrokerCountBound(t *testing.T) {
 
 func TestMemoryBrokerAgeBound(t *testing.T) {
 	clock := newFakeClock()
-	b := NewMemoryBroker(Retention{MaxAge: time.Minute})
+	b := NewMemoryBroker(Retention{Count: 100, MaxAge: time.Minute})
 	b.now = clock.Now
 
 	var published []string
@@ -312,13 +312,13 @@ func TestMemoryBrokerSetRetention(t *testing.T) {
 
 	t.Run("age shrinks at once", func(t *testing.T) {
 		clock := newFakeClock()
-		b := NewMemoryBroker(Retention{MaxAge: time.Hour})
+		b := NewMemoryBroker(Retention{Count: 100, MaxAge: time.Hour})
 		b.now = clock.Now
 		published := brokerPublish(t, b, "t", 3)
 		clock.Advance(10 * time.Minute)
 		published = append(published, brokerPublish(t, b, "t", 2)...)
 		clock.Advance(time.Minute)
-		b.SetRetention(Retention{MaxAge: 5 * time.Minute})
+		b.SetRetention(Retention{Count: 100, MaxAge: 5 * time.Minute})
 		// Read the count directly: Since would trim on its own.
 		b.mu.Lock()
 		n := b.n
@@ -393,9 +393,9 @@ func BenchmarkSince(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				msgs, _, _ := m.Since(context.Background(), bc.lastID, last)
-				if len(msgs) != bc.want {
-					b.Fatalf("got %d messages, want %d", len(msgs), bc.want)
+				page, _ := m.Since(context.Background(), all(bc.lastID, last))
+				if len(page.Messages) != bc.want {
+					b.Fatalf("got %d messages, want %d", len(page.Messages), bc.want)
 				}
 			}
 		})

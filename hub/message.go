@@ -5,8 +5,13 @@
 package hub
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Message is one published message. Brokers assign ID and Time.
@@ -46,4 +51,47 @@ func (m *Message) Frame(kind int, encode func(*Message) []byte) []byte {
 	f := &m.frames[kind]
 	f.once.Do(func() { f.b = encode(m) })
 	return f.b
+}
+
+// MaxEventLength bounds an event name, in bytes.
+const MaxEventLength = 64
+
+// ErrInvalidMessage wraps the validation errors of a message's event name
+// and data; a bad topic wraps ErrInvalidTopic.
+var ErrInvalidMessage = errors.New("invalid message")
+
+// ValidateMessage checks what every message must be, whoever wrote it: a
+// publisher, an upstream link, or a broker's record read back from disk or
+// from Redis, where anyone with access may have written it. Transports write
+// the topic, event name and data into frames, so a message that fails is
+// never delivered.
+func ValidateMessage(m *Message) error {
+	if err := ValidateTopic(m.Topic); err != nil {
+		return err
+	}
+	if err := ValidateEvent(m.Event); err != nil {
+		return err
+	}
+	if !utf8.ValidString(m.Data) {
+		return fmt.Errorf("%w: data is not valid UTF-8", ErrInvalidMessage)
+	}
+	return nil
+}
+
+// ValidateEvent checks an event name: empty, or at most MaxEventLength
+// bytes of UTF-8 without control characters (an SSE "event:" line ends at
+// CR or LF), and not one of the names the transports use themselves ("gap",
+// "error").
+func ValidateEvent(event string) error {
+	switch {
+	case event == "":
+		return nil
+	case len(event) > MaxEventLength:
+		return fmt.Errorf("%w: event name longer than %d bytes", ErrInvalidMessage, MaxEventLength)
+	case !utf8.ValidString(event) || strings.IndexFunc(event, unicode.IsControl) >= 0:
+		return fmt.Errorf("%w: event name must be UTF-8 text without control characters", ErrInvalidMessage)
+	case event == "gap" || event == "error":
+		return fmt.Errorf("%w: event name %q is reserved", ErrInvalidMessage, event)
+	}
+	return nil
 }

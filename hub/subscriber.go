@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -28,6 +29,34 @@ type Subscriber struct {
 
 	// allow, when set, keeps out topics the filters match (Allow).
 	allow func(topic string) bool
+
+	// replay is the history still to send from Subscribe; nil when done.
+	// Only the owner uses it.
+	replay *Query
+}
+
+// Replaying reports whether the history Subscribe began to return goes on:
+// the owner sends what it has and calls Replay for the next page.
+func (s *Subscriber) Replaying() bool { return s.replay != nil }
+
+// Replay returns the next page of the history the subscription resumes
+// with (the first comes from Subscribe), and a Gap if the history moved on
+// past where the previous page ended. It returns nothing once Replaying
+// is false. Only the owner may call it.
+func (s *Subscriber) Replay(ctx context.Context) ([]*Message, *Gap, error) {
+	if s.replay == nil {
+		return nil, nil, nil
+	}
+	page, err := s.hub.History(ctx, *s.replay)
+	if err != nil {
+		return nil, nil, err
+	}
+	if page.More && len(page.Messages) > 0 {
+		s.replay.After = page.Messages[len(page.Messages)-1].ID
+	} else {
+		s.replay = nil
+	}
+	return page.Messages, page.Gap, nil
 }
 
 // Ready returns a channel that holds a value whenever messages are queued,

@@ -14,10 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+	"go.uber.org/zap"
 
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
@@ -47,6 +49,12 @@ type Broker struct {
 	startSeq  uint64 // last sequence in the file at Start: Since's end before any delivery
 	deliver   func(*hub.Message)
 	retention hub.Retention
+
+	skipped atomic.Uint64 // records Since left out as damaged or invalid
+
+	// Logger, when set (before Start), receives a warning when Since
+	// skips records.
+	Logger *zap.Logger
 }
 
 // New returns a broker on the file at path (created if missing; its
@@ -131,7 +139,7 @@ func (b *Broker) Publish(_ context.Context, msgs []hub.Message) ([]string, error
 	stored := make([]*hub.Message, len(msgs))
 	err := b.db.Update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketMessages)
-		keep := keeps(b.retention)
+		keep := b.retention.Keeps()
 		for i := range msgs {
 			seq, err := bk.NextSequence()
 			if err != nil {
@@ -161,14 +169,11 @@ func (b *Broker) Publish(_ context.Context, msgs []hub.Message) ([]string, error
 	return ids, nil
 }
 
-// keeps reports whether r retains anything at all.
-func keeps(r hub.Retention) bool { return r.Count > 0 || r.MaxAge > 0 }
-
 // trim deletes what retention no longer keeps. Messages are stored as a
 // contiguous run of sequences, oldest first, so it only cuts from the front.
 func (b *Broker) trim(tx *bbolt.Tx) error {
 	bk := tx.Bucket(bucketMessages)
-	if !keeps(b.retention) {
+	if !b.retention.Keeps() {
 		if k, _ := bk.Cursor().First(); k == nil {
 			return nil
 		}
@@ -204,7 +209,7 @@ func dropped(bk *bbolt.Bucket, r hub.Retention, now time.Time) uint64 {
 	}
 	last := bk.Sequence()
 	var drop uint64
-	if n := last - binary.BigEndian.Uint64(k) + 1; r.Count > 0 && n > uint64(r.Count) {
+	if n := last - binary.BigEndian.Uint64(k) + 1; n > uint64(r.Count) {
 		drop = last - uint64(r.Count)
 	}
 	if r.MaxAge > 0 {
@@ -221,58 +226,94 @@ func dropped(bk *bbolt.Bucket, r hub.Retention, now time.Time) uint64 {
 }
 
 // Since implements hub.Broker. What retention drops but the last publish
-// has not deleted yet (by age) is left out, as if deleted. With upto ""
+// has not deleted yet (by age) is left out, as if deleted. With Upto ""
 // (the hub delivered nothing yet) it reads up to the last message the file
-// held at Start.
-func (b *Broker) Since(_ context.Context, lastID, upto string) ([]*hub.Message, *hub.Gap, error) {
+// held at Start. It reads each record's topic first and copies the rest
+// only of the records q asks for; a record that is damaged or fails
+// hub.ValidateMessage is skipped.
+func (b *Broker) Since(_ context.Context, q hub.Query) (hub.Page, error) {
 	b.mu.Lock()
 	db, r, now, startSeq := b.db, b.retention, b.now(), b.startSeq
 	b.mu.Unlock()
 	if db == nil {
-		return nil, nil, fmt.Errorf("bolt broker: %w: %s is not open", hub.ErrUnavailable, b.path)
+		return hub.Page{}, fmt.Errorf("bolt broker: %w: %s is not open", hub.ErrUnavailable, b.path)
 	}
-	var out []*hub.Message
-	var gap *hub.Gap
+	var page hub.Page
+	var skipped []uint64
 	err := db.View(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketMessages)
 		last := bk.Sequence()
 		evicted := last // highest sequence no longer retained
-		if k, _ := bk.Cursor().First(); k != nil && keeps(r) {
+		if k, _ := bk.Cursor().First(); k != nil && r.Keeps() {
 			evicted = max(dropped(bk, r, now), binary.BigEndian.Uint64(k)-1)
 		}
 		first := evicted + 1 // first retained sequence, if ≤ last
 		from := first
-		switch seq, ok := b.parse(lastID); {
-		case lastID == hub.Earliest:
+		switch seq, ok := b.parse(q.After); {
+		case q.After == hub.Earliest:
 		case !ok || seq > last || seq < evicted:
-			gap = &hub.Gap{LastID: lastID}
+			page.Gap = &hub.Gap{LastID: q.After}
 			if first <= last {
-				gap.FirstID = b.id(first)
+				page.Gap.FirstID = b.id(first)
 			}
 		default:
 			from = seq + 1
 		}
-		end, _ := b.parse(upto)
-		if upto == "" {
+		end, _ := b.parse(q.Upto)
+		if q.Upto == "" {
 			end = startSeq // what the file held before this run
 		}
+		limit := q.PageLimit()
 		c := bk.Cursor()
 		for k, v := c.Seek(seqKey(from)); k != nil && binary.BigEndian.Uint64(k) <= end; k, v = c.Next() {
 			seq := binary.BigEndian.Uint64(k)
-			m, err := decode(v)
-			if err != nil {
-				return fmt.Errorf("message %d: %w", seq, err)
+			rec, ok := parseRecord(v)
+			if !ok {
+				skipped = append(skipped, seq)
+				continue
+			}
+			if !q.Accepts(string(rec.topic)) {
+				continue
+			}
+			if len(page.Messages) == limit {
+				page.More = true
+				break
+			}
+			m := rec.message()
+			if hub.ValidateMessage(m) != nil {
+				skipped = append(skipped, seq)
+				continue
 			}
 			m.ID = b.id(seq)
-			out = append(out, m)
+			page.Messages = append(page.Messages, m)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("bolt broker: reading %s: %w", b.path, err)
+		return hub.Page{}, fmt.Errorf("bolt broker: reading %s: %w", b.path, err)
 	}
-	return out, gap, nil
+	if len(skipped) > 0 {
+		b.skipped.Add(uint64(len(skipped)))
+		if b.Logger != nil {
+			b.Logger.Warn("skipped damaged or invalid history records; they are never delivered",
+				zap.String("file", b.path), zap.Int("records", len(skipped)), zap.Uint64("first_sequence", skipped[0]))
+		}
+	}
+	return page, nil
 }
+
+// Head implements hub.Broker: the last message the file held at Start.
+func (b *Broker) Head(context.Context) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.startSeq == 0 {
+		return "", nil
+	}
+	return b.id(b.startSeq), nil
+}
+
+// Skipped returns how many damaged or invalid records Since has skipped.
+func (b *Broker) Skipped() uint64 { return b.skipped.Load() }
 
 func (b *Broker) id(seq uint64) string { return b.epoch + "-" + strconv.FormatUint(seq, 10) }
 
@@ -338,8 +379,6 @@ func encode(m *hub.Message) []byte {
 	return append(b, m.Data...)
 }
 
-var errBadRecord = errors.New("damaged record")
-
 func decodeTime(v []byte) (int64, bool) {
 	if len(v) < 2 || v[0] != recordVersion {
 		return 0, false
@@ -348,26 +387,37 @@ func decodeTime(v []byte) (int64, bool) {
 	return t, n > 0
 }
 
-func decode(v []byte) (*hub.Message, error) {
-	t, ok := decodeTime(v)
-	if !ok {
-		return nil, errBadRecord
+// record is a stored message as parsed in place: its fields point into the
+// file's memory, valid only in the transaction that read them.
+type record struct {
+	time               int64
+	topic, event, data []byte
+}
+
+// parseRecord splits a stored message into its fields without copying
+// them; ok is false for a damaged record.
+func parseRecord(v []byte) (rec record, ok bool) {
+	if rec.time, ok = decodeTime(v); !ok {
+		return rec, false
 	}
 	_, n := binary.Varint(v[1:])
 	rest := v[1+n:]
-	str := func() (string, bool) {
+	field := func() ([]byte, bool) {
 		l, n := binary.Uvarint(rest)
 		if n <= 0 || l > uint64(len(rest)-n) {
-			return "", false
+			return nil, false
 		}
-		s := string(rest[n : n+int(l)])
+		f := rest[n : n+int(l)]
 		rest = rest[n+int(l):]
-		return s, true
+		return f, true
 	}
-	topic, ok1 := str()
-	event, ok2 := str()
-	if !ok1 || !ok2 {
-		return nil, errBadRecord
-	}
-	return &hub.Message{Topic: topic, Event: event, Data: string(rest), Time: time.Unix(0, t)}, nil
+	topic, ok1 := field()
+	event, ok2 := field()
+	rec.topic, rec.event, rec.data = topic, event, rest
+	return rec, ok1 && ok2
+}
+
+// message copies rec out of the file's memory.
+func (rec record) message() *hub.Message {
+	return &hub.Message{Topic: string(rec.topic), Event: string(rec.event), Data: string(rec.data), Time: time.Unix(0, rec.time)}
 }

@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"encoding/binary"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -140,21 +141,37 @@ func TestBadFilesFailStart(t *testing.T) {
 	}
 }
 
-// A damaged record is an error for the resume that reads it, never a
-// panic; other brokers' work goes on.
-func TestDamagedRecordIsAnError(t *testing.T) {
+// A damaged record, or one that is not a valid message (an event name
+// with a line break, data that is not UTF-8, a bad topic), is skipped by
+// Since, counted and never returned, never a panic; the records after it
+// still come back.
+func TestDamagedOrInvalidRecordIsSkipped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "history.db")
 	b := started(t, path, hub.Retention{Count: 10})
 	published := publish(t, b, 3)
-	for _, bad := range [][]byte{nil, {recordVersion}, {9, 1, 2}, {recordVersion, 2, 200, 'x'}, {recordVersion, 2, 1, 'a', 5}} {
+	now := time.Now()
+	for i, bad := range [][]byte{
+		nil, {recordVersion}, {9, 1, 2}, {recordVersion, 2, 200, 'x'}, {recordVersion, 2, 1, 'a', 5},
+		encode(&hub.Message{Topic: "t", Event: "x\r\nid: 1", Data: "d", Time: now}),
+		encode(&hub.Message{Topic: "t", Event: "gap", Data: "d", Time: now}),
+		encode(&hub.Message{Topic: "t", Data: "\xff", Time: now}),
+		encode(&hub.Message{Topic: "a/#", Data: "d", Time: now}),
+	} {
 		err := b.db.Update(func(tx *bbolt.Tx) error {
 			return tx.Bucket(bucketMessages).Put(binary.BigEndian.AppendUint64(nil, 2), bad)
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := b.Since(context.Background(), hub.Earliest, published[2]); err == nil {
-			t.Fatalf("Since over a damaged record %q: no error", bad)
+		page, err := b.Since(context.Background(), hub.Query{After: hub.Earliest, Upto: published[2]})
+		if err != nil {
+			t.Fatalf("Since over bad record %q: %v", bad, err)
+		}
+		if got := ids(page.Messages); !slices.Equal(got, []string{published[0], published[2]}) {
+			t.Fatalf("Since over bad record %q: %v, want %v without the second", bad, got, published)
+		}
+		if n := b.Skipped(); n != uint64(i+1) {
+			t.Fatalf("after %d bad records, Skipped() = %d", i+1, n)
 		}
 	}
 }
@@ -184,11 +201,11 @@ func publish(t *testing.T, b *Broker, n int) []string {
 
 func since(t *testing.T, b *Broker, lastID, upto string) ([]*hub.Message, *hub.Gap) {
 	t.Helper()
-	msgs, gap, err := b.Since(context.Background(), lastID, upto)
+	page, err := b.Since(context.Background(), hub.Query{After: lastID, Upto: upto, Limit: math.MaxInt})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return msgs, gap
+	return page.Messages, page.Gap
 }
 
 func ids(msgs []*hub.Message) []string {

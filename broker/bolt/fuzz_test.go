@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,7 +40,8 @@ func FuzzSince(f *testing.F) {
 	f.Fuzz(func(t *testing.T, lastID, upto string) {
 		lastID = strings.ReplaceAll(lastID, "EPOCH", b.epoch)
 		upto = strings.ReplaceAll(upto, "EPOCH", b.epoch)
-		msgs, gap, err := b.Since(context.Background(), lastID, upto)
+		page, err := b.Since(context.Background(), hub.Query{After: lastID, Upto: upto, Limit: math.MaxInt})
+		msgs, gap := page.Messages, page.Gap
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,18 +99,19 @@ func FuzzRecord(f *testing.F) {
 		f.Add([]byte(raw))
 	}
 	f.Fuzz(func(t *testing.T, v []byte) {
-		m, err := decode(v)
-		if err != nil {
+		rec, ok := parseRecord(v)
+		if !ok {
 			return
 		}
+		m := rec.message()
 		if len(m.Topic)+len(m.Event)+len(m.Data) > len(v) {
 			t.Fatalf("decoded more bytes than %d", len(v))
 		}
-		again, err := decode(encode(m))
-		if err != nil {
-			t.Fatalf("re-encoded record does not decode: %v", err)
+		again, ok := parseRecord(encode(m))
+		if !ok {
+			t.Fatal("re-encoded record does not decode")
 		}
-		if again.Topic != m.Topic || again.Event != m.Event || again.Data != m.Data || !again.Time.Equal(m.Time) {
+		if again := again.message(); again.Topic != m.Topic || again.Event != m.Event || again.Data != m.Data || !again.Time.Equal(m.Time) {
 			t.Fatalf("round trip changed %+v to %+v", m, again)
 		}
 	})

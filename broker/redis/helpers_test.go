@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"math"
 	"math/big"
 	"net"
 	"os"
@@ -129,11 +130,11 @@ func publishWhenUp(t testing.TB, b *redis.Broker, data string) string {
 
 func since(t testing.TB, b *redis.Broker, lastID, upto string) ([]*hub.Message, *hub.Gap) {
 	t.Helper()
-	msgs, gap, err := b.Since(context.Background(), lastID, upto)
+	page, err := b.Since(context.Background(), hub.Query{After: lastID, Upto: upto, Limit: math.MaxInt})
 	if err != nil {
 		t.Fatalf("Since(%q, %q): %v", lastID, upto, err)
 	}
-	return msgs, gap
+	return page.Messages, page.Gap
 }
 
 func ids(msgs []*hub.Message) []string {

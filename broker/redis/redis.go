@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"math"
 	mathrand "math/rand/v2"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +59,7 @@ type Broker struct {
 	logger   *zap.Logger
 
 	retention atomic.Pointer[hub.Retention]
+	skipped   atomic.Uint64 // stream entries Since left out as not valid messages
 
 	startMu    sync.Mutex
 	startedAt  time.Time
@@ -159,6 +159,9 @@ func (b *Broker) Publish(ctx context.Context, msgs []hub.Message) ([]string, err
 	if err != nil {
 		return nil, b.failed("publishing to", err)
 	}
+	if !validEpoch(res[0]) {
+		return nil, fmt.Errorf("redis broker: publishing to stream %s: %s holds %.40q, not an epoch: delete it", b.stream, b.epochKey, res[0])
+	}
 	if len(res) != len(msgs)+1 {
 		return nil, fmt.Errorf("redis broker: publishing to stream %s: %d replies for %d messages", b.stream, len(res)-1, len(msgs))
 	}
@@ -174,10 +177,7 @@ func (b *Broker) Publish(ctx context.Context, msgs []hub.Message) ([]string, err
 // drops whole stream nodes, cheaply, and may keep some entries more.
 func (b *Broker) trimBounds(now time.Time) (maxLen, minID string) {
 	r := b.retention.Load()
-	maxLen, minID = "0", "0"
-	if r.Count > 0 || r.MaxAge <= 0 {
-		maxLen = strconv.Itoa(max(r.Count, deliveryFloor))
-	}
+	maxLen, minID = strconv.Itoa(max(r.Count, deliveryFloor)), "0"
 	if r.MaxAge > 0 {
 		minID = strconv.FormatInt(now.Add(-max(r.MaxAge, deliveryAge)).UnixMilli(), 10)
 	}
@@ -206,7 +206,7 @@ func (b *Broker) ensureStart(ctx context.Context) (position, error) {
 	if b.positioned {
 		return b.start, nil
 	}
-	s, err := b.snapshot(ctx, "", "", 0)
+	s, err := b.snapshot(ctx)
 	if err != nil {
 		return position{}, err
 	}
@@ -230,26 +230,15 @@ type snapshot struct {
 	maxDeleted    streamID
 	knowsDeleted  bool              // Redis 7.0+ reports the last trimmed entry
 	first         *goredis.XMessage // nil when the stream is empty
-	entries       []goredis.XMessage
 }
 
-// snapshot reads the stream's state and, when from is set, up to limit
-// entries (0: all) from to down to from (XREVRANGE syntax), in one
-// MULTI/EXEC. The entries come back oldest first.
-func (b *Broker) snapshot(ctx context.Context, from, to string, limit int64) (snapshot, error) {
+// snapshot reads the stream's state in one MULTI/EXEC.
+func (b *Broker) snapshot(ctx context.Context) (snapshot, error) {
 	var s snapshot
 	pipe := b.client.TxPipeline()
 	exists := pipe.Exists(ctx, b.stream)
 	epoch := pipe.Get(ctx, b.epochKey)
 	info := pipe.XInfoStream(ctx, b.stream)
-	var rng *goredis.XMessageSliceCmd
-	switch {
-	case from == "":
-	case limit > 0:
-		rng = pipe.XRevRangeN(ctx, b.stream, to, from, limit)
-	default:
-		rng = pipe.XRevRange(ctx, b.stream, to, from)
-	}
 	// A missing stream fails XINFO inside the transaction; each command's
 	// own error says what went wrong.
 	_, _ = pipe.Exec(ctx)
@@ -273,69 +262,43 @@ func (b *Broker) snapshot(ctx context.Context, from, to string, limit int64) (sn
 	if in.Length > 0 {
 		s.first = &in.FirstEntry
 	}
-	if rng != nil {
-		if err := rng.Err(); err != nil {
-			return s, err
-		}
-		s.entries = rng.Val()
-		slices.Reverse(s.entries)
-	}
 	return s, nil
 }
 
 // Since implements hub.Broker. History bounds apply to what this instance
-// has delivered: the count to the newest messages up to upto, the age to
+// has delivered: the count to the newest messages up to Upto, the age to
 // now. The stream itself keeps more (the delivery floor).
-func (b *Broker) Since(ctx context.Context, lastID, upto string) ([]*hub.Message, *hub.Gap, error) {
-	end, ok := parseID(upto)
-	if upto == "" || !ok {
+//
+// Only what q asks for crosses the wire: scripts in Redis find where the
+// count bound starts and read the entries' headers (ID, epoch, topic,
+// event), a chunk at a time; the data is fetched only for the entries that
+// match, at most a page of them.
+func (b *Broker) Since(ctx context.Context, q hub.Query) (hub.Page, error) {
+	end, ok := parseID(q.Upto)
+	if q.Upto == "" || !ok {
 		var err error
 		if end, err = b.ensureStart(ctx); err != nil {
-			return nil, nil, b.failed("reading", err)
+			return hub.Page{}, b.failed("reading", err)
 		}
 	}
 	r := *b.retention.Load()
-	keep := r.Count > 0 || r.MaxAge > 0
-	// One more than the count tells whether the count cut anything off.
-	limit := int64(0)
-	if r.Count > 0 {
-		limit = int64(r.Count) + 1
-	}
-	last, lastOK := parseID(lastID)
-	// Read (lastID, end] when lastID can be resumed from; up to end
-	// otherwise.
-	from := "-"
-	switch {
-	case !keep:
-		from = ""
-	case lastOK && !last.id.less(end.id):
-		from = "" // nothing after lastID was delivered here yet
-	case lastOK:
-		from = "(" + last.id.String()
-	}
-	s, err := b.snapshot(ctx, from, end.id.String(), limit)
+	keep := r.Keeps()
+	earliest := q.After == hub.Earliest
+	last, lastOK := parseID(q.After)
+	s, err := b.snapshot(ctx)
 	if err != nil {
-		return nil, nil, b.failed("reading", err)
+		return hub.Page{}, b.failed("reading", err)
 	}
 	if !s.exists {
-		if lastID == hub.Earliest {
-			return nil, nil, nil
+		if earliest {
+			return hub.Page{}, nil
 		}
-		return nil, &hub.Gap{LastID: lastID}, nil
+		return hub.Page{Gap: &hub.Gap{LastID: q.After}}, nil
 	}
 	resumable := lastOK && last.epoch == s.epoch && !s.lastGenerated.less(last.id)
-	if keep && !resumable && from != "-" {
-		if s, err = b.snapshot(ctx, "-", end.id.String(), limit); err != nil {
-			return nil, nil, b.failed("reading", err)
-		}
-	}
-	if end.epoch != s.epoch {
-		s.entries = nil // this instance delivered from a stream Redis lost
-	}
-
-	gap := lastID != hub.Earliest && !resumable
+	gap := !earliest && !resumable
 	switch {
-	case gap, lastID == hub.Earliest:
+	case gap, earliest:
 	case !keep:
 		gap = last.id.less(end.id)
 	case s.knowsDeleted:
@@ -346,39 +309,199 @@ func (b *Broker) Since(ctx context.Context, lastID, upto string) ([]*hub.Message
 		first, _ := parseStreamID(s.first.ID)
 		gap = last.id.less(first)
 	}
-	if limit > 0 && int64(len(s.entries)) == limit {
-		s.entries = s.entries[1:]
-		gap = gap || lastID != hub.Earliest
-	}
 	var cutoff uint64 // entries with milliseconds below are too old
 	if r.MaxAge > 0 {
 		cutoff = uint64(max(0, time.Now().Add(-r.MaxAge).UnixMilli()))
 	}
-	var out []*hub.Message
-	for _, x := range s.entries {
-		m, ok := decode(x)
-		switch {
-		case !ok:
-		case m.id.ms < cutoff:
-			gap = gap || lastID != hub.Earliest
-		default:
-			out = append(out, m.Message)
+
+	var page hub.Page
+	var firstKept string // the oldest retained entry, for the gap
+	// Read (After, end] when After can be resumed from; up to end
+	// otherwise. Nothing when history is off, when nothing after After
+	// was delivered here yet, or when this instance delivered from a
+	// stream Redis lost.
+	read := keep && end.epoch == s.epoch && !(resumable && !last.id.less(end.id))
+	if read {
+		start := "-"
+		if resumable {
+			start = "(" + last.id.String()
+		}
+		if r.Count > 0 {
+			cut, err := b.countCut(ctx, start, end.id, r.Count)
+			if err != nil {
+				return hub.Page{}, b.failed("reading", err)
+			}
+			if cut != "" {
+				start = "(" + cut
+				gap = gap || !earliest
+			}
+		}
+		var matched []string
+		var skipped int
+		if matched, page.More, skipped, firstKept, err = b.scan(ctx, q, start, end.id, cutoff, &gap); err != nil {
+			return hub.Page{}, b.failed("reading", err)
+		}
+		if page.Messages, err = b.fetch(ctx, matched, &skipped); err != nil {
+			return hub.Page{}, b.failed("reading", err)
+		}
+		if len(page.Messages) < len(matched) {
+			// Trimmed between the scan and the fetch: they were not sent.
+			gap = gap || !earliest
+		}
+		if skipped > 0 {
+			b.skipped.Add(uint64(skipped))
+			b.logger.Warn("skipped stream entries that are not valid messages; they are never delivered", zap.Int("entries", skipped))
 		}
 	}
 	if !gap {
-		return out, nil, nil
+		return page, nil
 	}
-	g := &hub.Gap{LastID: lastID}
-	switch {
-	case len(out) > 0:
-		g.FirstID = out[0].ID
-	case s.first != nil && keep:
+	page.Gap = &hub.Gap{LastID: q.After, FirstID: firstKept}
+	if firstKept == "" && s.first != nil && keep {
 		if m, ok := decode(*s.first); ok && m.id.ms >= cutoff {
-			g.FirstID = m.ID
+			page.Gap.FirstID = m.ID
 		}
 	}
-	return out, g, nil
+	return page, nil
 }
+
+// Chunks of the scripts that read history: they bound what Redis holds in
+// a script at once.
+const scanChunk = 64
+
+// countScript finds where the count bound of history starts: the newest
+// entry in [ARGV[2], ARGV[1]] (XREVRANGE bounds) that is not one of the
+// newest ARGV[3] there, or false when the range holds no more. Only the ID
+// leaves Redis.
+var countScript = goredis.NewScript(`
+local hi, seen, count = ARGV[1], 0, tonumber(ARGV[3])
+while true do
+	local batch = redis.call('XREVRANGE', KEYS[1], hi, ARGV[2], 'COUNT', ARGV[4])
+	for _, e in ipairs(batch) do
+		seen = seen + 1
+		if seen > count then return e[1] end
+		hi = '(' .. e[1]
+	end
+	if #batch < tonumber(ARGV[4]) then return false end
+end
+`)
+
+// countCut returns the newest entry ID in (start, end] that the count bound
+// drops, "" for none.
+func (b *Broker) countCut(ctx context.Context, start string, end streamID, count int) (string, error) {
+	cut, err := countScript.Run(ctx, b.client, []string{b.stream}, end.String(), start, count, scanChunk).Text()
+	if errors.Is(err, goredis.Nil) {
+		return "", nil
+	}
+	return cut, err
+}
+
+// headerScript returns, for up to ARGV[3] entries in [ARGV[1], ARGV[2]]
+// (XRANGE bounds), the ID, epoch, topic and event, without the data. Each
+// field is cut one byte past what a valid one may hold, so a hostile entry
+// costs no more than a valid one and still fails validation.
+var headerScript = goredis.NewScript(`
+local out = {}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])) do
+	local v = {epoch = '', topic = '', event = ''}
+	local f = e[2]
+	for i = 1, #f - 1, 2 do
+		if v[f[i]] then v[f[i]] = string.sub(f[i + 1], 1, 257) end
+	end
+	out[#out + 1] = e[1]
+	out[#out + 1] = v.epoch
+	out[#out + 1] = v.topic
+	out[#out + 1] = v.event
+end
+return out
+`)
+
+// scan reads the headers of the entries in (start, end], a chunk at a
+// time, and returns the IDs of the first q.PageLimit() valid ones that q
+// asks for; more is true when there are more. Entries older than cutoff
+// are a gap, unless q asks for everything retained. firstKept is the first
+// valid entry not too old.
+func (b *Broker) scan(ctx context.Context, q hub.Query, start string, end streamID, cutoff uint64, gap *bool) (matched []string, more bool, skipped int, firstKept string, err error) {
+	limit := q.PageLimit()
+	for {
+		h, err := headerScript.Run(ctx, b.client, []string{b.stream}, start, end.String(), scanChunk).StringSlice()
+		if err != nil {
+			return nil, false, 0, "", err
+		}
+		for i := 0; i+3 < len(h); i += 4 {
+			id, epoch, topic, event := h[i], h[i+1], h[i+2], h[i+3]
+			start = "(" + id
+			sid, ok := parseStreamID(id)
+			switch {
+			case !ok || !validEpoch(epoch) || hub.ValidateTopic(topic) != nil || hub.ValidateEvent(event) != nil:
+				skipped++
+				continue
+			case sid.ms < cutoff:
+				*gap = *gap || q.After != hub.Earliest
+				continue
+			}
+			if firstKept == "" {
+				firstKept = epoch + "-" + id
+			}
+			if !q.Accepts(topic) {
+				continue
+			}
+			if len(matched) == limit {
+				return matched, true, skipped, firstKept, nil
+			}
+			matched = append(matched, id)
+		}
+		if len(h) < 4*scanChunk {
+			return matched, false, skipped, firstKept, nil
+		}
+	}
+}
+
+// fetch reads the entries ids in one round trip and decodes them; an entry
+// that fails validation is skipped and counted, one trimmed meanwhile is
+// left out.
+func (b *Broker) fetch(ctx context.Context, ids []string, skipped *int) ([]*hub.Message, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := b.client.Pipeline()
+	cmds := make([]*goredis.XMessageSliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.XRangeN(ctx, b.stream, id, id, 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]*hub.Message, 0, len(ids))
+	for _, c := range cmds {
+		for _, x := range c.Val() {
+			m, ok := decode(x)
+			if !ok {
+				*skipped++
+				continue
+			}
+			out = append(out, m.Message)
+		}
+	}
+	return out, nil
+}
+
+// Head implements hub.Broker: the stream position this instance's
+// delivery began after.
+func (b *Broker) Head(ctx context.Context) (string, error) {
+	start, err := b.ensureStart(ctx)
+	if err != nil {
+		return "", b.failed("reading", err)
+	}
+	if start.epoch == "" {
+		return "", nil
+	}
+	return start.epoch + "-" + start.id.String(), nil
+}
+
+// Skipped returns how many stream entries that are not valid messages
+// Since has skipped.
+func (b *Broker) Skipped() uint64 { return b.skipped.Load() }
 
 // After implements hub.Sequencer: messages of one epoch are ordered by
 // their stream IDs.
@@ -483,7 +606,7 @@ func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 // resync runs after an outage, before reading again: it finds out whether
 // the stream outlived it and where to go on from.
 func (b *Broker) resync(ctx context.Context, pos position) (position, error) {
-	s, err := b.snapshot(ctx, "", "", 0)
+	s, err := b.snapshot(ctx)
 	if err != nil {
 		return pos, err
 	}
@@ -525,8 +648,8 @@ type entry struct {
 }
 
 // decode turns a stream entry into a message; ok is false for entries
-// this broker did not write (a foreign writer on the key), which are
-// skipped.
+// this broker did not write (a foreign writer on the key) and for any that
+// fail hub.ValidateMessage, which are skipped.
 func decode(x goredis.XMessage) (entry, bool) {
 	id, ok := parseStreamID(x.ID)
 	field := func(name string) string {
@@ -535,24 +658,42 @@ func decode(x goredis.XMessage) (entry, bool) {
 		return s
 	}
 	epoch, topic, event, data := field("epoch"), field("topic"), field("event"), field("data")
-	if !ok || epoch == "" || strings.Contains(epoch, "-") || hub.ValidateTopic(topic) != nil {
+	if !ok || !validEpoch(epoch) {
 		return entry{}, false
 	}
-	return entry{
-		Message: &hub.Message{
-			ID:    epoch + "-" + x.ID,
-			Topic: topic,
-			Event: event,
-			Data:  data,
-			Time:  time.UnixMilli(int64(min(id.ms, 1<<62))),
-		},
-		epoch: epoch,
-		id:    id,
-	}, true
+	m := &hub.Message{
+		ID:    epoch + "-" + x.ID,
+		Topic: topic,
+		Event: event,
+		Data:  data,
+		Time:  time.UnixMilli(int64(min(id.ms, 1<<62))),
+	}
+	if hub.ValidateMessage(m) != nil {
+		return entry{}, false
+	}
+	return entry{Message: m, epoch: epoch, id: id}, true
 }
 
+// validEpoch reports whether e has the form newEpoch gives epochs: anyone
+// who can write to Redis can write an entry or the epoch key, and the
+// epoch goes into every message ID.
+func validEpoch(e string) bool {
+	if len(e) != 2*epochBytes {
+		return false
+	}
+	for _, c := range []byte(e) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// epochBytes is the random bytes of an epoch, which is their hex.
+const epochBytes = 4
+
 func newEpoch() string {
-	var e [4]byte
+	var e [epochBytes]byte
 	_, _ = rand.Read(e[:]) // crypto/rand.Read never fails
 	return hex.EncodeToString(e[:])
 }

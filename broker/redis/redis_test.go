@@ -92,7 +92,7 @@ func TestRedisDownAtStart(t *testing.T) {
 	if took := time.Since(begin); took > 2*time.Second {
 		t.Fatalf("Publish with Redis down took %s to fail", took)
 	}
-	if _, _, err := b.Since(context.Background(), "x-1-0", ""); !errors.Is(err, hub.ErrUnavailable) {
+	if _, err := b.Since(context.Background(), hub.Query{After: "x-1-0"}); !errors.Is(err, hub.ErrUnavailable) {
 		t.Fatalf("Since with Redis down: %v, want ErrUnavailable", err)
 	}
 
@@ -216,7 +216,7 @@ func TestAuthentication(t *testing.T) {
 				t.Fatalf("Publish: %v", err)
 			case tc.ok:
 				s.waitIDs(t, ids)
-				if _, _, err := b.Since(context.Background(), ids[0], ids[0]); err != nil {
+				if _, err := b.Since(context.Background(), hub.Query{After: ids[0], Upto: ids[0]}); err != nil {
 					t.Fatalf("Since: %v", err)
 				}
 			case !tc.ok && !errors.Is(err, hub.ErrUnavailable):

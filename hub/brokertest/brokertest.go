@@ -42,7 +42,10 @@ func Run(t *testing.T, newBroker func(t *testing.T, r hub.Retention) hub.Broker)
 		{"NoRetentionKeepsNothing", testNoRetention},
 		{"SetRetentionAppliesNewBounds", testSetRetention},
 		{"ConcurrentPublishersGetOneOrder", testConcurrentPublish},
+		{"SinceFiltersAndPages", testSinceFilters},
+		{"HeadIsWhereDeliveryStarts", testHead},
 		{"HubResumeLosesAndRepeatsNothing", testHubResume},
+		{"HubResumeAcrossPagesLosesAndRepeatsNothing", testHubResumePages},
 		{"CloseStopsEveryGoroutine", testClose},
 	}
 	for _, c := range cases {
@@ -156,13 +159,44 @@ func publishN(t *testing.T, b hub.Broker, n, batch int) []string {
 	return ids
 }
 
+// sincePage is the page size since reads with: small, so every clause
+// also checks that pages join up.
+const sincePage = 7
+
+// since reads all the history after lastID up to upto, page by page, each
+// page after the last message of the one before, and checks that only the
+// first reports a gap.
 func since(t *testing.T, b hub.Broker, lastID, upto string) ([]*hub.Message, *hub.Gap) {
 	t.Helper()
-	msgs, gap, err := b.Since(ctx(t), lastID, upto)
-	if err != nil {
-		t.Fatalf("Since(%q, %q): %v", lastID, upto, err)
+	return sinceMatching(t, b, lastID, upto, nil)
+}
+
+func sinceMatching(t *testing.T, b hub.Broker, lastID, upto string, match func(string) bool) ([]*hub.Message, *hub.Gap) {
+	t.Helper()
+	q := hub.Query{After: lastID, Upto: upto, Match: match, Limit: sincePage}
+	var msgs []*hub.Message
+	var gap *hub.Gap
+	for i := 0; ; i++ {
+		page, err := b.Since(ctx(t), q)
+		if err != nil {
+			t.Fatalf("Since(%.40q, %q), page %d: %v", q.After, upto, i, err)
+		}
+		switch {
+		case len(page.Messages) > sincePage:
+			t.Fatalf("Since(%.40q, %q) page %d: %d messages, limit %d", q.After, upto, i, len(page.Messages), sincePage)
+		case page.More && len(page.Messages) < sincePage:
+			t.Fatalf("Since(%.40q, %q) page %d: More with %d messages, limit %d", q.After, upto, i, len(page.Messages), sincePage)
+		case i == 0:
+			gap = page.Gap
+		case page.Gap != nil:
+			t.Fatalf("Since(%.40q, %q) page %d continues the one before, yet reports gap %+v", q.After, upto, i, page.Gap)
+		}
+		msgs = append(msgs, page.Messages...)
+		if !page.More {
+			return msgs, gap
+		}
+		q.After = page.Messages[len(page.Messages)-1].ID
 	}
-	return msgs, gap
 }
 
 func idsOf(msgs []*hub.Message) []string {
@@ -255,7 +289,6 @@ func testFields(t *testing.T, newBroker NewBroker) {
 		{Topic: "empty", Data: ""},
 		{Topic: "json", Event: "reading", Data: `{"temp":21.5,"tags":["a","b"]}`},
 		{Topic: "$pubsub/stats", Data: "reserved topics are stored like any other"},
-		{Topic: "bytes", Data: "\x00\x01\xff-not-utf8"},
 		{Topic: "big", Data: strings.Repeat("0123456789abcdef", 4096)},
 	}
 	ids := publish(t, b, msgs...)
@@ -357,7 +390,7 @@ func testCountRetention(t *testing.T, newBroker NewBroker) {
 
 func testAgeRetention(t *testing.T, newBroker NewBroker) {
 	const age = 300 * time.Millisecond
-	b, rec := start(t, newBroker, hub.Retention{MaxAge: age})
+	b, rec := start(t, newBroker, hub.Retention{Count: 100, MaxAge: age})
 	old := publish(t, b, hub.Message{Topic: "t", Data: "0"}, hub.Message{Topic: "t", Data: "1"})
 	rec.wait(2)
 	if msgs, _ := since(t, b, hub.Earliest, old[1]); len(msgs) != 2 {
@@ -385,8 +418,15 @@ func testAgeRetention(t *testing.T, newBroker NewBroker) {
 	checkIDs(t, "Since(first dropped)", msgs, []string{fresh})
 }
 
+// testNoRetention: count 0 keeps nothing, with or without an age bound.
 func testNoRetention(t *testing.T, newBroker NewBroker) {
-	b, rec := start(t, newBroker, hub.Retention{})
+	for _, r := range []hub.Retention{{}, {MaxAge: time.Hour}} {
+		t.Run(fmt.Sprintf("age %s", r.MaxAge), func(t *testing.T) { testRetainsNothing(t, newBroker, r) })
+	}
+}
+
+func testRetainsNothing(t *testing.T, newBroker NewBroker, r hub.Retention) {
+	b, rec := start(t, newBroker, r)
 	var ids []string
 	for range 3 {
 		ids = append(ids, publishN(t, b, 1, 1)...)
@@ -420,7 +460,7 @@ func testSetRetention(t *testing.T, newBroker NewBroker) {
 	}
 	checkIDs(t, "after SetRetention(5)", msgs, ids[len(ids)-len(msgs):])
 
-	b.SetRetention(hub.Retention{})
+	b.SetRetention(hub.Retention{MaxAge: time.Hour})
 	msgs, gap := since(t, b, hub.Earliest, last)
 	checkGap(t, "after SetRetention(none)", gap, nil)
 	checkIDs(t, "after SetRetention(none)", msgs, nil)
@@ -532,6 +572,150 @@ func testHubResume(t *testing.T, newBroker NewBroker) {
 		k := slices.Index(ids, r.lastID)
 		r.expect(t, ids[k+1:])
 	}
+}
+
+// testSinceFilters: Since returns only what Match accepts, pages of at
+// most Limit of them, and More only when the limit cut the page short.
+func testSinceFilters(t *testing.T, newBroker NewBroker) {
+	b, rec := start(t, newBroker, hub.Retention{Count: 1000})
+	var msgs []hub.Message
+	for i := range 60 {
+		topic := "other"
+		if i%3 == 0 {
+			topic = "wanted"
+		}
+		msgs = append(msgs, hub.Message{Topic: topic, Data: strconv.Itoa(i)})
+	}
+	ids := publish(t, b, msgs...)
+	rec.wait(len(ids))
+	last := ids[len(ids)-1]
+	var want []string
+	for i, id := range ids {
+		if i%3 == 0 {
+			want = append(want, id)
+		}
+	}
+	wanted := func(topic string) bool { return topic == "wanted" }
+
+	got, gap := sinceMatching(t, b, hub.Earliest, last, wanted)
+	checkGap(t, "Since(earliest, wanted)", gap, nil)
+	checkIDs(t, "Since(earliest, wanted)", got, want)
+	got, gap = sinceMatching(t, b, ids[10], last, wanted)
+	checkGap(t, "Since(message 10, wanted)", gap, nil)
+	checkIDs(t, "Since(message 10, wanted)", got, want[4:])
+	got, gap = sinceMatching(t, b, "foreign", last, wanted)
+	checkGap(t, "Since(foreign, wanted)", gap, &hub.Gap{LastID: "foreign", FirstID: ids[0]})
+	checkIDs(t, "Since(foreign, wanted)", got, want)
+	got, _ = sinceMatching(t, b, hub.Earliest, last, func(string) bool { return false })
+	checkIDs(t, "Since(earliest, nothing)", got, nil)
+
+	// A page that ends exactly at the last match says there is no more
+	// only if none follows.
+	page, err := b.Since(ctx(t), hub.Query{After: hub.Earliest, Upto: last, Match: wanted, Limit: len(want)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkIDs(t, "Since(earliest, wanted, limit all)", page.Messages, want)
+	if page.More {
+		t.Fatal("Since with a limit of exactly all matches says More")
+	}
+	page, err = b.Since(ctx(t), hub.Query{After: hub.Earliest, Upto: last, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checkIDs(t, "Since(earliest, limit 1)", page.Messages, ids[:1]); !page.More {
+		t.Fatal("Since with limit 1 of 60: no More")
+	}
+}
+
+// testHead: Head names the last message Since(…, "") reads up to, and is
+// empty for a broker with no history of its own yet.
+func testHead(t *testing.T, newBroker NewBroker) {
+	b, rec := start(t, newBroker, hub.Retention{Count: 100})
+	head, err := b.Head(ctx(t))
+	if err != nil || head != "" {
+		t.Fatalf("Head of a new broker: %q, %v; want none", head, err)
+	}
+	ids := publishN(t, b, 5, 5)
+	rec.wait(len(ids))
+	msgs, _ := since(t, b, hub.Earliest, "")
+	if head, err = b.Head(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) > 0 && msgs[len(msgs)-1].ID != head || len(msgs) == 0 && head != "" {
+		t.Fatalf("Head %q, but Since(earliest, \"\") returns %v", head, idsOf(msgs))
+	}
+}
+
+// testHubResumePages resumes over more history than one page holds while
+// messages keep coming: the pages and the live messages together are each
+// message after the resume point exactly once.
+func testHubResumePages(t *testing.T, newBroker NewBroker) {
+	const before, during = 3*hub.ReplayPage + 5, 50
+	h := hub.New(newBroker(t, hub.Retention{Count: 2000}), hub.Options{Queue: 4 * during, Retention: hub.Retention{Count: 2000}})
+	t.Cleanup(func() { _ = h.Close() })
+	if err := h.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	var ids []string
+	for i := 0; i < before; i += 50 {
+		msgs := make([]hub.Message, min(50, before-i))
+		for j := range msgs {
+			msgs[j] = hub.Message{Topic: fmt.Sprintf("t/%d", (i+j)%2), Data: strconv.Itoa(i + j)}
+		}
+		got, err := h.Publish(ctx(t), msgs...)
+		if err != nil {
+			t.Fatalf("Publish: %v", err)
+		}
+		ids = append(ids, got...)
+	}
+	// Wait for the hub to have delivered them all: Subscribe replays up to
+	// what it delivered.
+	probe := resume(t, h, ids[len(ids)-2])
+	probe.expect(t, ids[len(ids)-1:])
+
+	sub, backlog, gap, err := h.Subscribe(ctx(t), []string{"t/0"}, ids[2])
+	if err != nil || gap != nil {
+		t.Fatalf("Subscribe: %v, gap %+v", err, gap)
+	}
+	t.Cleanup(sub.Close)
+	if len(backlog) != hub.ReplayPage || !sub.Replaying() {
+		t.Fatalf("first page: %d messages, replaying %v; want %d and more to come", len(backlog), sub.Replaying(), hub.ReplayPage)
+	}
+	published := make(chan []string, 1)
+	go func() {
+		var more []string
+		for i := range during {
+			got, err := h.Publish(context.Background(), hub.Message{Topic: "t/0", Data: "live " + strconv.Itoa(i)})
+			if err != nil {
+				t.Errorf("Publish: %v", err)
+				break
+			}
+			more = append(more, got...)
+		}
+		published <- more
+	}()
+	got := idsOf(backlog)
+	for sub.Replaying() {
+		page, gap, err := sub.Replay(ctx(t))
+		if err != nil || gap != nil {
+			t.Fatalf("Replay: %v, gap %+v", err, gap)
+		}
+		got = append(got, idsOf(page)...)
+	}
+	var want []string
+	for i, id := range ids[3:] {
+		if (i+3)%2 == 0 {
+			want = append(want, id)
+		}
+	}
+	want = append(want, <-published...)
+	r := &resumer{lastID: ids[2], sub: sub}
+	r.backlog = make([]*hub.Message, len(got))
+	for i, id := range got {
+		r.backlog[i] = &hub.Message{ID: id}
+	}
+	r.expect(t, want)
 }
 
 type resumer struct {

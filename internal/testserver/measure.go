@@ -1,0 +1,81 @@
+package testserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Fill publishes n messages of size bytes on topic to endpoint, in JSON
+// batches of 100 (max_message_size must allow 100 of them), each message's
+// data starting with its number in 8 digits.
+func Fill(t testing.TB, endpoint, topic string, n, size int) {
+	t.Helper()
+	pad := strings.Repeat("x", max(0, size-8))
+	for i := 0; i < n; i += 100 {
+		var batch []map[string]string
+		for j := i; j < min(n, i+100); j++ {
+			batch = append(batch, map[string]string{"topic": topic, "data": fmt.Sprintf("%08d", j) + pad})
+		}
+		body, _ := json.Marshal(batch)
+		code, answer, _ := Request(t, http.MethodPost, endpoint, "application/json", string(body), nil)
+		if code != http.StatusOK {
+			t.Fatalf("publishing batch %d: %d %s", i/100, code, answer)
+		}
+	}
+}
+
+// Measure runs do n times, at most parallel at once, and returns the bytes
+// this process allocated and the CPU time it used, per run. Caddy runs in
+// the test process, so they include what the server spent.
+func Measure(t testing.TB, n, parallel int, do func()) (alloc uint64, cpu time.Duration) {
+	t.Helper()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	cpuBefore := cpuTime(t)
+	var wg sync.WaitGroup
+	work := make(chan struct{})
+	for range parallel {
+		wg.Go(func() {
+			for range work {
+				do()
+			}
+		})
+	}
+	for range n {
+		work <- struct{}{}
+	}
+	close(work)
+	wg.Wait()
+	cpu = cpuTime(t) - cpuBefore
+	runtime.ReadMemStats(&after)
+	return (after.TotalAlloc - before.TotalAlloc) / uint64(n), cpu / time.Duration(n)
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime(t testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// HeadCost sends n HEAD requests to url, parallel at once, checks each is
+// answered 200, and returns what each cost the process (see Measure).
+func HeadCost(t testing.TB, url string, n, parallel int) (alloc uint64, cpu time.Duration) {
+	t.Helper()
+	return Measure(t, n, parallel, func() {
+		code, body, _ := Request(t, http.MethodHead, url, "", "", nil)
+		if code != http.StatusOK {
+			t.Errorf("HEAD %s: %d %s", url, code, body)
+		}
+	})
+}
