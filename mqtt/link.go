@@ -1,7 +1,8 @@
 // Package mqtt brings an upstream MQTT broker into a hub: a Link keeps a
 // persistent MQTT session, subscribes to topic filters and publishes every
-// message it receives into the hub, reconnecting with back-off whenever the
-// broker goes away. It knows nothing of Caddy or HTTP.
+// message it receives into the hub, acknowledging it only once stored, and
+// reconnects with back-off whenever the broker goes away. It knows nothing
+// of Caddy or HTTP.
 package mqtt
 
 import (
@@ -39,6 +40,12 @@ type Options struct {
 	// attempts: it starts at MinBackoff and doubles up to MaxBackoff.
 	// Defaults: 1s and 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// Queue and QueueBytes bound the messages received but not yet
+	// stored in the hub: at most Queue messages holding at most
+	// QueueBytes (payload and hub data). Defaults: DefaultQueue and
+	// DefaultQueueBytes.
+	Queue      int
+	QueueBytes int64
 }
 
 // Timings of the MQTT connection.
@@ -73,7 +80,7 @@ type State struct {
 	Since     time.Time `json:"since"`                // when Status last changed
 	LastError string    `json:"last_error,omitempty"` // why the last attempt or connection failed
 	Connects  uint64    `json:"connects"`             // successful connections
-	Received  uint64    `json:"received"`             // MQTT messages received
+	Received  uint64    `json:"received"`             // MQTT messages received, a message sent again counted again
 	Published uint64    `json:"published"`            // of those, published into the hub
 	Dropped   uint64    `json:"dropped"`              // of those, dropped (see the logs)
 }
@@ -95,9 +102,12 @@ type Link struct {
 
 	received, published, dropped, connects atomic.Uint64
 	warnings                               [dropKinds]warnLimiter
+	retryWarn                              warnLimiter
 
-	done chan struct{} // closed when run returns
-	wake chan struct{} // standby changed
+	queue     *queue        // received messages, for the store loop
+	done      chan struct{} // closed when run returns
+	storeDone chan struct{} // closed when the store loop returns
+	wake      chan struct{} // standby changed
 
 	mu      sync.Mutex
 	status  Status
@@ -129,18 +139,26 @@ func New(cfg Config, target Target, opts Options) (*Link, error) {
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(opts.MinBackoff, DefaultMaxBackoff)
 	}
+	if opts.Queue <= 0 {
+		opts.Queue = DefaultQueue
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
 	l := &Link{
-		cfg:      cfg,
-		url:      u,
-		clientID: cfg.ClientID,
-		tls:      tlsCfg,
-		target:   target,
-		opts:     opts,
-		log:      opts.Logger,
-		done:     make(chan struct{}),
-		wake:     make(chan struct{}, 1),
-		status:   StatusIdle,
-		since:    time.Now(),
+		cfg:       cfg,
+		url:       u,
+		clientID:  cfg.ClientID,
+		tls:       tlsCfg,
+		target:    target,
+		opts:      opts,
+		log:       opts.Logger,
+		queue:     newQueue(opts.Queue, opts.QueueBytes),
+		done:      make(chan struct{}),
+		storeDone: make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		status:    StatusIdle,
+		since:     time.Now(),
 	}
 	if l.clientID == "" {
 		l.clientID = DefaultClientID()
@@ -206,11 +224,14 @@ func (l *Link) Start() {
 	}
 	sessions.links[l.session] = append(older, l)
 	go l.run(ctx)
+	go l.store(ctx)
 }
 
 // Close disconnects from the broker, keeping the session there, and waits
-// for the link to stop. If this was the newest link of its session, the
-// next newest takes the session back.
+// for the link to stop. The messages not yet stored in the hub were not
+// acknowledged: the broker keeps those of QoS 1 and 2 in the session. If
+// this was the newest link of its session, the next newest takes the
+// session back.
 func (l *Link) Close() error {
 	sessions.Lock()
 	l.mu.Lock()
@@ -244,6 +265,7 @@ func (l *Link) Close() error {
 	if started {
 		l.cancel()
 		<-l.done
+		<-l.storeDone
 		l.log.Info("mqtt link closed")
 	}
 	l.setStatus(StatusClosed, "")
@@ -297,7 +319,13 @@ func (l *Link) run(ctx context.Context) {
 				return
 			}
 			wait := b.next()
-			l.connectFailed(err, wait)
+			if errors.Is(err, errQueueFull) {
+				// Messages kept in the session came in right after
+				// CONNACK, more than the queue takes.
+				l.queueFull(wait)
+			} else {
+				l.connectFailed(err, wait)
+			}
 			if !l.sleep(ctx, wait) {
 				return
 			}
@@ -320,6 +348,12 @@ func (l *Link) run(ctx context.Context) {
 			l.log.Info("mqtt disconnected")
 			return
 		case err := <-c.lost:
+			full := errors.Is(err, errQueueFull)
+			if full {
+				// A clean DISCONNECT lets the acknowledgements already
+				// given reach the broker, which sends the rest again.
+				c.client.Disconnect(quiesce)
+			}
 			c.cancel()
 			if time.Since(up) >= stableAfter {
 				b.reset()
@@ -331,7 +365,11 @@ func (l *Link) run(ctx context.Context) {
 			}
 			wait := b.next()
 			l.setStatus(StatusReconnecting, err.Error())
-			l.log.Warn("mqtt connection lost; reconnecting", zap.Error(err), zap.Duration("retry_in", wait))
+			if full {
+				l.queueFull(wait)
+			} else {
+				l.log.Warn("mqtt connection lost; reconnecting", zap.Error(err), zap.Duration("retry_in", wait))
+			}
 			if !l.sleep(ctx, wait) {
 				return
 			}
@@ -374,15 +412,30 @@ const subackFailure = 0x80
 type connection struct {
 	client paho.Client
 	lost   chan error         // receives why the connection was lost
+	ctx    context.Context    // ends with the connection
 	cancel context.CancelFunc // closes the network connection
+	// refusing is set when the queue refused one of the connection's
+	// QoS 1 or 2 messages: the link gives the connection up and queues
+	// none of its messages after that one.
+	refusing atomic.Bool
+}
+
+// lose reports err as the reason the connection is lost, unless one is
+// reported already.
+func (c *connection) lose(err error) {
+	select {
+	case c.lost <- err:
+	default:
+	}
 }
 
 // connect opens a connection and subscribes. The session is persistent
 // (clean session off): the broker keeps the subscriptions and queues QoS 1
-// and 2 messages while the link is away, and sends them on reconnect.
+// and 2 messages while the link is away, and sends them on reconnect, as
+// it sends again those the link received but did not acknowledge.
 func (l *Link) connect(ctx context.Context) (*connection, error) {
 	connCtx, cancel := context.WithCancel(context.Background())
-	c := &connection{lost: make(chan error, 1), cancel: cancel}
+	c := &connection{lost: make(chan error, 1), ctx: connCtx, cancel: cancel}
 	o := paho.NewClientOptions().
 		AddBroker(l.url.String()).
 		SetClientID(l.clientID).
@@ -393,6 +446,10 @@ func (l *Link) connect(ctx context.Context) (*connection, error) {
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetConnectTimeout(connectTimeout).
+		// The handler sees the messages in order, and the store loop
+		// acknowledges each once the hub has it.
+		SetOrderMatters(true).
+		SetAutoAckDisabled(true).
 		SetKeepAlive(keepAlive).
 		SetPingTimeout(pingTimeout).
 		SetWriteTimeout(connectTimeout).
@@ -400,13 +457,8 @@ func (l *Link) connect(ctx context.Context) (*connection, error) {
 		SetCustomOpenConnectionFn(l.dialer(connCtx)).
 		// Messages queued in the session arrive right after CONNACK, before
 		// the subscriptions are renewed: the default handler takes them.
-		SetDefaultPublishHandler(l.receive).
-		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			select {
-			case c.lost <- err:
-			default:
-			}
-		})
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { l.receive(c, m) }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { c.lose(err) })
 	c.client = paho.NewClient(o)
 
 	ct := c.client.Connect()
@@ -504,6 +556,16 @@ func (l *Link) connectFailed(err error, retry time.Duration) {
 	}
 	l.mu.Lock()
 	l.lastErr = reason
+	l.mu.Unlock()
+}
+
+// queueFull logs that the link gave its connection up because the queue
+// was full.
+func (l *Link) queueFull(retry time.Duration) {
+	l.log.Warn("mqtt queue full: disconnected, the broker keeps the messages not yet stored; reconnecting",
+		zap.Int("queue", cap(l.queue.items)), zap.Int64("queue_bytes", l.queue.maxBytes), zap.Duration("retry_in", retry))
+	l.mu.Lock()
+	l.lastErr = errQueueFull.Error()
 	l.mu.Unlock()
 }
 
