@@ -318,14 +318,15 @@ func (l *Link) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			wait := b.next()
-			if errors.Is(err, errQueueFull) {
+			if errors.Is(err, errRefused) {
 				// Messages kept in the session came in right after
-				// CONNACK, more than the queue takes.
-				l.queueFull(wait)
-			} else {
-				l.connectFailed(err, wait)
+				// CONNACK, more than the queue took.
+				b.reset()
+				l.drained(b.next())
+				continue
 			}
+			wait := b.next()
+			l.connectFailed(err, wait)
 			if !l.sleep(ctx, wait) {
 				return
 			}
@@ -348,14 +349,15 @@ func (l *Link) run(ctx context.Context) {
 			l.log.Info("mqtt disconnected")
 			return
 		case err := <-c.lost:
-			full := errors.Is(err, errQueueFull)
-			if full {
-				// A clean DISCONNECT lets the acknowledgements already
-				// given reach the broker, which sends the rest again.
+			refused := errors.Is(err, errRefused)
+			if refused {
+				// A clean DISCONNECT lets the last acknowledgements
+				// reach the broker, which sends the refused messages
+				// again on the next connection.
 				c.client.Disconnect(quiesce)
 			}
 			c.cancel()
-			if time.Since(up) >= stableAfter {
+			if refused || time.Since(up) >= stableAfter {
 				b.reset()
 			}
 			if l.isStandby() {
@@ -364,10 +366,11 @@ func (l *Link) run(ctx context.Context) {
 				continue
 			}
 			wait := b.next()
-			l.setStatus(StatusReconnecting, err.Error())
-			if full {
-				l.queueFull(wait)
+			if refused {
+				l.setStatus(StatusReconnecting, "")
+				l.drained(wait)
 			} else {
+				l.setStatus(StatusReconnecting, err.Error())
 				l.log.Warn("mqtt connection lost; reconnecting", zap.Error(err), zap.Duration("retry_in", wait))
 			}
 			if !l.sleep(ctx, wait) {
@@ -415,9 +418,11 @@ type connection struct {
 	ctx    context.Context    // ends with the connection
 	cancel context.CancelFunc // closes the network connection
 	// refusing is set when the queue refused one of the connection's
-	// QoS 1 or 2 messages: the link gives the connection up and queues
-	// none of its messages after that one.
+	// QoS 1 or 2 messages: the link queues none of its messages after
+	// that one, and gives the connection up once pending, its messages
+	// in the queue, is down to none.
 	refusing atomic.Bool
+	pending  atomic.Int64
 }
 
 // lose reports err as the reason the connection is lost, unless one is
@@ -500,6 +505,9 @@ func (l *Link) await(ctx context.Context, c *connection, tok paho.Token) error {
 		c.client.Disconnect(0)
 		return ctx.Err()
 	case err := <-c.lost:
+		if errors.Is(err, errRefused) {
+			c.client.Disconnect(quiesce)
+		}
 		c.cancel()
 		return err
 	}
@@ -559,14 +567,10 @@ func (l *Link) connectFailed(err error, retry time.Duration) {
 	l.mu.Unlock()
 }
 
-// queueFull logs that the link gave its connection up because the queue
-// was full.
-func (l *Link) queueFull(retry time.Duration) {
-	l.log.Warn("mqtt queue full: disconnected, the broker keeps the messages not yet stored; reconnecting",
-		zap.Int("queue", cap(l.queue.items)), zap.Int64("queue_bytes", l.queue.maxBytes), zap.Duration("retry_in", retry))
-	l.mu.Lock()
-	l.lastErr = errQueueFull.Error()
-	l.mu.Unlock()
+// drained logs that the link gave a connection up to have the messages
+// the full queue refused sent again.
+func (l *Link) drained(retry time.Duration) {
+	l.log.Info("mqtt queue drained: reconnecting for the messages left with the broker", zap.Duration("retry_in", retry))
 }
 
 // backoff is a capped exponential back-off with jitter.

@@ -20,8 +20,13 @@ import (
 // queue, and one goroutine stores them in the order received, retrying
 // while the hub is unavailable, and acknowledges each when it is stored:
 // acknowledgements leave in the order the messages came, as MQTT requires.
-// When the queue is full, the link gives the connection up without
-// acknowledging the rest, and the broker sends them again on the next one.
+// When the queue is full, the link takes no more messages from the
+// connection and does not acknowledge them; once the queued ones are
+// stored it disconnects, and the broker sends the others again on the
+// next connection, in their order. Reconnecting at once would do no good
+// while the hub is down (the queue would fill again with the same
+// messages), and disconnecting abruptly would throw away the queue's work
+// and lose the last acknowledgements.
 
 // Bounds of the queue of messages received but not yet stored.
 const (
@@ -38,8 +43,12 @@ const (
 	storeMaxBackoff = 2 * time.Second
 )
 
-// errQueueFull is why the link gives a connection up.
+// errQueueFull is why a QoS 0 message is dropped.
 var errQueueFull = errors.New("too many messages waiting for the hub")
+
+// errRefused is why the link gives a connection up: it refused some of its
+// messages, and stored those it queued.
+var errRefused = errors.New("queue was full: reconnecting for the messages left with the broker")
 
 // delivery is a received MQTT message on its way into the hub.
 type delivery struct {
@@ -87,27 +96,42 @@ func (q *queue) done(d delivery) { q.bytes.Add(-d.size) }
 // it maps the message and queues it for the store loop.
 func (l *Link) receive(c *connection, m paho.Message) {
 	l.received.Add(1)
-	d := delivery{mqtt: m, conn: c}
-	d.msg, d.kind, d.err = l.message(m.Topic(), m.Payload(), m.Retained())
-	d.size = int64(len(m.Payload()) + len(d.msg.Data))
-	if m.Qos() == 0 {
-		// No acknowledgement, no second delivery: a QoS 0 message that
-		// does not fit is lost.
-		if !l.queue.push(d) {
-			l.dropped.Add(1)
-			l.warnDrop(dropQueueFull, m.Topic(), errQueueFull)
-		}
-		return
-	}
-	if c.refusing.Load() || c.ctx.Err() != nil {
+	if m.Qos() > 0 && (c.refusing.Load() || c.ctx.Err() != nil) {
 		// Queuing it after one was refused would store it out of order,
 		// and one whose connection is gone could not be acknowledged:
 		// the broker sends them again on the next connection.
 		return
 	}
-	if !l.queue.push(d) {
-		c.refusing.Store(true)
-		c.lose(errQueueFull)
+	d := delivery{mqtt: m, conn: c}
+	d.msg, d.kind, d.err = l.message(m.Topic(), m.Payload(), m.Retained())
+	d.size = int64(len(m.Payload()) + len(d.msg.Data))
+	c.pending.Add(1)
+	if l.queue.push(d) {
+		return
+	}
+	c.pending.Add(-1)
+	if m.Qos() == 0 {
+		// No acknowledgement, no second delivery: a QoS 0 message that
+		// does not fit is lost.
+		l.dropped.Add(1)
+		l.warnDrop(dropQueueFull, m.Topic(), errQueueFull)
+		return
+	}
+	c.refusing.Store(true)
+	l.log.Warn("mqtt queue full: messages left with the broker until the queued ones are stored",
+		zap.Int("queue", cap(l.queue.items)), zap.Int64("queue_bytes", l.queue.maxBytes))
+	if c.pending.Load() == 0 {
+		c.lose(errRefused)
+	}
+}
+
+// settled records that one of c's queued messages is through the store
+// loop: once none is left after the queue refused one, c is given up.
+// The store loop and the handler may both see the last one go; the
+// connection takes the first report.
+func (c *connection) settled() {
+	if c.pending.Add(-1) == 0 && c.refusing.Load() {
+		c.lose(errRefused)
 	}
 }
 
@@ -122,6 +146,7 @@ func (l *Link) store(ctx context.Context) {
 		case d := <-l.queue.items:
 			l.storeOne(ctx, d)
 			l.queue.done(d)
+			d.conn.settled()
 		}
 	}
 }
