@@ -322,11 +322,13 @@ func (l *Link) run(ctx context.Context) {
 				// Messages kept in the session came in right after
 				// CONNACK, more than the queue took.
 				b.reset()
-				l.drained(b.next())
-				continue
 			}
 			wait := b.next()
-			l.connectFailed(err, wait)
+			if errors.Is(err, errRefused) {
+				l.drained(wait)
+			} else {
+				l.connectFailed(err, wait)
+			}
 			if !l.sleep(ctx, wait) {
 				return
 			}
