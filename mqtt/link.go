@@ -1,7 +1,8 @@
 // Package mqtt brings an upstream MQTT broker into a hub: a Link keeps a
 // persistent MQTT session, subscribes to topic filters and publishes every
-// message it receives into the hub, reconnecting with back-off whenever the
-// broker goes away. It knows nothing of Caddy or HTTP.
+// message it receives into the hub, acknowledging it only once stored, and
+// reconnects with back-off whenever the broker goes away. It knows nothing
+// of Caddy or HTTP.
 package mqtt
 
 import (
@@ -39,6 +40,12 @@ type Options struct {
 	// attempts: it starts at MinBackoff and doubles up to MaxBackoff.
 	// Defaults: 1s and 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// Queue and QueueBytes bound the messages received but not yet
+	// stored in the hub: at most Queue messages holding at most
+	// QueueBytes (payload and hub data). Defaults: DefaultQueue and
+	// DefaultQueueBytes.
+	Queue      int
+	QueueBytes int64
 }
 
 // Timings of the MQTT connection.
@@ -73,7 +80,7 @@ type State struct {
 	Since     time.Time `json:"since"`                // when Status last changed
 	LastError string    `json:"last_error,omitempty"` // why the last attempt or connection failed
 	Connects  uint64    `json:"connects"`             // successful connections
-	Received  uint64    `json:"received"`             // MQTT messages received
+	Received  uint64    `json:"received"`             // MQTT messages received, a message sent again counted again
 	Published uint64    `json:"published"`            // of those, published into the hub
 	Dropped   uint64    `json:"dropped"`              // of those, dropped (see the logs)
 }
@@ -95,9 +102,12 @@ type Link struct {
 
 	received, published, dropped, connects atomic.Uint64
 	warnings                               [dropKinds]warnLimiter
+	retryWarn                              warnLimiter
 
-	done chan struct{} // closed when run returns
-	wake chan struct{} // standby changed
+	queue     *queue        // received messages, for the store loop
+	done      chan struct{} // closed when run returns
+	storeDone chan struct{} // closed when the store loop returns
+	wake      chan struct{} // standby changed
 
 	mu      sync.Mutex
 	status  Status
@@ -129,18 +139,26 @@ func New(cfg Config, target Target, opts Options) (*Link, error) {
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(opts.MinBackoff, DefaultMaxBackoff)
 	}
+	if opts.Queue <= 0 {
+		opts.Queue = DefaultQueue
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
 	l := &Link{
-		cfg:      cfg,
-		url:      u,
-		clientID: cfg.ClientID,
-		tls:      tlsCfg,
-		target:   target,
-		opts:     opts,
-		log:      opts.Logger,
-		done:     make(chan struct{}),
-		wake:     make(chan struct{}, 1),
-		status:   StatusIdle,
-		since:    time.Now(),
+		cfg:       cfg,
+		url:       u,
+		clientID:  cfg.ClientID,
+		tls:       tlsCfg,
+		target:    target,
+		opts:      opts,
+		log:       opts.Logger,
+		queue:     newQueue(opts.Queue, opts.QueueBytes),
+		done:      make(chan struct{}),
+		storeDone: make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		status:    StatusIdle,
+		since:     time.Now(),
 	}
 	if l.clientID == "" {
 		l.clientID = DefaultClientID()
@@ -206,11 +224,14 @@ func (l *Link) Start() {
 	}
 	sessions.links[l.session] = append(older, l)
 	go l.run(ctx)
+	go l.store(ctx)
 }
 
 // Close disconnects from the broker, keeping the session there, and waits
-// for the link to stop. If this was the newest link of its session, the
-// next newest takes the session back.
+// for the link to stop. The messages not yet stored in the hub were not
+// acknowledged: the broker keeps those of QoS 1 and 2 in the session. If
+// this was the newest link of its session, the next newest takes the
+// session back.
 func (l *Link) Close() error {
 	sessions.Lock()
 	l.mu.Lock()
@@ -244,6 +265,7 @@ func (l *Link) Close() error {
 	if started {
 		l.cancel()
 		<-l.done
+		<-l.storeDone
 		l.log.Info("mqtt link closed")
 	}
 	l.setStatus(StatusClosed, "")
@@ -296,8 +318,17 @@ func (l *Link) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, errRefused) {
+				// Messages kept in the session came in right after
+				// CONNACK, more than the queue took.
+				b.reset()
+			}
 			wait := b.next()
-			l.connectFailed(err, wait)
+			if errors.Is(err, errRefused) {
+				l.drained(wait)
+			} else {
+				l.connectFailed(err, wait)
+			}
 			if !l.sleep(ctx, wait) {
 				return
 			}
@@ -320,8 +351,15 @@ func (l *Link) run(ctx context.Context) {
 			l.log.Info("mqtt disconnected")
 			return
 		case err := <-c.lost:
+			refused := errors.Is(err, errRefused)
+			if refused {
+				// A clean DISCONNECT lets the last acknowledgements
+				// reach the broker, which sends the refused messages
+				// again on the next connection.
+				c.client.Disconnect(quiesce)
+			}
 			c.cancel()
-			if time.Since(up) >= stableAfter {
+			if refused || time.Since(up) >= stableAfter {
 				b.reset()
 			}
 			if l.isStandby() {
@@ -330,8 +368,13 @@ func (l *Link) run(ctx context.Context) {
 				continue
 			}
 			wait := b.next()
-			l.setStatus(StatusReconnecting, err.Error())
-			l.log.Warn("mqtt connection lost; reconnecting", zap.Error(err), zap.Duration("retry_in", wait))
+			if refused {
+				l.setStatus(StatusReconnecting, "")
+				l.drained(wait)
+			} else {
+				l.setStatus(StatusReconnecting, err.Error())
+				l.log.Warn("mqtt connection lost; reconnecting", zap.Error(err), zap.Duration("retry_in", wait))
+			}
 			if !l.sleep(ctx, wait) {
 				return
 			}
@@ -374,15 +417,32 @@ const subackFailure = 0x80
 type connection struct {
 	client paho.Client
 	lost   chan error         // receives why the connection was lost
+	ctx    context.Context    // ends with the connection
 	cancel context.CancelFunc // closes the network connection
+	// refusing is set when the queue refused one of the connection's
+	// QoS 1 or 2 messages: the link queues none of its messages after
+	// that one, and gives the connection up once pending, its messages
+	// in the queue, is down to none.
+	refusing atomic.Bool
+	pending  atomic.Int64
+}
+
+// lose reports err as the reason the connection is lost, unless one is
+// reported already.
+func (c *connection) lose(err error) {
+	select {
+	case c.lost <- err:
+	default:
+	}
 }
 
 // connect opens a connection and subscribes. The session is persistent
 // (clean session off): the broker keeps the subscriptions and queues QoS 1
-// and 2 messages while the link is away, and sends them on reconnect.
+// and 2 messages while the link is away, and sends them on reconnect, as
+// it sends again those the link received but did not acknowledge.
 func (l *Link) connect(ctx context.Context) (*connection, error) {
 	connCtx, cancel := context.WithCancel(context.Background())
-	c := &connection{lost: make(chan error, 1), cancel: cancel}
+	c := &connection{lost: make(chan error, 1), ctx: connCtx, cancel: cancel}
 	o := paho.NewClientOptions().
 		AddBroker(l.url.String()).
 		SetClientID(l.clientID).
@@ -393,6 +453,10 @@ func (l *Link) connect(ctx context.Context) (*connection, error) {
 		SetAutoReconnect(false).
 		SetConnectRetry(false).
 		SetConnectTimeout(connectTimeout).
+		// The handler sees the messages in order, and the store loop
+		// acknowledges each once the hub has it.
+		SetOrderMatters(true).
+		SetAutoAckDisabled(true).
 		SetKeepAlive(keepAlive).
 		SetPingTimeout(pingTimeout).
 		SetWriteTimeout(connectTimeout).
@@ -400,13 +464,8 @@ func (l *Link) connect(ctx context.Context) (*connection, error) {
 		SetCustomOpenConnectionFn(l.dialer(connCtx)).
 		// Messages queued in the session arrive right after CONNACK, before
 		// the subscriptions are renewed: the default handler takes them.
-		SetDefaultPublishHandler(l.receive).
-		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			select {
-			case c.lost <- err:
-			default:
-			}
-		})
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { l.receive(c, m) }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { c.lose(err) })
 	c.client = paho.NewClient(o)
 
 	ct := c.client.Connect()
@@ -448,6 +507,9 @@ func (l *Link) await(ctx context.Context, c *connection, tok paho.Token) error {
 		c.client.Disconnect(0)
 		return ctx.Err()
 	case err := <-c.lost:
+		if errors.Is(err, errRefused) {
+			c.client.Disconnect(quiesce)
+		}
 		c.cancel()
 		return err
 	}
@@ -505,6 +567,12 @@ func (l *Link) connectFailed(err error, retry time.Duration) {
 	l.mu.Lock()
 	l.lastErr = reason
 	l.mu.Unlock()
+}
+
+// drained logs that the link gave a connection up to have the messages
+// the full queue refused sent again.
+func (l *Link) drained(retry time.Duration) {
+	l.log.Info("mqtt queue drained: reconnecting for the messages left with the broker", zap.Duration("retry_in", retry))
 }
 
 // backoff is a capped exponential back-off with jitter.

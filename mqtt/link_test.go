@@ -345,3 +345,49 @@ func TestLinkLifecycle(t *testing.T) {
 	default:
 	}
 }
+
+// Close stops the store loop too, also while it waits to store a message
+// in a hub that refuses it; that message was not acknowledged, so the
+// broker hands it to the next link with the same client ID.
+func TestLinkCloseWhileStoring(t *testing.T) {
+	b := mqtttest.Embedded(t, mqtttest.Options{})
+	b.Publish("warm-up", []byte("starts the publisher"), 1, false)
+	closed := newHub(t)
+	if err := closed.Close(); err != nil { // publishes fail with ErrHubClosed, which the link retries
+		t.Fatal(err)
+	}
+	cfg := Config{URL: b.URL(), ClientID: "close-storing", Subscribe: []Subscription{{Filter: "a", QoS: 1}}}
+	baseline := runtime.NumGoroutine()
+	l, logs := startLink(t, cfg, closed, 1024)
+	waitStatus(t, l, StatusConnected)
+	b.Publish("a", []byte("kept"), 1, false)
+	e := waitLog(t, logs, "mqtt message not stored: hub unavailable; retrying")
+	if !strings.Contains(fmt.Sprint(e.ContextMap()["error"]), "hub closed") {
+		t.Errorf("log entry %+v", e)
+	}
+	closing := make(chan error, 1)
+	go func() { closing <- l.Close() }()
+	select {
+	case err := <-closing:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Close did not return within", wait)
+	}
+	deadline := time.Now().Add(wait)
+	for runtime.NumGoroutine() > baseline {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after Close, %d before the link:\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	h := newHub(t)
+	sub := subscribe(t, h, "#")
+	startLink(t, cfg, h, 1024)
+	if m := next(t, sub); m.Data != "kept" {
+		t.Fatalf("next link got %+v", m)
+	}
+}

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"go.uber.org/zap"
 
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
@@ -36,31 +34,13 @@ const (
 	dropTooLarge dropKind = iota
 	dropBadTopic
 	dropPublish
+	dropQueueFull
 	dropKinds
 )
 
 // warnEvery bounds the drop warnings: at most one per kind this often,
 // with the count of those left out in between.
 const warnEvery = 10 * time.Second
-
-// receive is paho's message handler: it publishes m into the hub. paho
-// acknowledges a QoS 1 message after this returns.
-func (l *Link) receive(_ paho.Client, m paho.Message) {
-	l.received.Add(1)
-	msg, kind, err := l.message(m.Topic(), m.Payload(), m.Retained())
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-		_, err = l.target.Publish(ctx, msg)
-		cancel()
-		kind = dropPublish
-	}
-	if err != nil {
-		l.dropped.Add(1)
-		l.warnDrop(kind, m.Topic(), err)
-		return
-	}
-	l.published.Add(1)
-}
 
 // message maps an MQTT message to a hub message.
 func (l *Link) message(topic string, payload []byte, retained bool) (hub.Message, dropKind, error) {
@@ -94,9 +74,10 @@ func (l *Link) message(topic string, payload []byte, retained bool) (hub.Message
 }
 
 var dropMessages = [dropKinds]string{
-	dropTooLarge: "mqtt message dropped: too large",
-	dropBadTopic: "mqtt message dropped: topic",
-	dropPublish:  "mqtt message dropped: hub publish failed",
+	dropTooLarge:  "mqtt message dropped: too large",
+	dropBadTopic:  "mqtt message dropped: topic",
+	dropPublish:   "mqtt message dropped: hub publish failed",
+	dropQueueFull: "mqtt message dropped: QoS 0 and too many messages waiting for the hub",
 }
 
 // warnDrop logs a dropped message, at most once per kind per warnEvery.

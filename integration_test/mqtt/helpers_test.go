@@ -57,10 +57,22 @@ func withMQTT(block string) string { return strings.Replace(site, "{MQTT}", bloc
 // and up) going to a JSON log file, and returns the endpoint URL.
 func start(t *testing.T, block string) (*testserver.Server, string, *caddyLog) {
 	t.Helper()
+	return startSite(t, withMQTT(block))
+}
+
+// startSite is start with a whole site of its own.
+func startSite(t *testing.T, site string) (*testserver.Server, string, *caddyLog) {
+	t.Helper()
 	logs := &caddyLog{path: filepath.Join(t.TempDir(), "pubsub.log")}
 	globals := fmt.Sprintf("\tlog pubsub {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel INFO\n\t\tinclude http.handlers.pubsub\n\t}", logs.path)
-	s := testserver.StartWith(t, globals, withMQTT(block))
+	s := testserver.StartWith(t, globals, site)
 	return s, s.Base + "/events", logs
+}
+
+// withRedis is site with the mqtt block and its hub kept in Redis at url.
+func withRedis(block, url string) string {
+	broker := fmt.Sprintf("history 1000 1h\n\t\tbroker redis %s {\n\t\t\tdial_timeout 1s\n\t\t}", url)
+	return strings.Replace(withMQTT(block), "history 1000 1h", broker, 1)
 }
 
 // caddyLog reads the log file Caddy writes.
@@ -118,6 +130,32 @@ func (l *caddyLog) wait(t *testing.T, msg string, n int) map[string]any {
 			t.Fatalf("log %q %d times: found %d within %s; log:\n%s", msg, n, found, 2*testserver.Wait, raw)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// envelopeWithin reads the next SSE event of a ?format=json stream,
+// skipping heartbeats, and fails when none comes within d: heartbeats
+// alone would keep envelope waiting forever.
+func envelopeWithin(t *testing.T, s *testserver.SSEStream, d time.Duration) testserver.Envelope {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case ev, ok := <-s.Events():
+			if !ok {
+				t.Fatal("SSE stream ended")
+			}
+			if ev.IsComment {
+				continue
+			}
+			var e testserver.Envelope
+			if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
+				t.Fatalf("SSE data %q: %v", ev.Data, err)
+			}
+			return e
+		case <-deadline:
+			t.Fatalf("no SSE event within %s", d)
+		}
 	}
 }
 
