@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -133,5 +134,55 @@ func TestPresenceDirective(t *testing.T) {
 	_, err = testserver.Adapt("http://127.0.0.1:1 {\n\tpubsub {\n\t\tpresence on\n\t}\n}\n")
 	if err == nil || !strings.Contains(err.Error(), "Caddyfile:12") {
 		t.Fatalf("presence with an argument: %v", err)
+	}
+}
+
+// Presence churn cannot push real messages out of history: with history
+// 100, one WebSocket's 200 subscribe and unsubscribe frames leave the 100
+// messages published before them retained, and a resume from before them
+// gets all 100 and no gap.
+func TestPresenceChurnKeepsHistory(t *testing.T) {
+	s := start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		presence
+		history 100
+		heartbeat 30s
+	}
+}
+`)
+	ep := s.Base + "/events"
+	before := testserver.Publish(t, ep, url.Values{"topic": {"real"}, "data": {"before"}})
+	var want []string
+	for i := range 100 {
+		data := "m" + strconv.Itoa(i)
+		testserver.Publish(t, ep, url.Values{"topic": {"real"}, "data": {data}})
+		want = append(want, data)
+	}
+
+	watcher := testserver.Subscribe(t, nil, ep+"?topic=$pubsub/%23&format=json", nil)
+	ws := testserver.DialWS(t, ep, nil)
+	for i := range 200 {
+		kind := "subscribe"
+		if i%2 == 1 {
+			kind = "unsubscribe"
+		}
+		if answer, _ := ws.Request(map[string]any{"type": kind, "topics": []string{"churn"}, "ref": i}); answer.Type != "ack" {
+			t.Fatalf("frame %d (%s): %s", i, kind, answer.Raw)
+		}
+	}
+	// A subscription from another connection is announced after every
+	// event of the churn that is announced at all: once the watcher sees
+	// it, they are all out.
+	barrier := testserver.Subscribe(t, nil, ep+"?topic=barrier", nil)
+	for ev := nextPresence(t, watcher); !slices.Equal(ev.Topics, []string{"barrier"}); ev = nextPresence(t, watcher) {
+	}
+	barrier.Close()
+
+	resumed := testserver.Subscribe(t, nil, ep+"?topic=real", http.Header{"Last-Event-Id": {before}})
+	for i, data := range want {
+		if ev := resumed.Next(); ev.Event != "" || ev.Data != data {
+			t.Fatalf("resume from before the 100 messages, event %d: %+v, want data %q", i, ev, data)
+		}
 	}
 }
