@@ -43,6 +43,8 @@ func Run(t *testing.T, newBroker func(t *testing.T, r hub.Retention) hub.Broker)
 		{"SetRetentionAppliesNewBounds", testSetRetention},
 		{"ConcurrentPublishersGetOneOrder", testConcurrentPublish},
 		{"HubResumeLosesAndRepeatsNothing", testHubResume},
+		{"SignalsAreLiveOnly", testSignalsLiveOnly},
+		{"SignalerCarriesSignalsUnstored", testSignaler},
 		{"CloseStopsEveryGoroutine", testClose},
 	}
 	for _, c := range cases {
@@ -585,6 +587,11 @@ func testClose(t *testing.T, newBroker NewBroker) {
 	rec := newRecorder(t)
 	if err := b.Start(rec.deliver); err != nil {
 		t.Fatalf("Start: %v", err)
+	}
+	if sig, ok := b.(hub.Signaler); ok {
+		if err := sig.StartSignals(func(*hub.Message) {}); err != nil {
+			t.Fatalf("StartSignals: %v", err)
+		}
 	}
 	publishN(t, b, 3, 1)
 	rec.wait(3)

@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
@@ -22,11 +24,16 @@ type presenceEvent struct {
 }
 
 // nextPresence reads the next presence event from a ?format=json watcher.
+// It has no message ID: no SSE id line, none in the envelope.
 func nextPresence(t *testing.T, w *testserver.SSEStream) presenceEvent {
 	t.Helper()
+	sse := w.Next()
 	var env testserver.Envelope
-	if err := json.Unmarshal([]byte(w.Next().Data), &env); err != nil {
+	if err := json.Unmarshal([]byte(sse.Data), &env); err != nil {
 		t.Fatal(err)
+	}
+	if sse.ID != "" || env.ID != "" || strings.HasPrefix(sse.Data, `{"id"`) {
+		t.Fatalf("presence event with a message ID: id line %q, data %s", sse.ID, sse.Data)
 	}
 	ev := presenceEvent{Topic: env.Topic}
 	if err := json.Unmarshal([]byte(env.Data), &ev); err != nil {
@@ -162,6 +169,7 @@ http://127.0.0.1:{PORT} {
 
 	watcher := testserver.Subscribe(t, nil, ep+"?topic=$pubsub/%23&format=json", nil)
 	ws := testserver.DialWS(t, ep, nil)
+	began := time.Now()
 	for i := range 200 {
 		kind := "subscribe"
 		if i%2 == 1 {
@@ -175,9 +183,19 @@ http://127.0.0.1:{PORT} {
 	// event of the churn that is announced at all: once the watcher sees
 	// it, they are all out.
 	barrier := testserver.Subscribe(t, nil, ep+"?topic=barrier", nil)
+	churn := 0
 	for ev := nextPresence(t, watcher); !slices.Equal(ev.Topics, []string{"barrier"}); ev = nextPresence(t, watcher) {
+		churn++
 	}
 	barrier.Close()
+	// The connection's budget: PresenceBurst subscriptions announced at
+	// once, then PresenceRate a second, each with its end; the rest began
+	// and ended unannounced.
+	elapsed := time.Since(began)
+	if most := 2 * (hub.PresenceBurst + 1 + int(elapsed.Seconds()*hub.PresenceRate)); churn < 2*hub.PresenceBurst || churn > most {
+		t.Fatalf("200 frames in %s announced %d times, want %d to %d", elapsed, churn, 2*hub.PresenceBurst, most)
+	}
+	t.Logf("200 subscribe/unsubscribe frames in %s: %d presence events", elapsed, churn)
 
 	resumed := testserver.Subscribe(t, nil, ep+"?topic=real", http.Header{"Last-Event-Id": {before}})
 	for i, data := range want {
