@@ -204,3 +204,34 @@ http://127.0.0.1:{PORT} {
 		}
 	}
 }
+
+// A long-poll watcher gets a presence event while it waits, without an
+// ID, and its cursor stays at the last message, so its next poll neither
+// skips nor repeats one.
+func TestPresenceLongPollWatcher(t *testing.T) {
+	s := start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		presence
+		history 10
+		poll_timeout 10s
+	}
+}
+`)
+	ep := s.Base + "/events"
+	id := testserver.Publish(t, ep, url.Values{"topic": {"real"}, "data": {"m"}})
+	poll := testserver.StartPoll(ep, id, "$pubsub/subscribe")
+	testserver.Eventually(t, "long-poll waiting", func() bool {
+		for _, h := range stats(t, s) {
+			if h.Transports["poll"] == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	testserver.Subscribe(t, nil, ep+"?topic=room", nil)
+	a := poll.Wait(t)
+	if len(a.Messages) != 1 || a.Messages[0].ID != "" || a.Messages[0].Topic != "$pubsub/subscribe" || a.LastID != id || a.Gap {
+		t.Fatalf("long-poll answer %+v, want the presence event without an ID and last_id %s", a, id)
+	}
+}
