@@ -69,8 +69,12 @@ func (ep *Endpoint) Poll(w http.ResponseWriter, r *http.Request, rq Request) {
 			return
 		}
 	}
-	if len(msgs) > 0 {
-		cursor = msgs[len(msgs)-1].ID
+	// Signals (presence events) have no ID: the cursor is the last
+	// message's.
+	for _, m := range msgs {
+		if m.ID != "" {
+			cursor = m.ID
+		}
 	}
 
 	h := w.Header()

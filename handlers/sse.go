@@ -256,24 +256,38 @@ func encodeSSE(m *hub.Message) []byte {
 		return nil
 	}
 	b := make([]byte, 0, len(m.ID)+len(m.Event)+len(m.Data)+32)
-	b = append(b, "id: "...)
-	b = append(b, m.ID...)
+	b = appendSSEID(b, m)
 	if m.Event != "" {
-		b = append(b, "\nevent: "...)
+		b = append(b, "event: "...)
 		b = append(b, m.Event...)
+		b = append(b, '\n')
 	}
 	data := strings.ReplaceAll(m.Data, "\r\n", "\n")
 	data = strings.ReplaceAll(data, "\r", "\n")
 	for line := range strings.SplitSeq(data, "\n") {
-		b = append(b, "\ndata: "...)
+		b = append(b, "data: "...)
 		b = append(b, line...)
+		b = append(b, '\n')
 	}
-	return append(b, "\n\n"...)
+	return append(b, '\n')
 }
 
-// envelope is a message as JSON: the SSE data with ?format=json.
+// appendSSEID appends m's id line. A signal (a presence event) has no ID
+// and gets none: an event without one leaves the client's Last-Event-ID
+// where the last message put it.
+func appendSSEID(b []byte, m *hub.Message) []byte {
+	if m.ID == "" {
+		return b
+	}
+	b = append(b, "id: "...)
+	b = append(b, m.ID...)
+	return append(b, '\n')
+}
+
+// envelope is a message as JSON: the SSE data with ?format=json. A signal
+// (a presence event) has no id.
 type envelope struct {
-	ID    string    `json:"id"`
+	ID    string    `json:"id,omitempty"`
 	Topic string    `json:"topic"`
 	Event string    `json:"event,omitempty"`
 	Data  string    `json:"data"`
@@ -294,9 +308,8 @@ func encodeSSEJSON(m *hub.Message) []byte {
 	}
 	data, _ := json.Marshal(newEnvelope(m))
 	b := make([]byte, 0, len(data)+len(m.ID)+16)
-	b = append(b, "id: "...)
-	b = append(b, m.ID...)
-	b = append(b, "\ndata: "...)
+	b = appendSSEID(b, m)
+	b = append(b, "data: "...)
 	b = append(b, data...)
 	return append(b, "\n\n"...)
 }

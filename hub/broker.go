@@ -112,3 +112,20 @@ type Sequencer interface {
 	// is known to be ref or older; IDs it cannot compare are after.
 	After(id, ref string) bool
 }
+
+// Signaler is implemented by brokers shared between instances, to carry a
+// hub's signals (presence events) to every instance. A signal is a live
+// message without an ID: it is never stored, so it takes no room in
+// history and is never replayed. A hub on a broker that is not a
+// Signaler hands its signals to its own subscribers only.
+type Signaler interface {
+	// StartSignals is called once, after Start: the broker hands every
+	// signal that an instance sharing it (this one included) sends to
+	// signal, from one goroutine at a time, possibly while deliver runs.
+	StartSignals(signal func(*Message)) error
+
+	// Signal sends msgs, in order, to every instance listening now. It
+	// assigns no IDs and keeps no copy: an instance that is not listening
+	// never gets them.
+	Signal(ctx context.Context, msgs []Message) error
+}

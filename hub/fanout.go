@@ -83,7 +83,9 @@ func (h *Hub) stopFanOut() {
 }
 
 // deliver is the broker's callback: it hands m to the fan-out and returns,
-// unless maxPending messages already wait.
+// unless maxPending messages already wait. Signals (signal) come through
+// it too, from another goroutine: messages handed over by one goroutine
+// keep their order.
 func (h *Hub) deliver(m *Message) {
 	if m.frames == nil {
 		m.frames = new(frameCache)
@@ -184,9 +186,14 @@ func (h *Hub) catchUpLocked() {
 
 // fanOutLocked queues m for every matching subscriber without ever
 // blocking on one, and returns how many it was queued for. A subscriber
-// whose queue is full is ended with ErrSlowConsumer. h.mu is held.
+// whose queue is full is ended with ErrSlowConsumer. A signal (no ID) is
+// outside the ID order: it moves neither the head nor a subscriber's
+// resume position. h.mu is held.
 func (h *Hub) fanOutLocked(m *Message) int {
-	h.head = m.ID
+	signal := m.ID == ""
+	if !signal {
+		h.head = m.ID
+	}
 	h.round++
 	var slow []*Subscriber
 	var queued uint64
@@ -198,7 +205,7 @@ func (h *Hub) fanOutLocked(m *Message) int {
 		if s.allow != nil && !s.allow(m.Topic) {
 			return
 		}
-		if s.after != "" {
+		if s.after != "" && !signal {
 			if !h.broker.(Sequencer).After(m.ID, s.after) {
 				return // the subscriber resumed from a later ID: it has this one
 			}

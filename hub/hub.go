@@ -48,9 +48,9 @@ type Hub struct {
 type Options struct {
 	Queue     int // per-subscriber queue capacity, > 0
 	Retention Retention
-	// Presence publishes an event to $pubsub/subscribe or
-	// $pubsub/unsubscribe when a subscription begins, changes or ends
-	// (presence.go).
+	// Presence sends an event (a signal, not a stored message) to
+	// $pubsub/subscribe or $pubsub/unsubscribe when a subscription
+	// begins, changes or ends (presence.go).
 	Presence bool
 	// MaxSubscribers caps the subscriber connections Admit lets in at
 	// once; 0 means no cap (limits.go).
@@ -75,6 +75,12 @@ func (h *Hub) Start() error {
 		h.startFanOut()
 		if err := h.broker.Start(h.deliver); err != nil {
 			h.startErr = fmt.Errorf("starting broker: %w", err)
+			return
+		}
+		if sig, ok := h.broker.(Signaler); ok {
+			if err := sig.StartSignals(h.signal); err != nil {
+				h.startErr = fmt.Errorf("starting broker signals: %w", err)
+			}
 		}
 	})
 	return h.startErr

@@ -14,7 +14,9 @@ import (
 	"unicode/utf8"
 )
 
-// Message is one published message. Brokers assign ID and Time.
+// Message is one published message. Brokers assign ID and Time. A
+// signal (a presence event) is a message without an ID: it is delivered
+// live only, never stored, and moves no subscriber's resume position.
 type Message struct {
 	ID    string
 	Topic string

@@ -18,19 +18,31 @@ type Client struct {
 	// Quiet keeps presence from announcing the subscription: a long-poll
 	// subscribes and unsubscribes at every poll.
 	Quiet bool
+
+	// budget bounds the presence announcements of every subscription made
+	// with one WithClient context: one connection (presence.go).
+	budget *presenceBudget
 }
 
 type clientKey struct{}
 
-// WithClient returns ctx carrying c, for Subscribe.
+// WithClient returns ctx carrying c, for Subscribe. The subscriptions made
+// with ctx count as one connection's: they share one presence budget
+// (PresenceBurst, PresenceRate).
 func WithClient(ctx context.Context, c Client) context.Context {
+	c.budget = new(presenceBudget)
 	return context.WithValue(ctx, clientKey{}, c)
 }
 
+// clientOf returns the Client ctx carries; without one, a subscription has
+// a presence budget of its own.
 func clientOf(ctx context.Context) Client {
 	c, _ := ctx.Value(clientKey{}).(Client)
 	if c.Transport == "" {
 		c.Transport = "other"
+	}
+	if c.budget == nil {
+		c.budget = new(presenceBudget)
 	}
 	return c
 }
@@ -67,7 +79,8 @@ type Stats struct {
 	// SlowConsumers counts subscribers ended with ErrSlowConsumer.
 	SlowConsumers uint64
 	// PresenceDropped counts presence events lost: their queue was full or
-	// the broker refused them.
+	// the broker did not take them. Changes coalesced by the per-connection
+	// budget are not lost, and not counted.
 	PresenceDropped uint64
 	Head            string // ID of the last message delivered
 	Options         Options
@@ -210,20 +223,18 @@ func (h *Hub) joined(ctx context.Context, s *Subscriber) {
 	h.obs.transports[s.client.Transport]++
 	h.obs.seq++
 	s.seq = h.obs.seq
-	h.announce(s, PresenceSubscribe, s.filters)
+	h.presenceChanged(s)
 }
 
 // left uncounts a removed subscriber and announces it.
 func (h *Hub) left(s *Subscriber) {
 	h.obs.transports[s.client.Transport]--
-	h.announce(s, PresenceUnsubscribe, s.filters)
+	h.presenceChanged(s)
 }
 
-// refiltered announces the filters a subscriber added and removed.
-func (h *Hub) refiltered(s *Subscriber, old, filters []string) {
-	h.announce(s, PresenceSubscribe, missing(filters, old))
-	h.announce(s, PresenceUnsubscribe, missing(old, filters))
-}
+// refiltered announces the filters a subscriber added and removed; s has
+// its new filters.
+func (h *Hub) refiltered(s *Subscriber) { h.presenceChanged(s) }
 
 // missing returns the filters of a that b lacks.
 func missing(a, b []string) []string {

@@ -26,6 +26,9 @@ type Subscriber struct {
 	after   string // resumed from this ID: live messages up to it are not queued (Sequencer)
 	client  Client // who subscribed, for counts and presence (stats.go)
 	seq     uint64 // the subscription's number in the hub, for presence
+	// announced is what presence last told watchers the subscription
+	// holds: its filters but "$" ones (presence.go).
+	announced []string
 
 	// allow, when set, keeps out topics the filters match (Allow).
 	allow func(topic string) bool
@@ -129,8 +132,8 @@ func (s *Subscriber) SetFilters(filters []string, opts ...SubscribeOption) (head
 	for _, f := range filters {
 		h.index.add(f, s)
 	}
-	h.refiltered(s, s.filters, filters)
 	s.filters = filters
+	h.refiltered(s)
 	for _, o := range opts {
 		o(s)
 	}

@@ -86,3 +86,29 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// Whatever arrives on the signal channel (anyone with access to Redis may
+// publish there): decoding never panics, never takes an oversized payload,
+// and yields only signals with a valid topic and no ID.
+func FuzzSignal(f *testing.F) {
+	for _, seed := range []string{
+		`{"topic":"$pubsub/subscribe","data":"{\"id\":\"x-1\"}","time":1795307561868}`,
+		`{"topic":"a/+","data":"","time":1}`,
+		`{"topic":"a","data":"x","time":-1}`,
+		`{"topic":"a","event":"e","data":"x","time":9223372036854775807}`,
+		`[{"topic":"a"}]`,
+		`{"topic":"` + strings.Repeat("a", 300) + `"}`,
+		``,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, payload string) {
+		m, ok := decodeSignal(payload)
+		if !ok {
+			return
+		}
+		if len(payload) > maxSignalPayload || m.ID != "" || hub.ValidateTopic(m.Topic) != nil {
+			t.Fatalf("%q decoded as %+v", payload, m)
+		}
+	})
+}

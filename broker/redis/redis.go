@@ -71,6 +71,8 @@ type Broker struct {
 	done      chan struct{} // closed when the reader has returned
 	closeOnce sync.Once
 	closeErr  error
+
+	sig signals // presence events and other signals (signals.go)
 }
 
 // New returns a broker for cfg with retention r. It opens no connection:
@@ -525,6 +527,7 @@ func (b *Broker) Close() error {
 		if cancel != nil {
 			cancel()
 		}
+		b.stopSignals()
 		// Closing the client also ends a blocked XREAD at once.
 		b.closeErr = b.client.Close()
 		if done != nil {

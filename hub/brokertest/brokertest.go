@@ -46,6 +46,8 @@ func Run(t *testing.T, newBroker func(t *testing.T, r hub.Retention) hub.Broker)
 		{"HeadIsWhereDeliveryStarts", testHead},
 		{"HubResumeLosesAndRepeatsNothing", testHubResume},
 		{"HubResumeAcrossPagesLosesAndRepeatsNothing", testHubResumePages},
+		{"SignalsAreLiveOnly", testSignalsLiveOnly},
+		{"SignalerCarriesSignalsUnstored", testSignaler},
 		{"CloseStopsEveryGoroutine", testClose},
 	}
 	for _, c := range cases {
@@ -769,6 +771,11 @@ func testClose(t *testing.T, newBroker NewBroker) {
 	rec := newRecorder(t)
 	if err := b.Start(rec.deliver); err != nil {
 		t.Fatalf("Start: %v", err)
+	}
+	if sig, ok := b.(hub.Signaler); ok {
+		if err := sig.StartSignals(func(*hub.Message) {}); err != nil {
+			t.Fatalf("StartSignals: %v", err)
+		}
 	}
 	publishN(t, b, 3, 1)
 	rec.wait(3)

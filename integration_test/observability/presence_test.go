@@ -5,9 +5,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
@@ -21,11 +24,16 @@ type presenceEvent struct {
 }
 
 // nextPresence reads the next presence event from a ?format=json watcher.
+// It has no message ID: no SSE id line, none in the envelope.
 func nextPresence(t *testing.T, w *testserver.SSEStream) presenceEvent {
 	t.Helper()
+	sse := w.Next()
 	var env testserver.Envelope
-	if err := json.Unmarshal([]byte(w.Next().Data), &env); err != nil {
+	if err := json.Unmarshal([]byte(sse.Data), &env); err != nil {
 		t.Fatal(err)
+	}
+	if sse.ID != "" || env.ID != "" || strings.HasPrefix(sse.Data, `{"id"`) {
+		t.Fatalf("presence event with a message ID: id line %q, data %s", sse.ID, sse.Data)
 	}
 	ev := presenceEvent{Topic: env.Topic}
 	if err := json.Unmarshal([]byte(env.Data), &ev); err != nil {
@@ -133,5 +141,97 @@ func TestPresenceDirective(t *testing.T) {
 	_, err = testserver.Adapt("http://127.0.0.1:1 {\n\tpubsub {\n\t\tpresence on\n\t}\n}\n")
 	if err == nil || !strings.Contains(err.Error(), "Caddyfile:12") {
 		t.Fatalf("presence with an argument: %v", err)
+	}
+}
+
+// Presence churn cannot push real messages out of history: with history
+// 100, one WebSocket's 200 subscribe and unsubscribe frames leave the 100
+// messages published before them retained, and a resume from before them
+// gets all 100 and no gap.
+func TestPresenceChurnKeepsHistory(t *testing.T) {
+	s := start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		presence
+		history 100
+		heartbeat 30s
+	}
+}
+`)
+	ep := s.Base + "/events"
+	before := testserver.Publish(t, ep, url.Values{"topic": {"real"}, "data": {"before"}})
+	var want []string
+	for i := range 100 {
+		data := "m" + strconv.Itoa(i)
+		testserver.Publish(t, ep, url.Values{"topic": {"real"}, "data": {data}})
+		want = append(want, data)
+	}
+
+	watcher := testserver.Subscribe(t, nil, ep+"?topic=$pubsub/%23&format=json", nil)
+	ws := testserver.DialWS(t, ep, nil)
+	began := time.Now()
+	for i := range 200 {
+		kind := "subscribe"
+		if i%2 == 1 {
+			kind = "unsubscribe"
+		}
+		if answer, _ := ws.Request(map[string]any{"type": kind, "topics": []string{"churn"}, "ref": i}); answer.Type != "ack" {
+			t.Fatalf("frame %d (%s): %s", i, kind, answer.Raw)
+		}
+	}
+	// A subscription from another connection is announced after every
+	// event of the churn that is announced at all: once the watcher sees
+	// it, they are all out.
+	barrier := testserver.Subscribe(t, nil, ep+"?topic=barrier", nil)
+	churn := 0
+	for ev := nextPresence(t, watcher); !slices.Equal(ev.Topics, []string{"barrier"}); ev = nextPresence(t, watcher) {
+		churn++
+	}
+	barrier.Close()
+	// The connection's budget: PresenceBurst subscriptions announced at
+	// once, then PresenceRate a second, each with its end; the rest began
+	// and ended unannounced.
+	elapsed := time.Since(began)
+	if most := 2 * (hub.PresenceBurst + 1 + int(elapsed.Seconds()*hub.PresenceRate)); churn < 2*hub.PresenceBurst || churn > most {
+		t.Fatalf("200 frames in %s announced %d times, want %d to %d", elapsed, churn, 2*hub.PresenceBurst, most)
+	}
+	t.Logf("200 subscribe/unsubscribe frames in %s: %d presence events", elapsed, churn)
+
+	resumed := testserver.Subscribe(t, nil, ep+"?topic=real", http.Header{"Last-Event-Id": {before}})
+	for i, data := range want {
+		if ev := resumed.Next(); ev.Event != "" || ev.Data != data {
+			t.Fatalf("resume from before the 100 messages, event %d: %+v, want data %q", i, ev, data)
+		}
+	}
+}
+
+// A long-poll watcher gets a presence event while it waits, without an
+// ID, and its cursor stays at the last message, so its next poll neither
+// skips nor repeats one.
+func TestPresenceLongPollWatcher(t *testing.T) {
+	s := start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		presence
+		history 10
+		poll_timeout 10s
+	}
+}
+`)
+	ep := s.Base + "/events"
+	id := testserver.Publish(t, ep, url.Values{"topic": {"real"}, "data": {"m"}})
+	poll := testserver.StartPoll(ep, id, "$pubsub/subscribe")
+	testserver.Eventually(t, "long-poll waiting", func() bool {
+		for _, h := range stats(t, s) {
+			if h.Transports["poll"] == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	testserver.Subscribe(t, nil, ep+"?topic=room", nil)
+	a := poll.Wait(t)
+	if len(a.Messages) != 1 || a.Messages[0].ID != "" || a.Messages[0].Topic != "$pubsub/subscribe" || a.LastID != id || a.Gap {
+		t.Fatalf("long-poll answer %+v, want the presence event without an ID and last_id %s", a, id)
 	}
 }
