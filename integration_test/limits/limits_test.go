@@ -330,7 +330,7 @@ func TestHugePublishFrameIsCheckedFirst(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ws := testserver.DialWS(t, ep, &testserver.WSOptions{Header: tc.header})
-			allocated := testserver.Allocated(func() {
+			allocated, _ := testserver.Measure(t, 1, 1, func() {
 				ws.SendRaw(websocket.TextMessage, frame)
 				if f := ws.Next(); f.Type != "error" || f.Reason != tc.reason {
 					t.Errorf("answer %s, want an error %q", f.Raw, tc.reason)
@@ -344,7 +344,7 @@ func TestHugePublishFrameIsCheckedFirst(t *testing.T) {
 	}
 	// An HTTP batch stops decoding at the first message over the limit.
 	body := "[" + strings.Repeat(`{},`, n-1) + "{}]"
-	allocated := testserver.Allocated(func() {
+	allocated, _ := testserver.Measure(t, 1, 1, func() {
 		code, answer, _ := testserver.Request(t, http.MethodPost, ep, "application/json", body, http.Header{"Authorization": {"Bearer k"}})
 		if code != http.StatusBadRequest || answer != "JSON array longer than 100 messages\n" {
 			t.Errorf("HTTP batch of %d: %d %q", n, code, answer)
