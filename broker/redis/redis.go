@@ -326,27 +326,31 @@ func (b *Broker) Since(ctx context.Context, q hub.Query) (hub.Page, error) {
 		if resumable {
 			start = "(" + last.id.String()
 		}
-		if r.Count > 0 {
-			cut, err := b.countCut(ctx, start, end.id, r.Count)
-			if err != nil {
-				return hub.Page{}, b.failed("reading", err)
-			}
-			if cut != "" {
-				start = "(" + cut
-				gap = gap || !earliest
-			}
+		cut, err := b.countCut(ctx, start, end.id, r.Count)
+		if err != nil {
+			return hub.Page{}, b.failed("reading", err)
+		}
+		if cut != "" {
+			start = "(" + cut
+			gap = gap || !earliest
 		}
 		var matched []string
-		var skipped int
+		var skipped, missing int
 		if matched, page.More, skipped, firstKept, err = b.scan(ctx, q, start, end.id, cutoff, &gap); err != nil {
 			return hub.Page{}, b.failed("reading", err)
 		}
-		if page.Messages, err = b.fetch(ctx, matched, &skipped); err != nil {
+		if page.Messages, missing, err = b.fetch(ctx, matched, &skipped); err != nil {
 			return hub.Page{}, b.failed("reading", err)
 		}
-		if len(page.Messages) < len(matched) {
-			// Trimmed between the scan and the fetch: they were not sent.
+		// The snapshot and the reads are not one transaction: what a
+		// publish trimmed meanwhile, after After, was not sent.
+		if missing > 0 {
 			gap = gap || !earliest
+		}
+		if !gap && resumable && s.knowsDeleted {
+			if now, err := b.snapshot(ctx); err == nil && last.id.less(now.maxDeleted) {
+				gap = true
+			}
 		}
 		if skipped > 0 {
 			b.skipped.Add(uint64(skipped))
@@ -485,10 +489,10 @@ func cutField(s string) (field, rest string, ok bool) {
 
 // fetch reads the entries ids in one round trip and decodes them; an entry
 // that fails validation is skipped and counted, one trimmed meanwhile is
-// left out.
-func (b *Broker) fetch(ctx context.Context, ids []string, skipped *int) ([]*hub.Message, error) {
+// left out and counted as missing.
+func (b *Broker) fetch(ctx context.Context, ids []string, skipped *int) (msgs []*hub.Message, missing int, err error) {
 	if len(ids) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	pipe := b.client.Pipeline()
 	cmds := make([]*goredis.XMessageSliceCmd, len(ids))
@@ -496,10 +500,13 @@ func (b *Broker) fetch(ctx context.Context, ids []string, skipped *int) ([]*hub.
 		cmds[i] = pipe.XRangeN(ctx, b.stream, id, id, 1)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := make([]*hub.Message, 0, len(ids))
 	for _, c := range cmds {
+		if len(c.Val()) == 0 {
+			missing++
+		}
 		for _, x := range c.Val() {
 			m, ok := decode(x)
 			if !ok {
@@ -509,7 +516,7 @@ func (b *Broker) fetch(ctx context.Context, ids []string, skipped *int) ([]*hub.
 			out = append(out, m.Message)
 		}
 	}
-	return out, nil
+	return out, missing, nil
 }
 
 // Head implements hub.Broker: the stream position this instance's
