@@ -33,6 +33,8 @@ func (ep *Endpoint) Poll(w http.ResponseWriter, r *http.Request, rq Request) {
 		denied.send(w)
 		return
 	}
+	batch := ep.Limits.pollBatch()
+	opts = append(opts, hub.ReplayLimit(batch))
 	sub, msgs, gap, err := ep.Hub.Subscribe(r.Context(), topics, resume, opts...)
 	if err != nil {
 		failSubscribe(w, err)
@@ -46,10 +48,6 @@ func (ep *Endpoint) Poll(w http.ResponseWriter, r *http.Request, rq Request) {
 	}
 	if cursor == "" {
 		cursor = ep.startCursor(r.Context())
-	}
-	batch := ep.Limits.pollBatch()
-	if len(msgs) > batch {
-		msgs = msgs[:batch]
 	}
 	if len(msgs) == 0 && gap == nil && r.Method != http.MethodHead {
 		timeout := time.NewTimer(ep.PollTimeout)

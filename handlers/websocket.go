@@ -445,7 +445,7 @@ func (c *wsConn) write(backlog []*hub.Message, gap *hub.Gap) {
 		c.extendRead(true)
 		close(c.writerDone)
 	}()
-	if c.sub != nil && c.replay(nil, gap, backlog, c.sub.Head()) != nil {
+	if _, err := c.replayAll(nil, gap, backlog); err != nil {
 		return
 	}
 	ping, leave := joinBeats(c.ep.Heartbeat)
@@ -551,7 +551,8 @@ func (c *wsConn) subscribe(cmd wsCommand) error {
 			return c.writeFrame(errorFrame(cmd.ref, err.Error()))
 		}
 		c.sub = sub
-		if err := c.replay(cmd.ref, gap, backlog, sub.Head()); err != nil {
+		// A replay cut short has answered with an error frame instead.
+		if done, err := c.replayAll(cmd.ref, gap, backlog); !done || err != nil {
 			return err
 		}
 		return c.writeFrame(ackFrame(cmd.ref))
@@ -632,22 +633,26 @@ func matchesAny(filters []string, topic string) bool {
 	return slices.ContainsFunc(filters, func(f string) bool { return hub.Match(f, topic) })
 }
 
-// replay sends the history a new subscription resumes with: the first
+// replayAll sends the history a new subscription resumes with: the first
 // page (gap and msgs) from Subscribe, then the next pages, each read once
-// the one before is written. A failure to read the rest ends the replay
-// with an error frame (with ref, the frame that subscribed); the client
-// resumes from the last ID it got.
-func (c *wsConn) replay(ref json.RawMessage, gap *hub.Gap, msgs []*hub.Message, head string) error {
+// the one before is written. done is false when reading the rest failed:
+// it answered with an error frame (with ref, the frame that subscribed)
+// instead, and the client resumes from the last ID it got. err is a
+// failed write.
+func (c *wsConn) replayAll(ref json.RawMessage, gap *hub.Gap, msgs []*hub.Message) (done bool, err error) {
+	if c.sub == nil {
+		return true, nil
+	}
 	for {
-		if err := c.sendPage(gap, msgs, head); err != nil {
-			return err
+		if err := c.sendPage(gap, msgs, c.sub.Head()); err != nil {
+			return false, err
 		}
 		if !c.sub.Replaying() {
-			return nil
+			return true, nil
 		}
-		var err error
-		if msgs, gap, err = c.sub.Replay(c.ctx); err != nil {
-			return c.writeFrame(errorFrame(ref, "subscribed, but "+err.Error()))
+		var readErr error
+		if msgs, gap, readErr = c.sub.Replay(c.ctx); readErr != nil {
+			return false, c.writeFrame(errorFrame(ref, "subscribed, but "+readErr.Error()))
 		}
 	}
 }

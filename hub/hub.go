@@ -171,7 +171,7 @@ func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string, op
 	if lastID == "" {
 		return s, nil, nil, nil
 	}
-	s.replay = &Query{After: lastID, Upto: upto, Match: s.matches}
+	s.replay = &Query{After: lastID, Upto: upto, Match: s.matches, Limit: s.page}
 	backlog, gap, err := s.Replay(ctx)
 	if err != nil {
 		s.Close()

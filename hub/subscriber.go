@@ -36,6 +36,7 @@ type Subscriber struct {
 	// replay is the history still to send from Subscribe; nil when done.
 	// Only the owner uses it.
 	replay *Query
+	page   int // messages per page of replay; 0 for ReplayPage
 }
 
 // Replaying reports whether the history Subscribe began to return goes on:
@@ -171,6 +172,13 @@ func (s *Subscriber) matches(topic string) bool {
 // SubscribeOption adjusts a subscription: see Hub.Subscribe and
 // Subscriber.SetFilters.
 type SubscribeOption func(*Subscriber)
+
+// ReplayLimit makes Subscribe and Replay return pages of at most n
+// messages instead of ReplayPage: a transport that sends at most n at once
+// (a long-poll answer) reads no more. It applies to Subscribe only.
+func ReplayLimit(n int) SubscribeOption {
+	return func(s *Subscriber) { s.page = n }
+}
 
 // Allow keeps a subscription to the topics allow accepts, whatever its
 // filters match: live messages and the history Subscribe returns. A client
