@@ -79,3 +79,34 @@ func HeadCost(t testing.TB, url string, n, parallel int) (alloc uint64, cpu time
 		}
 	})
 }
+
+// ExpectCheapReplays fills the endpoint ep with 3,000 retained messages of
+// 8 KiB on topic "t" (its max_message_size must take 100 of them), then
+// checks that requests that have nothing to replay do not read that
+// history into memory: a resume matching nothing, and, after restart, a
+// first long-poll and such a resume, each allocating at most a twentieth
+// of one copy of it. The history is then still all there, in order.
+func ExpectCheapReplays(t testing.TB, ep string, restart func()) {
+	t.Helper()
+	const messages, size = 3000, 8 << 10
+	history := messages * size
+	Fill(t, ep, "t", messages, size)
+	limit := uint64(history / 20)
+	perRequest := func(what, query string) {
+		t.Helper()
+		alloc, cpu := HeadCost(t, ep+"?"+query, 100, 10)
+		t.Logf("%s: %d KiB allocated, %s CPU per request in this process (history %d MiB)", what, alloc>>10, cpu, history>>20)
+		if alloc > limit {
+			t.Errorf("%s: %d KiB allocated per request, want at most %d KiB: the history was read", what, alloc>>10, limit>>10)
+		}
+	}
+	perRequest("resume matching nothing", "topic=nomatch&last_id=earliest")
+	restart()
+	perRequest("first long-poll after restart", "topic=nomatch")
+	perRequest("resume matching nothing after restart", "topic=nomatch&last_id=earliest")
+
+	a := Poll(t, ep, "earliest", "t")
+	if len(a.Messages) != 100 || a.Messages[0].Data[:8] != "00000000" {
+		t.Fatalf("poll from earliest: %d messages, want the first 100", len(a.Messages))
+	}
+}
