@@ -1,8 +1,10 @@
-// Package handlers holds the HTTP endpoints of caddy-pubsub, one file per
-// transport: publish.go for POST, sse.go for Server-Sent Events,
-// websocket.go for WebSocket, longpoll.go for long-polling. They speak
-// net/http and the hub; the Caddy module resolves configuration and hands
-// each request to them.
+// Package handlers holds the HTTP endpoints of caddy-pubsub: publish.go
+// for POST (the publish path every transport shares), sse.go for
+// Server-Sent Events, longpoll.go for long-polling, and the WebSocket in
+// websocket.go (handshake, reader and writer), wsframe.go (its frame
+// protocol) and wssubscribe.go (its subscriptions). Who may do what is in
+// access.go and origin.go. They speak net/http and the hub; the Caddy
+// module resolves configuration and hands each request to them.
 package handlers
 
 import (
@@ -111,18 +113,28 @@ func (rq Request) topics(r *http.Request, limit int) ([]string, error) {
 			topics = []string{def}
 		}
 	}
-	switch {
-	case len(topics) == 0:
+	if len(topics) == 0 {
 		return nil, errors.New("no topic: add ?topic=NAME")
-	case len(topics) > limit:
-		return nil, fmt.Errorf("too many topics in one request (at most %d)", limit)
 	}
-	for _, t := range topics {
-		if err := hub.ValidateFilter(t); err != nil {
-			return nil, err
-		}
+	if err := checkFilters(topics, limit, " in one request"); err != nil {
+		return nil, err
 	}
 	return topics, nil
+}
+
+// checkFilters checks a subscription's filters, for every transport: at
+// most limit of them (where says where they were counted, for the
+// reason), each a valid filter.
+func checkFilters(filters []string, limit int, where string) error {
+	if len(filters) > limit {
+		return fmt.Errorf("too many topics%s (at most %d)", where, limit)
+	}
+	for _, f := range filters {
+		if err := hub.ValidateFilter(f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lastID returns where a subscriber resumes: the Last-Event-ID header wins

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +29,7 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, ep.MaxMessageSize)
 
-	msgs, batch, err := ep.parsePublish(r, rq)
+	msgs, batch, err := ep.parsePublish(r)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		var unsupported errUnsupportedType
@@ -42,22 +43,9 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 		}
 		return
 	}
-	if denied := id.mayPublishTo(msgs); denied != nil {
+	ids, denied := ep.publish(r.Context(), id, rq, r, msgs, batch)
+	if denied != nil {
 		denied.send(w)
-		return
-	}
-
-	ids, err := ep.Hub.Publish(r.Context(), msgs...)
-	switch {
-	case errors.Is(err, hub.ErrInvalidTopic):
-		fail(w, http.StatusBadRequest, err.Error())
-		return
-	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, hub.ErrHubClosed):
-		fail(w, http.StatusServiceUnavailable, err.Error())
-		return
-	case err != nil:
-		ep.Logger.Error("publish failed", zap.Error(err))
-		fail(w, http.StatusInternalServerError, "publish failed")
 		return
 	}
 
@@ -70,6 +58,36 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 	_ = json.NewEncoder(w).Encode(map[string]string{"id": ids[0]})
 }
 
+// publish is the publish path of every transport: it gives each message
+// the request's topic when it names none, validates it, checks id's right
+// to every topic, and publishes them atomically and in order. A refusal
+// carries the status an HTTP publish answers with; a WebSocket sends its
+// reason in an error frame.
+func (ep *Endpoint) publish(ctx context.Context, id identity, rq Request, r *http.Request, msgs []hub.Message, batch bool) ([]string, *denial) {
+	for i := range msgs {
+		if err := rq.complete(&msgs[i], r); err != nil {
+			if batch {
+				err = fmt.Errorf("message %d: %w", i, err)
+			}
+			return nil, &denial{status: http.StatusBadRequest, reason: err.Error()}
+		}
+	}
+	if denied := id.mayPublishTo(msgs); denied != nil {
+		return nil, denied
+	}
+	ids, err := ep.Hub.Publish(ctx, msgs...)
+	switch {
+	case errors.Is(err, hub.ErrInvalidTopic), errors.Is(err, hub.ErrInvalidMessage):
+		return nil, &denial{status: http.StatusBadRequest, reason: err.Error()}
+	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, hub.ErrHubClosed):
+		return nil, &denial{status: http.StatusServiceUnavailable, reason: err.Error()}
+	case err != nil:
+		ep.Logger.Error("publish failed", zap.Error(err))
+		return nil, &denial{status: http.StatusInternalServerError, reason: "publish failed"}
+	}
+	return ids, nil
+}
+
 type errUnsupportedType struct{ got string }
 
 func (e errUnsupportedType) Error() string {
@@ -78,7 +96,7 @@ func (e errUnsupportedType) Error() string {
 
 // parsePublish reads the messages of a publish request; batch is true for a
 // JSON array.
-func (ep *Endpoint) parsePublish(r *http.Request, rq Request) (msgs []hub.Message, batch bool, err error) {
+func (ep *Endpoint) parsePublish(r *http.Request) (msgs []hub.Message, batch bool, err error) {
 	ctype := r.Header.Get("Content-Type")
 	media, _, _ := mime.ParseMediaType(ctype)
 	switch media {
@@ -107,15 +125,6 @@ func (ep *Endpoint) parsePublish(r *http.Request, rq Request) (msgs []hub.Messag
 		msgs = []hub.Message{{Topic: form.Get("topic"), Event: form.Get("event"), Data: form.Get("data")}}
 	default:
 		return nil, false, errUnsupportedType{ctype}
-	}
-
-	for i := range msgs {
-		if err := rq.complete(&msgs[i], r); err != nil {
-			if batch {
-				return nil, false, fmt.Errorf("message %d: %w", i, err)
-			}
-			return nil, false, err
-		}
 	}
 	return msgs, batch, nil
 }
@@ -148,7 +157,7 @@ func parseJSON(body []byte, maxBatch int) ([]hub.Message, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	msgs, err := messages(in)
+	msgs, err := messages(in, batch)
 	return msgs, batch, err
 }
 
@@ -205,12 +214,15 @@ func decodeBatch(data []byte, maxBatch int) ([]jsonMessage, error) {
 	return in, nil
 }
 
-// messages converts decoded JSON messages.
-func messages(in []jsonMessage) ([]hub.Message, error) {
+// messages converts decoded JSON messages; a batch's errors say which.
+func messages(in []jsonMessage, batch bool) ([]hub.Message, error) {
 	msgs := make([]hub.Message, len(in))
 	for i, m := range in {
 		var err error
 		if msgs[i], err = m.message(); err != nil {
+			if batch {
+				err = fmt.Errorf("message %d: %w", i, err)
+			}
 			return nil, err
 		}
 	}

@@ -36,7 +36,7 @@ func FuzzClientFrame(f *testing.F) {
 			if err == nil && (len(in) == 0 || len(in) > MaxBatch) {
 				t.Fatalf("decoded a batch of %d messages", len(in))
 			}
-			_, _ = messages(in)
+			_, _ = messages(in, true)
 		}
 		_, _ = json.Marshal(frame)
 	})

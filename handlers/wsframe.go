@@ -1,0 +1,197 @@
+package handlers
+
+// The WebSocket frame protocol: the frames a client may send, how each is
+// parsed and checked (a publish frame goes through the publish path every
+// transport shares), and the frames the server answers with.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+// wsCommand is work the reader hands the writer: a subscription change,
+// or a frame to send.
+type wsCommand struct {
+	kind   string // "subscribe", "unsubscribe", or "" to send frame
+	topics []string
+	lastID string
+	ref    json.RawMessage
+	frame  []byte
+}
+
+// clientFrame is any frame a client sends; Type says which fields apply.
+type clientFrame struct {
+	Type string          `json:"type"`
+	Ref  json.RawMessage `json:"ref"`
+	// subscribe, unsubscribe
+	Topics []string `json:"topics"`
+	LastID string   `json:"last_id"`
+	// publish: one message, or several in Messages
+	Topic string          `json:"topic"`
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+	// Messages stays undecoded until the frame's type and the
+	// connection's right to publish are checked (decodeBatch).
+	Messages json.RawMessage `json:"messages"`
+}
+
+// Server frames. A message frame is the envelope with "type":"message".
+type (
+	wsMessage struct {
+		Type string `json:"type"`
+		envelope
+	}
+	wsGap struct {
+		Type string `json:"type"`
+		hub.Gap
+		// ID, when no message follows from history, is where the
+		// client's cursor moves (the hub's head).
+		ID string `json:"id,omitempty"`
+	}
+	wsReply struct {
+		Type   string          `json:"type"` // "ack" or "error"
+		Ref    json.RawMessage `json:"ref,omitempty"`
+		ID     string          `json:"id,omitempty"`
+		IDs    []string        `json:"ids,omitempty"`
+		Reason string          `json:"reason,omitempty"`
+	}
+)
+
+func encodeWS(m *hub.Message) []byte {
+	b, _ := json.Marshal(wsMessage{Type: "message", envelope: newEnvelope(m)})
+	return b
+}
+
+func ackFrame(ref json.RawMessage) []byte {
+	b, _ := json.Marshal(wsReply{Type: "ack", Ref: ref})
+	return b
+}
+
+func errorFrame(ref json.RawMessage, reason string) []byte {
+	b, _ := json.Marshal(wsReply{Type: "error", Ref: ref, Reason: reason})
+	return b
+}
+
+// command parses a client frame into the writer's command; a bad frame, or
+// a publish, becomes the frame that answers it.
+func (c *wsConn) command(data []byte) wsCommand {
+	f, err := parseFrame(data)
+	if err != nil {
+		return wsCommand{frame: errorFrame(f.Ref, err.Error())}
+	}
+	switch f.Type {
+	case "subscribe", "unsubscribe":
+		if err := checkSubscription(f, c.ep.Limits.topics()); err != nil {
+			return wsCommand{frame: errorFrame(f.Ref, err.Error())}
+		}
+		return wsCommand{kind: f.Type, topics: f.Topics, lastID: f.LastID, ref: f.Ref}
+	case "publish":
+		return wsCommand{frame: c.publish(f)}
+	default:
+		return wsCommand{frame: errorFrame(f.Ref, fmt.Sprintf("unknown frame type %q: use subscribe, unsubscribe or publish", f.Type))}
+	}
+}
+
+func parseFrame(data []byte) (clientFrame, error) {
+	var f clientFrame
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&f)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after JSON value")
+	}
+	if !validRef(f.Ref) {
+		f.Ref = nil
+		if err == nil {
+			err = fmt.Errorf("ref must be a string or number of at most %d bytes", maxRefLength)
+		}
+	}
+	if err != nil {
+		return f, fmt.Errorf("invalid frame: %w", err)
+	}
+	return f, nil
+}
+
+func validRef(ref json.RawMessage) bool {
+	if len(ref) == 0 {
+		return true
+	}
+	if len(ref) > maxRefLength {
+		return false
+	}
+	var v any
+	if json.Unmarshal(ref, &v) != nil {
+		return false
+	}
+	switch v.(type) {
+	case string, float64:
+		return true
+	}
+	return false
+}
+
+func checkSubscription(f clientFrame, maxTopics int) error {
+	switch {
+	case f.Topic != "" || f.Event != "" || f.Data != nil || f.Messages != nil:
+		return fmt.Errorf(`%s takes "topics" (a list) and "last_id"`, f.Type)
+	case len(f.Topics) == 0:
+		return errors.New(`no topics: send "topics": ["NAME"]`)
+	case f.Type == "unsubscribe" && f.LastID != "":
+		return errors.New("unsubscribe takes no last_id")
+	case len(f.LastID) > maxIDLength:
+		return errors.New("last_id too long")
+	}
+	return checkFilters(f.Topics, maxTopics, "")
+}
+
+// publish publishes what f carries, with the authorisation of the upgrade
+// request, and returns the ack or error frame. The right to publish is
+// checked before the messages are decoded, and they are decoded one at a
+// time up to the batch limit, so a huge frame costs little.
+func (c *wsConn) publish(f clientFrame) []byte {
+	if denied := c.id.mayPublish(); denied != nil {
+		return errorFrame(f.Ref, denied.reason)
+	}
+	if string(f.Messages) == "null" {
+		f.Messages = nil
+	}
+	one := f.Topic != "" || f.Event != "" || f.Data != nil
+	batch := f.Messages != nil
+	switch {
+	case f.Topics != nil || f.LastID != "":
+		return errorFrame(f.Ref, `publish takes "topic", "data", "event" (or "messages"), not "topics" or "last_id"`)
+	case one && batch:
+		return errorFrame(f.Ref, `publish takes either "messages" or one message's "topic", "data", "event"`)
+	}
+	in := []jsonMessage{{Topic: f.Topic, Event: f.Event, Data: f.Data}}
+	if batch {
+		var err error
+		in, err = decodeBatch(f.Messages, c.ep.Limits.batch())
+		switch {
+		case errors.Is(err, errBatchTooLong):
+			return errorFrame(f.Ref, fmt.Sprintf("more than %d messages", c.ep.Limits.batch()))
+		case errors.Is(err, errBatchEmpty):
+			return errorFrame(f.Ref, "empty messages: nothing to publish")
+		case err != nil:
+			return errorFrame(f.Ref, "messages: "+err.Error())
+		}
+	}
+	msgs, err := messages(in, batch)
+	if err != nil {
+		return errorFrame(f.Ref, err.Error())
+	}
+	ids, denied := c.ep.publish(c.ctx, c.id, c.rq, c.r, msgs, batch)
+	if denied != nil {
+		return errorFrame(f.Ref, denied.reason)
+	}
+	ack := wsReply{Type: "ack", Ref: f.Ref, IDs: ids}
+	if !batch {
+		ack.ID, ack.IDs = ids[0], nil
+	}
+	b, _ := json.Marshal(ack)
+	return b
+}
