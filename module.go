@@ -413,25 +413,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		h.publish(w, r, rq)
 		return nil
 	}
-	t, err := transport(r)
+	t, err := handlers.SelectTransport(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return nil
 	}
-	r = subscriber(r, t)
 	release, ok := h.admit(w, r)
 	if !ok {
 		return nil
 	}
 	defer release()
-	switch t {
-	case "ws":
-		h.endpoint.WebSocket(w, r, rq)
-	case "sse":
-		h.endpoint.SSE(w, r, rq)
-	default:
-		h.endpoint.Poll(w, r, rq)
-	}
+	t.Serve(&h.endpoint, w, r, rq)
 	return nil
 }
 
@@ -448,26 +440,6 @@ func forwardedScheme(r *http.Request) string {
 		return proto
 	}
 	return ""
-}
-
-// transport names the subscriber transport r asks for: the one ?transport=
-// forces, else "ws" for a WebSocket upgrade, "sse" for an SSE Accept
-// header, "poll" for any other GET.
-func transport(r *http.Request) (string, error) {
-	switch t := r.URL.Query().Get("transport"); t {
-	case "sse", "ws", "poll":
-		return t, nil
-	case "":
-	default:
-		return "", fmt.Errorf("unknown transport %q: use sse, ws or poll", t)
-	}
-	switch {
-	case handlers.IsWebSocket(r):
-		return "ws", nil
-	case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
-		return "sse", nil
-	}
-	return "poll", nil
 }
 
 // defaultTopic expands the configured topic for r, when r needs it. Each

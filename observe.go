@@ -162,7 +162,7 @@ var (
 )
 
 // transports are always reported, so their series exist at zero.
-var transports = []string{"sse", "ws", "poll"}
+var transports = handlers.Transports()
 
 // collector reports one config's hubs to Prometheus when scraped, and
 // holds the publish latency histogram.
@@ -262,13 +262,6 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the writer underneath.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// subscriber returns r with the hub.Client of a subscriber served by
-// transport, for the hub's counts and presence. A long-poll is quiet: it
-// subscribes and unsubscribes at every poll.
-func subscriber(r *http.Request, transport string) *http.Request {
-	return r.WithContext(hub.WithClient(r.Context(), hub.Client{Transport: transport, Quiet: transport == "poll"}))
-}
 
 // running is the app of the config Caddy runs, for the admin API.
 var running atomic.Pointer[App]

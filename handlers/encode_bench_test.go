@@ -59,9 +59,9 @@ func BenchmarkFrameShared(b *testing.B) {
 	if !ok {
 		b.Fatal("no message")
 	}
-	m.Frame(hub.FrameSSE, encodeSSE)
+	m.Frame(frameSSE, encodeSSE)
 	b.ReportAllocs()
 	for b.Loop() {
-		m.Frame(hub.FrameSSE, encodeSSE)
+		m.Frame(frameSSE, encodeSSE)
 	}
 }

@@ -11,10 +11,20 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
-// Poll serves a long-poll subscriber: it answers at once with the retained
-// messages after the request's last ID, or waits up to PollTimeout for the
-// next ones. The answer's last_id is the cursor for the next poll.
-func (ep *Endpoint) Poll(w http.ResponseWriter, r *http.Request, rq Request) {
+// pollTransport serves long-polls: any GET or HEAD that asks for no other
+// transport. It is quiet: presence does not announce a subscription that
+// lasts one answer.
+var pollTransport = &Transport{Name: "poll", Quiet: true, asks: func(*http.Request) bool { return true }, serve: (*Endpoint).servePoll}
+
+// frameJSON is the kind of a message's shared JSON envelope, as long-poll
+// answers carry it.
+var frameJSON = hub.NewFrameKind()
+
+// servePoll serves a long-poll subscriber: it answers at once with the
+// retained messages after the request's last ID, or waits up to
+// PollTimeout for the next ones. The answer's last_id is the cursor for the
+// next poll.
+func (ep *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, rq Request) {
 	topics, err := rq.topics(r, ep.Limits.topics())
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
@@ -109,7 +119,7 @@ func pollAnswer(msgs []*hub.Message, cursor string, gap bool) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, m.Frame(hub.FrameJSON, encodeEnvelope)...)
+		b = append(b, m.Frame(frameJSON, encodeEnvelope)...)
 	}
 	b = append(b, `],"last_id":`...)
 	id, _ := json.Marshal(cursor)

@@ -75,7 +75,7 @@ func TestShutdownFlushesTheWholeSSEQueue(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ep.SSE(w, r, Request{})
+		ep.serveSSE(w, r, Request{})
 	}()
 	waitSubscribers(t, h, 1)
 
@@ -152,12 +152,13 @@ func TestNoInfoLogPerMessage(t *testing.T) {
 		switch {
 		case r.Method == http.MethodPost:
 			ep.Publish(w, r, Request{})
-		case IsWebSocket(r):
-			ep.WebSocket(w, r, Request{})
-		case r.Header.Get("Accept") == "text/event-stream":
-			ep.SSE(w, r, Request{})
 		default:
-			ep.Poll(w, r, Request{})
+			t, err := SelectTransport(r)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			t.Serve(ep, w, r, Request{})
 		}
 	}))
 	defer srv.Close()

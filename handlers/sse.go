@@ -21,9 +21,22 @@ const (
 	writeTimeout = 10 * time.Second
 )
 
-// SSE serves a Server-Sent Events subscriber until the client goes away,
-// the hub ends the subscription, or the server stops.
-func (ep *Endpoint) SSE(w http.ResponseWriter, r *http.Request, rq Request) {
+// sseTransport serves Server-Sent Events to requests that accept them.
+var sseTransport = &Transport{Name: "sse", asks: acceptsEventStream, serve: (*Endpoint).serveSSE}
+
+// The kinds of a message's shared SSE frames: plain, and ?format=json.
+var (
+	frameSSE     = hub.NewFrameKind()
+	frameSSEJSON = hub.NewFrameKind()
+)
+
+func acceptsEventStream(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/event-stream")
+}
+
+// serveSSE serves a Server-Sent Events subscriber until the client goes
+// away, the hub ends the subscription, or the server stops.
+func (ep *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, rq Request) {
 	// Two goroutines of their own (see OnOwnStack), one after the other:
 	// the first response write runs net/http's header writer, whose frame
 	// alone is 2.8 KiB; on the goroutine that then waits for messages it
@@ -70,9 +83,9 @@ func (ep *Endpoint) openSSE(w http.ResponseWriter, r *http.Request, rq Request) 
 		return nil
 	}
 
-	kind, encode := hub.FrameSSE, encodeSSE
+	kind, encode := frameSSE, encodeSSE
 	if r.URL.Query().Get("format") == "json" {
-		kind, encode = hub.FrameSSEJSON, encodeSSEJSON
+		kind, encode = frameSSEJSON, encodeSSEJSON
 	}
 	s := &sseStream{
 		ep:    ep,

@@ -53,10 +53,18 @@ var upgrader = websocket.Upgrader{
 	// handler returns anyway, rather than a second one from a pool.
 }
 
-// IsWebSocket reports whether r asks to be upgraded to a WebSocket (its
-// Upgrade header names websocket); WebSocket checks the rest of the
+// webSocketTransport serves WebSocket upgrades: this file (handshake,
+// reader and writer), wsframe.go (the frame protocol) and wssubscribe.go
+// (subscriptions).
+var webSocketTransport = &Transport{Name: "ws", asks: isWebSocket, serve: (*Endpoint).serveWebSocket}
+
+// frameWebSocket is the kind of a message's shared WebSocket frame.
+var frameWebSocket = hub.NewFrameKind()
+
+// isWebSocket reports whether r asks to be upgraded to a WebSocket (its
+// Upgrade header names websocket); serveWebSocket checks the rest of the
 // handshake.
-func IsWebSocket(r *http.Request) bool {
+func isWebSocket(r *http.Request) bool {
 	for _, v := range r.Header.Values("Upgrade") {
 		for t := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(t), "websocket") {
@@ -71,7 +79,7 @@ func IsWebSocket(r *http.Request) bool {
 // answering pings, or the hub ends its subscription. Topics from ?topic=
 // (or the default topic) with ?last_id= are subscribed before the upgrade,
 // so when the socket opens they are live.
-func (ep *Endpoint) WebSocket(w http.ResponseWriter, r *http.Request, rq Request) {
+func (ep *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, rq Request) {
 	// The reader runs on a goroutine of its own: see OnOwnStack.
 	OnOwnStack(func() { ep.webSocket(w, r, rq) })
 }
@@ -329,7 +337,7 @@ func (c *wsConn) writeQueued(n int) error {
 // writeMessage sends m with the frame bytes shared by every WebSocket
 // subscriber.
 func (c *wsConn) writeMessage(m *hub.Message) error {
-	return c.writeFrame(m.Frame(hub.FrameWebSocket, encodeWS))
+	return c.writeFrame(m.Frame(frameWebSocket, encodeWS))
 }
 
 // writeFrame sends one text frame; a socket that does not take it within

@@ -88,7 +88,7 @@ func (h *Hub) stopFanOut() {
 // keep their order.
 func (h *Hub) deliver(m *Message) {
 	if m.frames == nil {
-		m.frames = new(frameCache)
+		m.frames = newFrames()
 	}
 	f := &h.fan
 	f.mu.Lock()

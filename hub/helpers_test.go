@@ -286,3 +286,10 @@ func equalGap(a, b *Gap) bool {
 	}
 	return *a == *b
 }
+
+// The frame kinds the tests encode messages in, as transports register
+// their own.
+var (
+	frameTest  = NewFrameKind()
+	frameOther = NewFrameKind()
+)

@@ -771,18 +771,19 @@ func TestFrameOncePerKind(t *testing.T) {
 	}
 	publish(t, h, "t", "hello")
 
-	var calls [frameKinds]atomic.Int32
-	encoder := func(kind int) func(*Message) []byte {
+	kinds := []FrameKind{frameTest, frameOther}
+	calls := make([]atomic.Int32, len(kinds))
+	encoder := func(i int) func(*Message) []byte {
 		return func(m *Message) []byte {
-			calls[kind].Add(1)
-			return []byte(fmt.Sprintf("%d:%s:%s", kind, m.ID, m.Data))
+			calls[i].Add(1)
+			return []byte(fmt.Sprintf("%d:%s:%s", kinds[i], m.ID, m.Data))
 		}
 	}
-	var first [frameKinds][]byte
+	first := make([][]byte, len(kinds))
 	for i, s := range subs {
 		m := recv(t, s)
-		for kind := range frameKinds {
-			b := m.Frame(kind, encoder(kind))
+		for kind := range kinds {
+			b := m.Frame(kinds[kind], encoder(kind))
 			if i == 0 {
 				first[kind] = b
 			} else if &b[0] != &first[kind][0] {
@@ -790,7 +791,7 @@ func TestFrameOncePerKind(t *testing.T) {
 			}
 		}
 	}
-	for kind := range frameKinds {
+	for kind := range kinds {
 		if n := calls[kind].Load(); n != 1 {
 			t.Fatalf("frame kind %d encoded %d times for 100 subscribers, want once", kind, n)
 		}
@@ -803,8 +804,8 @@ func TestFrameWithoutCache(t *testing.T) {
 
 	// A message that did not go through the hub's fan-out has no cache.
 	m := &Message{Topic: "t"}
-	m.Frame(FrameSSE, encode)
-	m.Frame(FrameSSE, encode)
+	m.Frame(frameTest, encode)
+	m.Frame(frameTest, encode)
 	if calls != 2 {
 		t.Fatalf("encode called %d times for an uncached message, want 2", calls)
 	}
@@ -815,7 +816,8 @@ func TestFrameWithoutCache(t *testing.T) {
 	publish(t, h, "t", "")
 	delivered := recv(t, s)
 	calls = 0
-	for _, kind := range []int{-1, frameKinds, frameKinds, 99} {
+	unknown := FrameKind(frameKinds.Load()) // registered by no one yet
+	for _, kind := range []FrameKind{-1, unknown, unknown, 99} {
 		delivered.Frame(kind, encode)
 	}
 	if calls != 4 {
@@ -845,7 +847,7 @@ func TestFrameOnceUnderConcurrentReaders(t *testing.T) {
 			select {
 			case <-s.Ready():
 				if m, ok := s.Next(); ok {
-					m.Frame(FrameSSE, encode)
+					m.Frame(frameTest, encode)
 				}
 			case <-time.After(waitFor):
 				t.Error("no message")
@@ -880,13 +882,13 @@ func TestFrameConcurrentFirstCallsEncodeOnce(t *testing.T) {
 		return []byte("second")
 	}
 	results := make(chan string, 2)
-	go func() { results <- string(m.Frame(FrameSSE, slow)) }()
+	go func() { results <- string(m.Frame(frameTest, slow)) }()
 	select {
 	case <-entered:
 	case <-time.After(waitFor):
 		t.Fatal("first encode never started")
 	}
-	go func() { results <- string(m.Frame(FrameSSE, second)) }()
+	go func() { results <- string(m.Frame(frameTest, second)) }()
 	// A correct Frame makes the second reader wait for the first encode;
 	// give it a moment to run encode if it is going to.
 	select {
@@ -923,7 +925,7 @@ func TestRepublishedMessageGetsItsOwnFrames(t *testing.T) {
 
 	publish(t, h, "a", "x")
 	orig := recv(t, a)
-	orig.Frame(FrameSSE, encode) // a writer encoded it
+	orig.Frame(frameTest, encode) // a writer encoded it
 
 	copied := *orig
 	copied.Topic = "b"
@@ -932,7 +934,7 @@ func TestRepublishedMessageGetsItsOwnFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	re := recv(t, b)
-	if frame, want := string(re.Frame(FrameSSE, encode)), got[0]+" b"; frame != want {
+	if frame, want := string(re.Frame(frameTest, encode)), got[0]+" b"; frame != want {
 		t.Fatalf("republished message's frame = %q, want %q", frame, want)
 	}
 }

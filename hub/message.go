@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -24,30 +25,38 @@ type Message struct {
 	Data  string
 	Time  time.Time
 
-	frames *frameCache
+	frames []frameSlot
 }
 
-// Frame kinds for Message.Frame: one slot per wire encoding, so each
-// transport encodes a fanned-out message once and shares the bytes.
-const (
-	FrameSSE = iota
-	FrameSSEJSON
-	FrameWebSocket
-	FrameJSON // the bare JSON envelope, as in long-poll answers
-	frameKinds
-)
+// FrameKind names one wire encoding of messages (an SSE event, a
+// WebSocket frame…) for Message.Frame, so each transport encodes a
+// fanned-out message once and shares the bytes. The hub knows no
+// transport: each registers its kinds with NewFrameKind.
+type FrameKind int
 
-type frameCache [frameKinds]struct {
+// frameKinds counts the kinds registered.
+var frameKinds atomic.Int32
+
+// NewFrameKind registers a frame kind. Call it when the program starts,
+// in a package-level variable: messages fanned out before a kind exists
+// have no slot for it, and Frame encodes them for it each time.
+func NewFrameKind() FrameKind { return FrameKind(frameKinds.Add(1) - 1) }
+
+// frameSlot is one kind's shared encoding of a message.
+type frameSlot struct {
 	once sync.Once
 	b    []byte
 }
+
+// newFrames returns a fanned-out message's slots, one per kind.
+func newFrames() []frameSlot { return make([]frameSlot, frameKinds.Load()) }
 
 // Frame returns the message encoded by encode, computing it at most once per
 // kind for messages that went through the hub's fan-out (concurrent first
 // callers wait for the one encoding). The returned bytes are shared:
 // callers must not modify them.
-func (m *Message) Frame(kind int, encode func(*Message) []byte) []byte {
-	if m.frames == nil || kind < 0 || kind >= frameKinds {
+func (m *Message) Frame(kind FrameKind, encode func(*Message) []byte) []byte {
+	if kind < 0 || int(kind) >= len(m.frames) {
 		return encode(m)
 	}
 	f := &m.frames[kind]
