@@ -211,3 +211,9 @@ func (m *MemoryBroker) Close() error { return nil }
 
 // String describes the broker for logs.
 func (m *MemoryBroker) String() string { return fmt.Sprintf("memory broker (epoch %s)", m.epoch) }
+
+// Interface guards
+var (
+	_ Broker           = (*MemoryBroker)(nil)
+	_ RetainedReporter = (*MemoryBroker)(nil)
+)

@@ -421,3 +421,6 @@ func parseRecord(v []byte) (rec record, ok bool) {
 func (rec record) message() *hub.Message {
 	return &hub.Message{Topic: string(rec.topic), Event: string(rec.event), Data: string(rec.data), Time: time.Unix(0, rec.time)}
 }
+
+// Interface guard
+var _ hub.Broker = (*Broker)(nil)

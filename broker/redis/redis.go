@@ -774,3 +774,10 @@ func parseID(s string) (position, bool) {
 	id, ok := parseStreamID(rest)
 	return position{epoch: epoch, id: id}, ok
 }
+
+// Interface guards
+var (
+	_ hub.Broker    = (*Broker)(nil)
+	_ hub.Sequencer = (*Broker)(nil)
+	_ hub.Signaler  = (*Broker)(nil)
+)
