@@ -63,9 +63,8 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, global map[string]bool) erro
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	var hubSetting *caddyfile.Token // the first hub setting
 	for d.NextBlock(0) {
-		name, at := d.Val(), d.Token()
+		name := d.Val()
 		args := d.RemainingArgs()
 		one := func() (string, error) {
 			if len(args) != 1 {
@@ -126,18 +125,12 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, global map[string]bool) erro
 				return err
 			}
 		default:
-			before := h.hubSettings()
 			ok, err := h.HubConfig.parseSetting(d, name, args)
 			if err != nil {
 				return err
 			}
 			if !ok {
 				return d.Errf("unknown pubsub sub-directive %q", name)
-			}
-			// The hub may be named after this line: keep where the
-			// first hub setting is, for the error below.
-			if hubSetting == nil && len(h.hubSettings()) > len(before) {
-				hubSetting = &at
 			}
 		}
 		if errors.Is(err, errArgCount) {
@@ -151,8 +144,10 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, global map[string]bool) erro
 	if hubName == "" {
 		hubName = DefaultHub
 	}
-	if global[hubName] && hubSetting != nil {
-		return errAt(*hubSetting, globalHubError(hubName, h.hubSettings()))
+	// The hub may be named after its settings, so they are refused here,
+	// at the first one's line.
+	if global[hubName] && h.firstAt != nil {
+		return errAt(*h.firstAt, globalHubError(hubName, h.hubSettings()))
 	}
 	return nil
 }

@@ -66,6 +66,17 @@ type HubConfig struct {
 	// max_message_size (its publish limit) stands in for it when the
 	// handler defines the hub. Default: 65536.
 	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	// firstAt is where the Caddyfile gives the first hub setting, for the
+	// error when a handler gives one for a hub defined globally.
+	firstAt *caddyfile.Token
+}
+
+// parsedAt records tok as where a hub setting is given, unless one was.
+func (c *HubConfig) parsedAt(tok caddyfile.Token) {
+	if c.firstAt == nil {
+		c.firstAt = &tok
+	}
 }
 
 // withDefaults returns c with every unset setting at its default.
@@ -133,6 +144,10 @@ func (c *HubConfig) options() hub.Options {
 // is no hub setting. The handler directive and the global pubsub option
 // both parse hub settings here, so defaults and errors are the same.
 func (c *HubConfig) parseSetting(d *caddyfile.Dispenser, name string, args []string) (bool, error) {
+	switch name {
+	case "history", "queue", "presence", "mqtt", "broker":
+		c.parsedAt(d.Token()) // of limits, only some are: parseLimits says
+	}
 	var err error
 	switch name {
 	case "history":

@@ -149,8 +149,10 @@ func (c *HubConfig) parseLimits(d *caddyfile.Dispenser, args []string) error {
 			field, highest = &l.Topics, maxLimitTopics
 		case "subscribers":
 			field, highest = &l.Subscribers, maxLimitSubscribers
+			c.parsedAt(d.Token())
 		case "per_ip":
 			field, lowest, highest = &l.PerIP, 0, maxLimitSubscribers
+			c.parsedAt(d.Token())
 		case "batch":
 			field = &l.Batch
 		case "poll_batch":

@@ -126,7 +126,7 @@ http://127.0.0.1:1 {
 		}
 	}
 }
-`, "limits {", "its limits subscribers belongs there", 0},
+`, "subscribers 10", "its limits subscribers belongs there", 0},
 		{"broker", chatHub, `
 http://127.0.0.1:1 {
 	pubsub {
