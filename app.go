@@ -2,7 +2,10 @@ package pubsub
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
@@ -36,12 +39,20 @@ type poolHub struct{ *hub.Hub }
 // Destruct closes the hub once no config uses it.
 func (p poolHub) Destruct() error { return p.Close() }
 
-// App is the pubsub app: it keeps track of the hubs one config uses, so two
-// different definitions of one hub are caught, and it ends streams when
-// Caddy exits, which would otherwise wait for them forever. It needs no
-// configuration: handlers load it.
+// App is the pubsub app: it defines the hubs of Hubs for the whole config,
+// keeps track of the hubs one config uses, so two different definitions of
+// one hub are caught, and ends streams when Caddy exits, which would
+// otherwise wait for them forever. Handlers load it when the config has no
+// pubsub app of its own.
 type App struct {
+	// Hubs defines hubs by name, once for every handler that names them
+	// (the global pubsub option of the Caddyfile). A handler naming one of
+	// them keeps only endpoint settings. Default: none (handlers define
+	// their hubs).
+	Hubs map[string]*HubConfig `json:"hubs,omitempty"`
+
 	mu      sync.Mutex
+	global  map[string]provisionedHub // the hubs of Hubs
 	defined map[string]hubDefinition
 	readers map[string]hubReaders
 	used    []*hub.Hub
@@ -68,16 +79,55 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision subscribes to Caddy's "stopping" event.
+// Provision subscribes to Caddy's "stopping" event and takes the hubs of
+// Hubs from the pool.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.defined = make(map[string]hubDefinition)
 	a.readers = make(map[string]hubReaders)
+	a.global = make(map[string]provisionedHub, len(a.Hubs))
 	events, err := ctx.App("events")
 	if err != nil {
 		return fmt.Errorf("loading events app: %w", err)
 	}
-	return events.(*caddyevents.App).On("stopping", a)
+	if err := events.(*caddyevents.App).On("stopping", a); err != nil {
+		return err
+	}
+	for _, name := range slices.Sorted(maps.Keys(a.Hubs)) {
+		c := a.Hubs[name]
+		if c == nil {
+			return fmt.Errorf("hub %q: empty definition", name)
+		}
+		if err := errors.Join(checkHubName(name), c.check(), c.checkGlobalLimits()); err != nil {
+			return fmt.Errorf("hub %q: %w", name, err)
+		}
+		p, err := a.provisionHub(name, c.withDefaults(), a.logger.With(zap.String("hub", name)))
+		if err != nil {
+			return fmt.Errorf("hub %q: %w", name, err)
+		}
+		a.global[name] = p
+	}
+	return nil
+}
+
+// Cleanup releases the hubs of Hubs and their links; the last user of a
+// hub closes it.
+func (a *App) Cleanup() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for name, p := range a.global {
+		p.release()
+		delete(a.global, name)
+	}
+	return nil
+}
+
+// globalHub returns the hub of Hubs named name, if any.
+func (a *App) globalHub(name string) (*hub.Hub, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.global[name]
+	return p.hub, ok
 }
 
 // Handle implements caddyevents.Handler: when Caddy stops (the process
@@ -101,18 +151,13 @@ func (a *App) Handle(context.Context, caddy.Event) error {
 
 // hub returns the named hub, starting it if no config has it yet; a hub
 // that runs already gets opts when this config starts. One config must
-// define a hub one way, and every endpoint of a hub must let the same
-// clients subscribe: each reads all of the hub (history included), so an
-// open endpoint beside one with jwt would hand out what the jwt protects.
-func (a *App) hub(name string, opts hub.Options, broker brokerSpec, readers hubReaders) (*hub.Hub, error) {
+// define a hub one way.
+func (a *App) hub(name string, opts hub.Options, broker brokerSpec) (*hub.Hub, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	def := hubDefinition{opts: opts, broker: broker.key}
 	if prev, ok := a.defined[name]; ok && prev != def {
 		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue, broker, presence, limits subscribers or per_ip); give one of them another hub name", name)
-	}
-	if prev, ok := a.readers[name]; ok && prev.rule != readers.rule {
-		return nil, fmt.Errorf("hub %q: the pubsub endpoints %s and %s decide differently who may subscribe (jwt; publish_key or anonymous_publish with presence), but each reads the whole hub: give them different hub names", name, prev.where, readers.where)
 	}
 	val, loaded, err := hubs.LoadOrNew(broker.poolKey(name), func() (caddy.Destructor, error) {
 		b, err := broker.open(opts.Retention)
@@ -129,11 +174,24 @@ func (a *App) hub(name string, opts hub.Options, broker brokerSpec, readers hubR
 		a.reused = append(a.reused, reusedHub{h, opts})
 	}
 	a.defined[name] = def
+	a.used = append(a.used, h)
+	return h, nil
+}
+
+// addReaders records who may subscribe through one endpoint of the hub
+// name. Every endpoint of a hub must let the same clients subscribe: each
+// reads all of the hub (history included), so an open endpoint beside one
+// with jwt would hand out what the jwt protects.
+func (a *App) addReaders(name string, readers hubReaders) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if prev, ok := a.readers[name]; ok && prev.rule != readers.rule {
+		return fmt.Errorf("hub %q: the pubsub endpoints %s and %s decide differently who may subscribe (jwt; publish_key or anonymous_publish with presence), but each reads the whole hub: give them different hub names", name, prev.where, readers.where)
+	}
 	if _, ok := a.readers[name]; !ok {
 		a.readers[name] = readers
 	}
-	a.used = append(a.used, h)
-	return h, nil
+	return nil
 }
 
 // Start gives the hubs that ran before this config its options, and starts
@@ -166,5 +224,6 @@ func (a *App) Stop() error {
 var (
 	_ caddy.App           = (*App)(nil)
 	_ caddy.Provisioner   = (*App)(nil)
+	_ caddy.CleanerUpper  = (*App)(nil)
 	_ caddyevents.Handler = (*App)(nil)
 )

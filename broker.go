@@ -127,8 +127,8 @@ func (s brokerSpec) poolKey(hubName string) string { return hubName + "\x00" + s
 //		tls_key         <pem file>
 //		tls_server_name <name>
 //	}
-func (h *Handler) unmarshalBroker(d *caddyfile.Dispenser, args []string) error {
-	if h.Broker != nil {
+func (c *HubConfig) unmarshalBroker(d *caddyfile.Dispenser, args []string) error {
+	if c.Broker != nil {
 		return d.Err("broker given twice")
 	}
 	if len(args) == 0 {
@@ -168,7 +168,7 @@ func (h *Handler) unmarshalBroker(d *caddyfile.Dispenser, args []string) error {
 	if err := b.check(); err != nil {
 		return d.Errf("broker: %v", err)
 	}
-	h.Broker = b
+	c.Broker = b
 	return nil
 }
 

@@ -3,14 +3,12 @@ package pubsub
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -19,8 +17,12 @@ func init() {
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	global, err := globalHubs(h.Option("pubsub"))
+	if err != nil {
+		return nil, err
+	}
 	var handler Handler
-	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	err = handler.unmarshal(h.Dispenser, global)
 	return &handler, err
 }
 
@@ -28,24 +30,34 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	pubsub [<matcher>] {
 //		hub              <name>
-//		history          <count> [<max_age>]
+//		# endpoint settings
 //		heartbeat        <duration>
-//		queue            <length>
 //		max_message_size <size>
 //		topic            <topic with placeholders>
 //		publish_key      <key>
 //		anonymous_publish loopback | off
 //		poll_timeout     <duration>
 //		cors             <origin>...   # or *; repeatable
-//		presence                       # publish $pubsub/subscribe and $pubsub/unsubscribe events
 //		jwt              { ... }       # see parseJWT in jwt.go
 //		limits           { ... }       # see parseLimits in limits.go
+//		# hub settings, for a hub the global pubsub option does not define
+//		history          <count> [<max_age>]
+//		queue            <length>
+//		presence                       # publish $pubsub/subscribe and $pubsub/unsubscribe events
+//		limits           { subscribers <n>; per_ip <n> }
 //		mqtt             <url> { ... }  # see parseMQTT in mqtt.go; repeatable
 //		broker           memory | bolt <path> | redis <url> { ... }  # see unmarshalBroker in broker.go
 //	}
 //
 // Every sub-directive is optional; see the README for defaults.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return h.unmarshal(d, nil)
+}
+
+// unmarshal is UnmarshalCaddyfile knowing the hubs the global pubsub
+// option defines: a hub setting in a handler of one of them is an error at
+// the setting's line.
+func (h *Handler) unmarshal(d *caddyfile.Dispenser, global map[string]bool) error {
 	d.Next() // directive name
 	h.Location = fmt.Sprintf("%s:%d", d.File(), d.Line())
 	if d.NextArg() {
@@ -66,8 +78,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if h.Hub, err = one(); err == nil {
 				err = checkHubName(h.Hub)
 			}
-		case "history":
-			err = h.parseHistory(args)
 		case "heartbeat":
 			var v string
 			if v, err = one(); err == nil {
@@ -77,21 +87,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					err = checkHeartbeat(dur)
 				}
 			}
-		case "queue":
-			var v string
-			if v, err = one(); err == nil {
-				if h.Queue, err = strconv.Atoi(v); err == nil {
-					err = checkQueue(h.Queue)
-				}
-			}
 		case "max_message_size":
 			var v string
 			if v, err = one(); err == nil {
-				var n uint64
-				if n, err = humanize.ParseBytes(v); err == nil {
-					h.MaxMessageSize = int64(min(n, maxMessageSizeCap+1))
-					err = checkMaxMessageSize(h.MaxMessageSize)
-				}
+				h.MaxMessageSize, err = parseSize(v)
 			}
 		case "topic":
 			if h.Topic, err = one(); err == nil {
@@ -121,29 +120,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.CORS = append(h.CORS, args...)
 				err = checkOrigins(args)
 			}
-		case "mqtt":
-			if err := h.parseMQTT(d, args); err != nil {
-				return err
-			}
-		case "broker":
-			if err := h.unmarshalBroker(d, args); err != nil {
-				return err
-			}
 		case "jwt":
 			if err := h.parseJWT(d, args); err != nil {
 				return err
 			}
-		case "limits":
-			if err := h.parseLimits(d, args); err != nil {
+		default:
+			ok, err := h.HubConfig.parseSetting(d, name, args)
+			if err != nil {
 				return err
 			}
-		case "presence":
-			if len(args) != 0 {
-				err = errArgCount
+			if !ok {
+				return d.Errf("unknown pubsub sub-directive %q", name)
 			}
-			h.Presence = true
-		default:
-			return d.Errf("unknown pubsub sub-directive %q", name)
 		}
 		if errors.Is(err, errArgCount) {
 			return d.ArgErr()
@@ -152,29 +140,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("%s: %v", name, err)
 		}
 	}
+	hubName := h.Hub
+	if hubName == "" {
+		hubName = DefaultHub
+	}
+	// The hub may be named after its settings, so they are refused here,
+	// at the first one's line.
+	if global[hubName] && h.firstAt != nil {
+		return errAt(*h.firstAt, globalHubError(hubName, h.hubSettings()))
+	}
 	return nil
 }
 
 // errArgCount marks a sub-directive with the wrong number of arguments.
 var errArgCount = errors.New("wrong argument count")
-
-func (h *Handler) parseHistory(args []string) error {
-	if len(args) < 1 || len(args) > 2 {
-		return errArgCount
-	}
-	count, err := strconv.Atoi(args[0])
-	if err != nil {
-		return err
-	}
-	var age time.Duration
-	if len(args) == 2 {
-		if age, err = caddy.ParseDuration(args[1]); err != nil {
-			return err
-		}
-	}
-	h.History = &History{Count: count, MaxAge: caddy.Duration(age)}
-	return checkHistory(count, age)
-}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

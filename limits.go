@@ -127,11 +127,11 @@ func (l *Limits) endpoint() handlers.Limits {
 //		batch       <n>  # messages in one publish (100)
 //		poll_batch  <n>  # messages in one long-poll answer (100)
 //	}
-func (h *Handler) parseLimits(d *caddyfile.Dispenser, args []string) error {
+func (c *HubConfig) parseLimits(d *caddyfile.Dispenser, args []string) error {
 	if len(args) != 0 {
 		return d.ArgErr()
 	}
-	if h.Limits != nil {
+	if c.Limits != nil {
 		return d.Err("limits: given twice")
 	}
 	l := new(Limits)
@@ -149,8 +149,10 @@ func (h *Handler) parseLimits(d *caddyfile.Dispenser, args []string) error {
 			field, highest = &l.Topics, maxLimitTopics
 		case "subscribers":
 			field, highest = &l.Subscribers, maxLimitSubscribers
+			c.parsedAt(d.Token())
 		case "per_ip":
 			field, lowest, highest = &l.PerIP, 0, maxLimitSubscribers
+			c.parsedAt(d.Token())
 		case "batch":
 			field = &l.Batch
 		case "poll_batch":
@@ -170,7 +172,7 @@ func (h *Handler) parseLimits(d *caddyfile.Dispenser, args []string) error {
 		}
 		*field = n
 	}
-	h.Limits = l
+	c.Limits = l
 	return nil
 }
 

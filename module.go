@@ -20,7 +20,6 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/auth"
 	"github.com/caddy-pubsub/caddy-pubsub/handlers"
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
-	"github.com/caddy-pubsub/caddy-pubsub/mqtt"
 )
 
 func init() {
@@ -57,19 +56,22 @@ type Handler struct {
 	// Default: "default".
 	Hub string `json:"hub,omitempty"`
 
-	// History bounds the hub's retained messages, used to resume. Default:
-	// 1000 messages, none older than 1h.
-	History *History `json:"history,omitempty"`
+	// HubConfig defines the hub (history, queue, mqtt, broker, presence,
+	// and in limits, subscribers and per_ip) when the pubsub app does not;
+	// handlers naming one hub must then define it alike. A hub the app
+	// defines takes none of these from a handler. The handler's
+	// max_message_size also caps what the MQTT links of a hub it defines
+	// accept. Limits also holds the endpoint's limits (topics, batch,
+	// poll_batch); see limits.go. Default: 32 topics, 100000 subscribers,
+	// no per-address cap, 100 messages per publish and per long-poll
+	// answer.
+	HubConfig
 
 	// Heartbeat is how often an idle SSE stream gets a comment line and a
 	// WebSocket gets a ping, which keeps proxies from closing them. A
 	// WebSocket client that answers no ping for two heartbeats is dropped.
 	// Default: 15s.
 	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
-
-	// Queue is each subscriber's queue length; a subscriber that falls this
-	// far behind is disconnected and resumes from its last ID. Default: 1024.
-	Queue int `json:"queue,omitempty"`
 
 	// MaxMessageSize caps a publish request body in bytes. Default: 65536.
 	MaxMessageSize int64 `json:"max_message_size,omitempty"`
@@ -99,35 +101,11 @@ type Handler struct {
 	// endpoint's own origin. Default: none (same origin only).
 	CORS []string `json:"cors,omitempty"`
 
-	// MQTT lists upstream MQTT subscriptions: each message they receive is
-	// published into this endpoint's hub, as prefix + MQTT topic. The
-	// connection opens when the config starts and survives reloads that
-	// keep the block unchanged. Default: none.
-	MQTT []*mqtt.Config `json:"mqtt,omitempty"`
-
-	// Broker chooses where the hub orders and keeps its messages: memory
-	// (this process), redis (shared by several Caddy instances) or bolt (a
-	// file that survives restarts). Handlers naming one hub must name the
-	// same broker. Default: memory.
-	Broker *Broker `json:"broker,omitempty"`
-
 	// JWT authorises subscribers and publishers with JSON Web Tokens whose
 	// "pubsub" claim grants topic patterns (see jwt.go). Once set,
 	// subscribing needs a token, and publishing a token or the
 	// publish_key, from loopback too. Default: none (subscribing is open).
 	JWT *JWT `json:"jwt,omitempty"`
-
-	// Presence makes the hub publish an event to $pubsub/subscribe or
-	// $pubsub/unsubscribe whenever an SSE or WebSocket subscription begins,
-	// changes or ends, which authorised clients may watch. Handlers naming
-	// one hub must agree on it. Default: off.
-	Presence bool `json:"presence,omitempty"`
-
-	// Limits bounds topics per subscription, subscriber connections per
-	// hub and per client address, and batch sizes (see limits.go).
-	// Default: 32 topics, 100000 subscribers, no per-address cap, 100
-	// messages per publish and per long-poll answer.
-	Limits *Limits `json:"limits,omitempty"`
 
 	// Location is where the Caddyfile defines this endpoint (FILE:LINE),
 	// set by the Caddyfile adapter, so that an error about two endpoints
@@ -135,8 +113,7 @@ type Handler struct {
 	Location string `json:"location,omitempty"`
 
 	endpoint handlers.Endpoint
-	poolKey  string // the hub's key in the hubs pool
-	mqttKeys []string
+	own      provisionedHub // the hub this handler defines, if it does
 	logger   *zap.Logger
 	metrics  *collector // the config's pubsub metrics (observe.go)
 }
@@ -158,21 +135,16 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision fills defaults, resolves the publish key and takes the hub from
-// the pubsub app.
+// Provision fills defaults, resolves the publish key and takes the hub:
+// from the pubsub app when the app defines it, else as this handler
+// defines it.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.Hub == "" {
 		h.Hub = DefaultHub
 	}
-	if h.History == nil {
-		h.History = &History{Count: DefaultHistoryCount, MaxAge: caddy.Duration(DefaultHistoryAge)}
-	}
 	if h.Heartbeat == 0 {
 		h.Heartbeat = caddy.Duration(DefaultHeartbeat)
-	}
-	if h.Queue == 0 {
-		h.Queue = DefaultQueue
 	}
 	if h.MaxMessageSize == 0 {
 		h.MaxMessageSize = DefaultMaxMessageSize
@@ -180,7 +152,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.PollTimeout == 0 {
 		h.PollTimeout = caddy.Duration(DefaultPollTimeout)
 	}
-	h.Limits = h.Limits.withDefaults()
+	appIface, err := ctx.App("pubsub")
+	if err != nil {
+		return fmt.Errorf("loading pubsub app: %w", err)
+	}
+	app := appIface.(*App)
+	global, isGlobal := app.globalHub(h.Hub)
+	presence := h.Presence
+	if isGlobal {
+		if set := h.hubSettings(); len(set) > 0 {
+			return globalHubError(h.Hub, set)
+		}
+		presence = app.Hubs[h.Hub].Presence
+		h.Limits = h.Limits.withDefaults()
+	} else {
+		// The handler's own max_message_size caps its MQTT links too.
+		h.HubConfig.MaxMessageSize = h.MaxMessageSize
+		h.HubConfig = h.HubConfig.withDefaults()
+	}
 	if err := h.check(); err != nil {
 		return err
 	}
@@ -205,27 +194,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		verifier, tokenCookie = v, h.JWT.Cookie
 	}
 
-	appIface, err := ctx.App("pubsub")
-	if err != nil {
-		return fmt.Errorf("loading pubsub app: %w", err)
-	}
-	spec, err := h.Broker.spec(h.Hub, h.logger)
-	if err != nil {
+	if err := app.addReaders(h.Hub, hubReaders{rule: h.readers(presence), where: h.where()}); err != nil {
 		return err
 	}
-	readers := hubReaders{rule: h.readers(), where: h.where()}
-	hb, err := appIface.(*App).hub(h.Hub, hub.Options{
-		Queue:     h.Queue,
-		Retention: hub.Retention{Count: h.History.Count, MaxAge: time.Duration(h.History.MaxAge)},
-		Presence:  h.Presence,
-		// Hub-wide limits (limits.go).
-		MaxSubscribers: h.Limits.Subscribers,
-		MaxPerClient:   h.Limits.PerIP,
-	}, spec, readers)
-	if err != nil {
-		return err
+	hb := global
+	if !isGlobal {
+		if h.own, err = app.provisionHub(h.Hub, h.HubConfig, h.logger); err != nil {
+			return err
+		}
+		hb = h.own.hub
 	}
-	h.poolKey = spec.poolKey(h.Hub)
 	h.endpoint = handlers.Endpoint{
 		Hub:            hb,
 		Heartbeat:      time.Duration(h.Heartbeat),
@@ -239,10 +217,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Limits:         h.Limits.endpoint(),
 		Logger:         h.logger,
 	}
-	if err := h.provisionMQTT(appIface.(*App), hb); err != nil {
-		return err
-	}
-	return h.observe(ctx, appIface.(*App), hb)
+	return h.observe(ctx, app)
 }
 
 // Validate checks the settings (also for JSON configs, which skip the
@@ -254,17 +229,14 @@ var hubName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 func (h *Handler) check() error {
 	return errors.Join(
 		checkHubName(h.Hub),
-		checkHistory(h.History.Count, time.Duration(h.History.MaxAge)),
+		h.HubConfig.check(),
 		checkHeartbeat(time.Duration(h.Heartbeat)),
-		checkQueue(h.Queue),
 		checkMaxMessageSize(h.MaxMessageSize),
 		checkTopicTemplate(h.Topic),
 		checkPollTimeout(time.Duration(h.PollTimeout)),
 		checkOrigins(h.CORS),
 		checkAnonymousPublish(h.AnonymousPublish),
 		h.JWT.check(),
-		h.Broker.check(),
-		h.Limits.check(),
 	)
 }
 
@@ -286,13 +258,14 @@ func checkAnonymousPublish(v string) error {
 // this endpoint, for comparing the endpoints of one hub: the jwt block, or
 // without it, when the hub has "$" topics to read (presence), the publish
 // key and anonymous publishing, which grant them. Publish-only differences
-// (a keyed publish endpoint beside an open one) do not count.
-func (h *Handler) readers() string {
+// (a keyed publish endpoint beside an open one) do not count. presence is
+// whether the hub has presence.
+func (h *Handler) readers(presence bool) string {
 	if h.JWT != nil {
 		b, _ := json.Marshal(h.JWT) // of strings and a duration: cannot fail
 		return "jwt " + string(b)
 	}
-	if h.Presence {
+	if presence {
 		return fmt.Sprintf("presence, publish_key %q, anonymous_publish %q", h.PublishKey, h.AnonymousPublish)
 	}
 	return "open"
@@ -467,14 +440,11 @@ func (h *Handler) defaultTopic(r *http.Request) (string, error) {
 	return topic, nil
 }
 
-// Cleanup releases the hub; the last user of a hub closes it.
+// Cleanup releases the hub this handler defines, if it does; the last
+// user of a hub closes it.
 func (h *Handler) Cleanup() error {
-	h.cleanupMQTT()
-	if h.endpoint.Hub == nil {
-		return nil
-	}
-	_, err := hubs.Delete(h.poolKey)
-	return err
+	h.own.release()
+	return nil
 }
 
 // Interface guards

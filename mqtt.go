@@ -12,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 	"github.com/caddy-pubsub/caddy-pubsub/mqtt"
@@ -75,13 +76,21 @@ func (a *App) startMQTT() {
 	}
 }
 
-// provisionMQTT resolves the placeholders of each mqtt block and takes its
-// link from the pool. It opens no connection.
-func (h *Handler) provisionMQTT(app *App, hb *hub.Hub) error {
+// provisionMQTT resolves the placeholders of each mqtt block of a hub and
+// takes its link from the pool, returning the links' pool keys. It opens no
+// connection.
+func (a *App) provisionMQTT(blocks []*mqtt.Config, hb *hub.Hub, maxSize int64, logger *zap.Logger) ([]string, error) {
 	repl := caddy.NewReplacer()
-	for _, c := range h.MQTT {
+	var keys []string
+	release := func() {
+		for _, key := range keys {
+			_, _ = mqttLinks.Delete(key)
+		}
+	}
+	for _, c := range blocks {
 		if c == nil {
-			return errors.New("mqtt: empty block")
+			release()
+			return nil, errors.New("mqtt: empty block")
 		}
 		cfg := *c
 		for _, field := range []struct {
@@ -93,26 +102,30 @@ func (h *Handler) provisionMQTT(app *App, hb *hub.Hub) error {
 			}
 			*field.val = repl.ReplaceKnown(*field.val, "")
 			if strings.TrimSpace(*field.val) == "" {
-				return fmt.Errorf("mqtt %s: %s resolves to an empty value (is the environment variable set?)", c.URL, field.name)
+				release()
+				return nil, fmt.Errorf("mqtt %s: %s resolves to an empty value (is the environment variable set?)", c.URL, field.name)
 			}
 		}
 		if err := cfg.Validate(); err != nil {
-			return err
+			release()
+			return nil, err
 		}
 		raw, err := json.Marshal(cfg)
 		if err != nil {
-			return fmt.Errorf("mqtt: %w", err)
+			release()
+			return nil, fmt.Errorf("mqtt: %w", err)
 		}
-		key := linkKey(raw, hb, h.MaxMessageSize, cfg.TLS)
-		err = app.mqttLink(key, func() (*mqtt.Link, error) {
-			return mqtt.New(cfg, hb, mqtt.Options{MaxMessageSize: h.MaxMessageSize, Logger: h.logger})
+		key := linkKey(raw, hb, maxSize, cfg.TLS)
+		err = a.mqttLink(key, func() (*mqtt.Link, error) {
+			return mqtt.New(cfg, hb, mqtt.Options{MaxMessageSize: maxSize, Logger: logger})
 		})
 		if err != nil {
-			return err
+			release()
+			return nil, err
 		}
-		h.mqttKeys = append(h.mqttKeys, key)
+		keys = append(keys, key)
 	}
-	return nil
+	return keys, nil
 }
 
 // linkKey names a link in the pool: its resolved block, the hub it
@@ -132,15 +145,6 @@ func linkKey(block []byte, hb *hub.Hub, maxSize int64, t *mqtt.TLS) string {
 	return hex.EncodeToString(sum.Sum(nil))
 }
 
-// cleanupMQTT releases this handler's links; the last user of a link
-// disconnects it.
-func (h *Handler) cleanupMQTT() {
-	for _, key := range h.mqttKeys {
-		_, _ = mqttLinks.Delete(key)
-	}
-	h.mqttKeys = nil
-}
-
 // parseMQTT reads an mqtt block; the dispenser stands on its URL, args.
 //
 //	mqtt <url> {
@@ -153,7 +157,7 @@ func (h *Handler) cleanupMQTT() {
 //		subscribe       <filter> [<qos>]
 //		prefix          <hub topic prefix>
 //	}
-func (h *Handler) parseMQTT(d *caddyfile.Dispenser, args []string) error {
+func (c *HubConfig) parseMQTT(d *caddyfile.Dispenser, args []string) error {
 	if len(args) != 1 {
 		return d.ArgErr()
 	}
@@ -226,7 +230,7 @@ func (h *Handler) parseMQTT(d *caddyfile.Dispenser, args []string) error {
 	if cfg.Password != "" && cfg.Username == "" {
 		return d.Errf("mqtt %s: password without username", cfg.URL)
 	}
-	h.MQTT = append(h.MQTT, cfg)
+	c.MQTT = append(c.MQTT, cfg)
 	return nil
 }
 

@@ -106,23 +106,10 @@ func (m mqttLinkState) LinkState() hub.LinkState {
 	}
 }
 
-// observe records the handler's hub and links in the app's catalogue and
-// registers the metrics collector in the config's registry (or takes the
-// one another handler of the config registered).
-func (h *Handler) observe(ctx caddy.Context, app *App, hb *hub.Hub) error {
-	links := make(map[string]hub.LinkReporter)
-	mqttLinks.Range(func(key, val any) bool {
-		if k, ok := key.(string); ok && slices.Contains(h.mqttKeys, k) {
-			links[k] = mqttLinkState{val.(poolLink).Link}
-		}
-		return true
-	})
-	kind := BrokerMemory
-	if h.Broker != nil && h.Broker.Kind != "" {
-		kind = h.Broker.Kind
-	}
-	app.obs.add(h.Hub, hb, kind, links)
-
+// observe registers the metrics collector of the app's catalogue in the
+// config's registry (or takes the one another handler of the config
+// registered).
+func (h *Handler) observe(ctx caddy.Context, app *App) error {
 	c := newCollector(&app.obs)
 	if err := ctx.GetMetricsRegistry().Register(c); err != nil {
 		var dup prometheus.AlreadyRegisteredError

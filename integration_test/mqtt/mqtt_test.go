@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -389,4 +390,58 @@ http://127.0.0.1:{PORT} {
 	if err := validate(shared); err != nil {
 		t.Errorf("one block on two routes of one hub: %v", err)
 	}
+}
+
+// An mqtt block in a hub of the global pubsub option feeds every endpoint
+// of the hub, with the hub's max_message_size; a reload that keeps the
+// block keeps the connection, and stopping Caddy closes it.
+func TestMQTTOnGlobalHub(t *testing.T) {
+	eachBroker(t, func(t *testing.T, newBroker newBrokerFunc) {
+		b := newBroker(mqtttest.Options{})
+		logs := &caddyLog{path: filepath.Join(t.TempDir(), "pubsub.log")}
+		globals := fmt.Sprintf(`	log pubsub {
+		output file %s
+		format json
+		level INFO
+		include pubsub
+	}
+	pubsub {
+		hub plant {
+			max_message_size 8
+			%s
+		}
+	}`, logs.path, strings.ReplaceAll(mqttBlock(b.URL(), "it-global", "subscribe a/# 1", "prefix mqtt/"), "\n", "\n\t"))
+		site := `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		hub plant
+		heartbeat 1s
+	}
+}
+`
+		s := testserver.StartWith(t, globals, site)
+		ep := s.Base + "/events"
+		logs.wait(t, "mqtt connected", 1)
+		sse := testserver.Subscribe(t, nil, ep+"?topic=mqtt/%23&format=json", nil)
+
+		b.Publish("a/1", []byte("123456789"), 1, false)
+		b.Publish("a/2", []byte("fits"), 1, false)
+		if e := envelope(t, sse); e.Topic != "mqtt/a/2" || e.Data != "fits" {
+			t.Fatalf("got %+v, want only the message within max_message_size 8", e)
+		}
+
+		s.Load(strings.Replace(site, "heartbeat 1s", "heartbeat 2s", 1))
+		b.Publish("a/3", []byte("reloaded"), 1, false)
+		if e := envelope(t, sse); e.Data != "reloaded" {
+			t.Fatalf("after the reload got %+v", e)
+		}
+		if n := logs.count(t, "mqtt connected"); n != 1 {
+			t.Errorf("%d connections after a reload that kept the global hub, want 1", n)
+		}
+
+		if err := caddy.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		logs.wait(t, "mqtt disconnected", 1)
+	})
 }

@@ -114,6 +114,13 @@ func (s *Server) Load(site string) {
 	}
 }
 
+// LoadWith is Load with new global options, which later loads keep.
+func (s *Server) LoadWith(globals, site string) {
+	s.t.Helper()
+	s.globals = globals
+	s.Load(site)
+}
+
 // TryLoad is Load for a config that may be refused: it returns why, and the
 // running config, if any, stays.
 func (s *Server) TryLoad(site string) error {
@@ -128,6 +135,11 @@ func (s *Server) TryLoad(site string) error {
 // Adapt turns site, with the test global options, into Caddy's JSON
 // config, as `caddy adapt` does; errors name the file "Caddyfile".
 func Adapt(site string) ([]byte, error) { return adapt("", site) }
+
+// AdaptWith is Adapt with extra global options, placed as StartWith places
+// them: the site's first line is line strings.Count(GlobalOptions, "\n") +
+// strings.Count(globals, "\n") + 2 of the Caddyfile.
+func AdaptWith(globals, site string) ([]byte, error) { return adapt(globals, site) }
 
 func adapt(globals, site string) ([]byte, error) {
 	body := GlobalOptions + site

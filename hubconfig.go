@@ -1,0 +1,385 @@
+package pubsub
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+	"github.com/caddy-pubsub/caddy-pubsub/mqtt"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("pubsub", parseGlobalOption)
+}
+
+// HubConfig is what defines a hub itself, as opposed to one endpoint of it:
+// where it keeps its messages, how many, its subscribers' queues, presence,
+// its upstream MQTT links and its hub-wide limits. A hub is defined either
+// once, in the pubsub app (the global pubsub option), or in the handlers
+// that name it, which must then agree.
+type HubConfig struct {
+	// History bounds the hub's retained messages, used to resume. Default:
+	// 1000 messages, none older than 1h.
+	History *History `json:"history,omitempty"`
+
+	// Queue is each subscriber's queue length; a subscriber that falls this
+	// far behind is disconnected and resumes from its last ID. Default: 1024.
+	Queue int `json:"queue,omitempty"`
+
+	// MQTT lists upstream MQTT subscriptions: each message they receive is
+	// published into the hub, as prefix + MQTT topic. The connection opens
+	// when the config starts and survives reloads that keep the block
+	// unchanged. Default: none.
+	MQTT []*mqtt.Config `json:"mqtt,omitempty"`
+
+	// Broker chooses where the hub orders and keeps its messages: memory
+	// (this process), redis (shared by several Caddy instances) or bolt (a
+	// file that survives restarts). Handlers naming one hub must name the
+	// same broker. Default: memory.
+	Broker *Broker `json:"broker,omitempty"`
+
+	// Presence makes the hub publish an event to $pubsub/subscribe or
+	// $pubsub/unsubscribe whenever an SSE or WebSocket subscription begins,
+	// changes or ends, which authorised clients may watch. Handlers naming
+	// one hub must agree on it. Default: off.
+	Presence bool `json:"presence,omitempty"`
+
+	// Limits bounds the subscriber connections of the hub (subscribers)
+	// and of one client address in it (per_ip); in a handler it also holds
+	// the endpoint's limits (see limits.go). Default: 100000 subscribers,
+	// no per-address cap.
+	Limits *Limits `json:"limits,omitempty"`
+
+	// MaxMessageSize caps, in bytes, the MQTT messages the hub's links
+	// accept, for a hub defined in the pubsub app. A handler's
+	// max_message_size (its publish limit) stands in for it when the
+	// handler defines the hub. Default: 65536.
+	MaxMessageSize int64 `json:"max_message_size,omitempty"`
+
+	// firstAt is where the Caddyfile gives the first hub setting, for the
+	// error when a handler gives one for a hub defined globally.
+	firstAt *caddyfile.Token
+}
+
+// parsedAt records tok as where a hub setting is given, unless one was.
+func (c *HubConfig) parsedAt(tok caddyfile.Token) {
+	if c.firstAt == nil {
+		c.firstAt = &tok
+	}
+}
+
+// withDefaults returns c with every unset setting at its default.
+func (c HubConfig) withDefaults() HubConfig {
+	if c.History == nil {
+		c.History = &History{Count: DefaultHistoryCount, MaxAge: caddy.Duration(DefaultHistoryAge)}
+	}
+	if c.Queue == 0 {
+		c.Queue = DefaultQueue
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	c.Limits = c.Limits.withDefaults()
+	return c
+}
+
+// check checks the settings that are set.
+func (c *HubConfig) check() error {
+	var errs []error
+	if c.History != nil {
+		errs = append(errs, checkHistory(c.History.Count, time.Duration(c.History.MaxAge)))
+	}
+	if c.Queue != 0 {
+		errs = append(errs, checkQueue(c.Queue))
+	}
+	if c.MaxMessageSize != 0 {
+		errs = append(errs, checkMaxMessageSize(c.MaxMessageSize))
+	}
+	return errors.Join(append(errs, c.Broker.check(), c.Limits.check())...)
+}
+
+// hubSettings names the hub settings c sets, as the Caddyfile spells them;
+// a handler's MaxMessageSize is left out, being also its publish limit.
+func (c *HubConfig) hubSettings() []string {
+	var set []string
+	add := func(on bool, name string) {
+		if on {
+			set = append(set, name)
+		}
+	}
+	add(c.History != nil, "history")
+	add(c.Queue != 0, "queue")
+	add(len(c.MQTT) > 0, "mqtt")
+	add(c.Broker != nil, "broker")
+	add(c.Presence, "presence")
+	add(c.Limits != nil && c.Limits.Subscribers != 0, "limits subscribers")
+	add(c.Limits != nil && c.Limits.PerIP != 0, "limits per_ip")
+	return set
+}
+
+// options are the hub.Options of a HubConfig with its defaults filled.
+func (c *HubConfig) options() hub.Options {
+	return hub.Options{
+		Queue:          c.Queue,
+		Retention:      hub.Retention{Count: c.History.Count, MaxAge: time.Duration(c.History.MaxAge)},
+		Presence:       c.Presence,
+		MaxSubscribers: c.Limits.Subscribers,
+		MaxPerClient:   c.Limits.PerIP,
+	}
+}
+
+// parseSetting parses the hub setting name (the dispenser stands on it,
+// args being the rest of its line) into c; it reports false for a name that
+// is no hub setting. The handler directive and the global pubsub option
+// both parse hub settings here, so defaults and errors are the same.
+func (c *HubConfig) parseSetting(d *caddyfile.Dispenser, name string, args []string) (bool, error) {
+	switch name {
+	case "history", "queue", "presence", "mqtt", "broker":
+		c.parsedAt(d.Token()) // of limits, only some are: parseLimits says
+	}
+	var err error
+	switch name {
+	case "history":
+		err = c.parseHistory(args)
+	case "queue":
+		if len(args) != 1 {
+			return true, d.ArgErr()
+		}
+		if c.Queue, err = strconv.Atoi(args[0]); err == nil {
+			err = checkQueue(c.Queue)
+		}
+	case "presence":
+		if len(args) != 0 {
+			return true, d.ArgErr()
+		}
+		c.Presence = true
+	case "mqtt":
+		return true, c.parseMQTT(d, args)
+	case "broker":
+		return true, c.unmarshalBroker(d, args)
+	case "limits":
+		return true, c.parseLimits(d, args)
+	default:
+		return false, nil
+	}
+	if errors.Is(err, errArgCount) {
+		return true, d.ArgErr()
+	}
+	if err != nil {
+		return true, d.Errf("%s: %v", name, err)
+	}
+	return true, nil
+}
+
+func (c *HubConfig) parseHistory(args []string) error {
+	if len(args) < 1 || len(args) > 2 {
+		return errArgCount
+	}
+	count, err := strconv.Atoi(args[0])
+	if err != nil {
+		return err
+	}
+	var age time.Duration
+	if len(args) == 2 {
+		if age, err = caddy.ParseDuration(args[1]); err != nil {
+			return err
+		}
+	}
+	c.History = &History{Count: count, MaxAge: caddy.Duration(age)}
+	return checkHistory(count, age)
+}
+
+// parseSize reads a byte size such as 64KiB, capped just past the largest
+// size allowed so that checkMaxMessageSize names the range.
+func parseSize(v string) (int64, error) {
+	n, err := humanize.ParseBytes(v)
+	if err != nil {
+		return 0, err
+	}
+	size := int64(min(n, maxMessageSizeCap+1))
+	return size, checkMaxMessageSize(size)
+}
+
+// parseGlobalOption parses the global pubsub option, which defines hubs for
+// the whole config:
+//
+//	pubsub {
+//		hub <name> {
+//			history          <count> [<max_age>]
+//			queue            <length>
+//			broker           memory | bolt <path> | redis <url> { ... }
+//			presence
+//			mqtt             <url> { ... }  # repeatable
+//			limits           { subscribers <n>; per_ip <n> }
+//			max_message_size <size>         # of the MQTT messages accepted
+//		}
+//	}
+//
+// It becomes the pubsub app's JSON.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	d.Next() // option name
+	if existing != nil {
+		return nil, d.Err("pubsub: the global pubsub option is given twice; define every hub in one block")
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	app := App{Hubs: make(map[string]*HubConfig)}
+	for d.NextBlock(0) {
+		if d.Val() != "hub" {
+			return nil, d.Errf("unknown pubsub global sub-directive %q: use hub <name> { ... }", d.Val())
+		}
+		if !d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		name := d.Val()
+		if err := checkHubName(name); err != nil {
+			return nil, d.Errf("hub: %v", err)
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		if _, ok := app.Hubs[name]; ok {
+			return nil, d.Errf("hub %q is defined twice in the global pubsub option", name)
+		}
+		c := new(HubConfig)
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			setting, at := d.Val(), d.Token()
+			args := d.RemainingArgs()
+			if setting == "max_message_size" {
+				if len(args) != 1 {
+					return nil, d.ArgErr()
+				}
+				size, err := parseSize(args[0])
+				if err != nil {
+					return nil, d.Errf("max_message_size: %v", err)
+				}
+				c.MaxMessageSize = size
+				continue
+			}
+			ok, err := c.parseSetting(d, setting, args)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, d.Errf("unknown setting %q of hub %q: a hub takes history, queue, broker, presence, mqtt, limits and max_message_size; endpoint settings go in the pubsub handler", setting, name)
+			}
+			if err := c.checkGlobalLimits(); err != nil {
+				return nil, errAt(at, err)
+			}
+		}
+		app.Hubs[name] = c
+	}
+	raw, err := json.Marshal(&app)
+	if err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "pubsub", Value: raw}, nil
+}
+
+// errAt is err at the file and line of tok, as Dispenser.Errf words it.
+func errAt(tok caddyfile.Token, err error) error {
+	d := caddyfile.NewDispenser([]caddyfile.Token{tok})
+	d.Next()
+	return d.WrapErr(err)
+}
+
+// checkGlobalLimits refuses endpoint limits in a hub of the pubsub app:
+// they belong to the handlers.
+func (c *HubConfig) checkGlobalLimits() error {
+	if l := c.Limits; l != nil && (l.Topics != 0 || l.Batch != 0 || l.PollBatch != 0) {
+		return errors.New("limits: a hub takes only subscribers and per_ip; topics, batch and poll_batch are endpoint limits: set them in the pubsub handler")
+	}
+	return nil
+}
+
+// globalHubs returns the names of the hubs the global pubsub option
+// defines, from what parseGlobalOption returned (nil when there is none).
+func globalHubs(opt any) (map[string]bool, error) {
+	app, ok := opt.(httpcaddyfile.App)
+	if !ok {
+		return nil, nil
+	}
+	var cfg struct {
+		Hubs map[string]json.RawMessage `json:"hubs"`
+	}
+	if err := json.Unmarshal(app.Value, &cfg); err != nil {
+		return nil, err
+	}
+	names := make(map[string]bool, len(cfg.Hubs))
+	for name := range cfg.Hubs {
+		names[name] = true
+	}
+	return names, nil
+}
+
+// provisionedHub is a hub one config provisioned, with what to release.
+type provisionedHub struct {
+	hub      *hub.Hub
+	poolKey  string
+	mqttKeys []string
+}
+
+// provisionHub takes the hub name, as c (with defaults filled) defines it,
+// from the pool, with its MQTT links, and records it in the catalogue.
+// Both places that define hubs come here: the app for its own hubs, a
+// handler for a hub the app does not define.
+func (a *App) provisionHub(name string, c HubConfig, logger *zap.Logger) (provisionedHub, error) {
+	spec, err := c.Broker.spec(name, logger)
+	if err != nil {
+		return provisionedHub{}, err
+	}
+	hb, err := a.hub(name, c.options(), spec)
+	if err != nil {
+		return provisionedHub{}, err
+	}
+	p := provisionedHub{hub: hb, poolKey: spec.poolKey(name)}
+	p.mqttKeys, err = a.provisionMQTT(c.MQTT, hb, c.MaxMessageSize, logger)
+	if err != nil {
+		p.release()
+		return provisionedHub{}, err
+	}
+	links := make(map[string]hub.LinkReporter)
+	mqttLinks.Range(func(key, val any) bool {
+		if k, ok := key.(string); ok && slices.Contains(p.mqttKeys, k) {
+			links[k] = mqttLinkState{val.(poolLink).Link}
+		}
+		return true
+	})
+	kind := BrokerMemory
+	if c.Broker != nil && c.Broker.Kind != "" {
+		kind = c.Broker.Kind
+	}
+	a.obs.add(name, hb, kind, links)
+	return p, nil
+}
+
+// release gives the hub and its links back to their pools; the last user
+// closes them.
+func (p *provisionedHub) release() {
+	for _, key := range p.mqttKeys {
+		_, _ = mqttLinks.Delete(key)
+	}
+	p.mqttKeys = nil
+	if p.poolKey != "" {
+		_, _ = hubs.Delete(p.poolKey)
+		p.poolKey = ""
+	}
+}
+
+// globalHubError says that a handler sets hub settings of a hub the app
+// defines.
+func globalHubError(name string, settings []string) error {
+	return fmt.Errorf("hub %q is defined in the global pubsub option (the pubsub app), so its %s belongs there, not in a pubsub handler; handlers of a global hub keep only endpoint settings", name, strings.Join(settings, ", "))
+}
