@@ -62,7 +62,7 @@ type App struct {
 	reused []reusedHub
 	logger *zap.Logger
 	mqtt   appLinks
-	obs    catalogue // the hubs by name, for metrics and stats (observe.go)
+	obs    catalogue // the hubs by name, for metrics and stats (catalogue.go)
 }
 
 // reusedHub is a running hub and the options a new config gives it.
@@ -218,6 +218,34 @@ func (a *App) Start() error {
 func (a *App) Stop() error {
 	a.stopped()
 	return nil
+}
+
+// started makes a the running app and logs its hubs.
+func (a *App) started() {
+	running.Store(a)
+	for _, v := range a.obs.list() {
+		st := v.hub.Stats()
+		a.logger.Info("pubsub hub ready",
+			zap.String("hub", v.name),
+			zap.String("broker", v.broker),
+			zap.Int("subscribers", st.Subscribers),
+			zap.Int("queue", st.Options.Queue),
+			zap.Int("history_count", st.Options.Retention.Count),
+			zap.Duration("history_age", st.Options.Retention.MaxAge),
+			zap.Bool("presence", st.Options.Presence),
+			zap.Int("mqtt_links", len(v.links)))
+	}
+}
+
+// stopped forgets a unless a newer config's app runs.
+func (a *App) stopped() { running.CompareAndSwap(a, nil) }
+
+// logShutdown logs, per hub, the streams a stop is about to end.
+func (a *App) logShutdown() {
+	for _, v := range a.obs.list() {
+		a.logger.Info("server stopping: ending pubsub streams",
+			zap.String("hub", v.name), zap.Int("subscribers", v.hub.Subscribers()))
+	}
 }
 
 // Interface guards

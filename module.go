@@ -115,7 +115,7 @@ type Handler struct {
 	endpoint handlers.Endpoint
 	own      provisionedHub // the hub this handler defines, if it does
 	logger   *zap.Logger
-	metrics  *collector // the config's pubsub metrics (observe.go)
+	metrics  *collector // the config's pubsub metrics (metrics.go)
 }
 
 // History bounds a hub's retained messages.
