@@ -282,19 +282,9 @@ func (b *Broker) spec(hubName string, logger *zap.Logger) (brokerSpec, error) {
 			return hub.NewMemoryBroker(r), nil
 		}}, nil
 	}
-	repl := caddy.NewReplacer()
-	resolve := func(name, s string) (string, error) {
-		if s == "" {
-			return "", nil
-		}
-		v := repl.ReplaceKnown(s, "")
-		if v == "" {
-			return "", fmt.Errorf("broker %s: %s %q resolves empty (is the environment variable set?)", b.Kind, name, s)
-		}
-		return v, nil
-	}
+	field := func(name, s string) (string, error) { return resolve("broker "+b.Kind+": "+name, s) }
 	if b.Kind == BrokerBolt {
-		path, err := resolve("path", b.Path)
+		path, err := field("path", b.Path)
 		if err != nil {
 			return brokerSpec{}, err
 		}
@@ -326,7 +316,7 @@ func (b *Broker) spec(hubName string, logger *zap.Logger) (brokerSpec, error) {
 		{"tls_key", b.TLSKey, &cfg.TLS.Key}, {"tls_server_name", b.TLSServerName, &cfg.TLS.ServerName},
 	} {
 		var err error
-		*f.dst, err = resolve(f.name, f.src)
+		*f.dst, err = field(f.name, f.src)
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

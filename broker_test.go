@@ -210,7 +210,7 @@ func TestBrokerSpecKey(t *testing.T) {
 	}
 
 	t.Setenv("PUBSUB_TEST_REDIS_URL", "")
-	if _, err := (&Broker{Kind: "redis", URL: "{env.PUBSUB_TEST_REDIS_URL}"}).spec("chat", zap.NewNop()); err == nil || !strings.Contains(err.Error(), "resolves empty") {
+	if _, err := (&Broker{Kind: "redis", URL: "{env.PUBSUB_TEST_REDIS_URL}"}).spec("chat", zap.NewNop()); err == nil || !strings.Contains(err.Error(), "resolves to an empty value") {
 		t.Fatalf("URL placeholder resolving empty: %v", err)
 	}
 }

@@ -98,11 +98,10 @@ func validCookieName(name string) bool {
 // returns the token verifier. Errors never contain the secret.
 func (j *JWT) verifier(logger *zap.Logger) (*auth.Verifier, error) {
 	opts := auth.Options{Leeway: j.leeway(), Issuer: j.Issuer, Audience: j.Audience}
-	repl := caddy.NewReplacer()
 	if j.Secret != "" {
-		secret := repl.ReplaceKnown(j.Secret, "")
-		if strings.TrimSpace(secret) == "" {
-			return nil, fmt.Errorf("jwt: secret %q resolves to an empty key (is the environment variable set?)", j.Secret)
+		secret, err := resolve("jwt: secret", j.Secret)
+		if err != nil {
+			return nil, err
 		}
 		if secret == j.Secret {
 			logger.Warn("jwt secret is written in the configuration, which Caddy may save to disk: use a placeholder such as {env.PUBSUB_JWT_SECRET}")
@@ -113,7 +112,10 @@ func (j *JWT) verifier(logger *zap.Logger) (*auth.Verifier, error) {
 		}
 		return v, nil
 	}
-	path := repl.ReplaceKnown(j.PublicKey, "")
+	path, err := resolve("jwt: public_key", j.PublicKey)
+	if err != nil {
+		return nil, err
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("jwt: public_key: %w", err)

@@ -174,13 +174,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	key := h.PublishKey
-	if key != "" {
-		key = caddy.NewReplacer().ReplaceKnown(key, "")
-		if strings.TrimSpace(key) == "" {
-			return fmt.Errorf("publish_key %q resolves to an empty key (is the environment variable set?)", h.PublishKey)
-		}
-	} else if h.JWT == nil && h.AnonymousPublish != anonymousOff {
+	key, err := resolve("publish_key", h.PublishKey)
+	if err != nil {
+		return err
+	}
+	if key == "" && h.JWT == nil && h.AnonymousPublish != anonymousOff {
 		h.logger.Warn("publishing has no authentication: only loopback clients may publish; set publish_key to publish from elsewhere, or anonymous_publish off",
 			zap.String("hub", h.Hub))
 	}

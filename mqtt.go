@@ -80,7 +80,6 @@ func (a *App) startMQTT() {
 // takes its link from the pool, returning the links' pool keys. It opens no
 // connection.
 func (a *App) provisionMQTT(blocks []*mqtt.Config, hb *hub.Hub, maxSize int64, logger *zap.Logger) ([]string, error) {
-	repl := caddy.NewReplacer()
 	var keys []string
 	release := func() {
 		for _, key := range keys {
@@ -97,14 +96,12 @@ func (a *App) provisionMQTT(blocks []*mqtt.Config, hb *hub.Hub, maxSize int64, l
 			name string
 			val  *string
 		}{{"url", &cfg.URL}, {"client_id", &cfg.ClientID}, {"username", &cfg.Username}, {"password", &cfg.Password}} {
-			if *field.val == "" {
-				continue
-			}
-			*field.val = repl.ReplaceKnown(*field.val, "")
-			if strings.TrimSpace(*field.val) == "" {
+			v, err := resolve(fmt.Sprintf("mqtt %s: %s", c.URL, field.name), *field.val)
+			if err != nil {
 				release()
-				return nil, fmt.Errorf("mqtt %s: %s resolves to an empty value (is the environment variable set?)", c.URL, field.name)
+				return nil, err
 			}
+			*field.val = v
 		}
 		if err := cfg.Validate(); err != nil {
 			release()

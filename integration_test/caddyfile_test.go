@@ -74,7 +74,7 @@ http://127.0.0.1:1 {
 		t.Fatal(err)
 	}
 	err = caddy.Validate(mustConfig(t, raw))
-	if err == nil || !strings.Contains(err.Error(), "resolves to an empty key") {
+	if err == nil || !strings.Contains(err.Error(), "resolves to an empty value") {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -57,7 +57,7 @@ func TestJWTKeyErrors(t *testing.T) {
 	privDER := must(x509.MarshalPKCS8PrivateKey(ecKey()))
 	t.Setenv("PUBSUB_TEST_SHORT_SECRET", "too-short")
 	tests := []struct{ name, block, want string }{
-		{"unset variable", "jwt {\n secret {env.PUBSUB_TEST_UNSET_VARIABLE}\n}", "resolves to an empty key"},
+		{"unset variable", "jwt {\n secret {env.PUBSUB_TEST_UNSET_VARIABLE}\n}", "resolves to an empty value"},
 		{"short secret", "jwt {\n secret {env.PUBSUB_TEST_SHORT_SECRET}\n}", "use at least 32"},
 		{"missing key file", "jwt {\n public_key " + filepath.Join(dir, "missing.pem") + "\n}", "no such file"},
 		{"not PEM", "jwt {\n public_key " + write("text.pem", []byte("hello")) + "\n}", "no PEM block"},
