@@ -82,7 +82,7 @@ func (c *HubConfig) parsedAt(tok caddyfile.Token) {
 // withDefaults returns c with every unset setting at its default.
 func (c HubConfig) withDefaults() HubConfig {
 	if c.History == nil {
-		c.History = &History{Count: DefaultHistoryCount, MaxAge: caddy.Duration(DefaultHistoryAge)}
+		c.History = &History{MaxAge: caddy.Duration(DefaultHistoryAge)}
 	}
 	if c.Queue == 0 {
 		c.Queue = DefaultQueue
@@ -98,7 +98,7 @@ func (c HubConfig) withDefaults() HubConfig {
 func (c *HubConfig) check() error {
 	var errs []error
 	if c.History != nil {
-		errs = append(errs, checkHistory(c.History.Count, time.Duration(c.History.MaxAge)))
+		errs = append(errs, checkHistory(c.History.count(), time.Duration(c.History.MaxAge)))
 	}
 	if c.Queue != 0 {
 		errs = append(errs, checkQueue(c.Queue))
@@ -132,7 +132,7 @@ func (c *HubConfig) hubSettings() []string {
 func (c *HubConfig) options() hub.Options {
 	return hub.Options{
 		Queue:          c.Queue,
-		Retention:      hub.Retention{Count: c.History.Count, MaxAge: time.Duration(c.History.MaxAge)},
+		Retention:      hub.Retention{Count: c.History.count(), MaxAge: time.Duration(c.History.MaxAge)},
 		Presence:       c.Presence,
 		MaxSubscribers: c.Limits.Subscribers,
 		MaxPerClient:   c.Limits.PerIP,
@@ -196,7 +196,7 @@ func (c *HubConfig) parseHistory(args []string) error {
 			return err
 		}
 	}
-	c.History = &History{Count: count, MaxAge: caddy.Duration(age)}
+	c.History = &History{Count: &count, MaxAge: caddy.Duration(age)}
 	return checkHistory(count, age)
 }
 

@@ -69,7 +69,8 @@ type Handler struct {
 
 	// Heartbeat is how often an idle SSE stream gets a comment line and a
 	// WebSocket gets a ping, which keeps proxies from closing them. A
-	// WebSocket client that answers no ping for two heartbeats is dropped.
+	// WebSocket client that sends no pong for two and a half heartbeats is
+	// dropped.
 	// Default: 15s.
 	Heartbeat caddy.Duration `json:"heartbeat,omitempty"`
 
@@ -120,11 +121,20 @@ type Handler struct {
 
 // History bounds a hub's retained messages.
 type History struct {
-	// Count is the most messages kept; 0 keeps none.
-	Count int `json:"count"`
+	// Count is the most messages kept; 0 keeps none. Default: 1000, as
+	// in the Caddyfile's history without a count.
+	Count *int `json:"count,omitempty"`
 	// MaxAge drops messages older than this; 0 means no age bound. It
 	// needs a Count above 0.
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
+}
+
+// count is the most messages kept, Count or its default.
+func (h *History) count() int {
+	if h.Count == nil {
+		return DefaultHistoryCount
+	}
+	return *h.Count
 }
 
 // CaddyModule returns the Caddy module information.

@@ -1,8 +1,10 @@
 package mqtt
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -71,13 +73,27 @@ type Subscription struct {
 	Filter string `json:"filter"`
 	// QoS is 0 (at most once), 1 (at least once: with the persistent
 	// session, messages published while Caddy is disconnected arrive
-	// after it reconnects) or 2, which the link handles like 1. The
-	// Caddyfile's default is 1; in JSON an omitted qos is 0.
+	// after it reconnects) or 2, which the link handles like 1. Default:
+	// 1, in JSON as in the Caddyfile.
 	QoS byte `json:"qos"`
 }
 
 // DefaultQoS is the QoS of a subscription that names none.
 const DefaultQoS = 1
+
+// UnmarshalJSON decodes a subscription strictly (no unknown field), giving
+// one without "qos" the DefaultQoS, as the Caddyfile does.
+func (s *Subscription) UnmarshalJSON(b []byte) error {
+	type plain Subscription // without this method
+	p := plain{QoS: DefaultQoS}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*s = Subscription(p)
+	return nil
+}
 
 // maxClientID bounds a client ID; MQTT strings are at most 65535 bytes,
 // real brokers accept far less.

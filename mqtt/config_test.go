@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -132,5 +133,20 @@ func TestNewReadsTLSFiles(t *testing.T) {
 		case err == nil && (l.tls == nil || l.tls.RootCAs == nil || len(l.tls.Certificates) != 1 || l.tls.ServerName != "127.0.0.1"):
 			t.Errorf("%s: TLS config %+v", name, l.tls)
 		}
+	}
+}
+
+// JSON and the Caddyfile give a subscription the same default QoS, and
+// JSON stays strict.
+func TestSubscriptionJSONDefaults(t *testing.T) {
+	var c Config
+	if err := json.Unmarshal([]byte(`{"url":"tcp://127.0.0.1:1883","subscribe":[{"filter":"a/#"},{"filter":"b","qos":0}]}`), &c); err != nil {
+		t.Fatal(err)
+	}
+	if got := []byte{c.Subscribe[0].QoS, c.Subscribe[1].QoS}; got[0] != DefaultQoS || got[1] != 0 {
+		t.Errorf("QoS %v, want [%d 0]", got, DefaultQoS)
+	}
+	if err := json.Unmarshal([]byte(`{"filter":"a","qso":1}`), new(Subscription)); err == nil {
+		t.Error("a subscription with an unknown field decoded")
 	}
 }
