@@ -27,8 +27,8 @@ const (
 	BrokerBolt   = "bolt"
 )
 
-// DefaultKeyPrefix starts the Redis keys of every hub's stream.
-const DefaultKeyPrefix = "pubsub:"
+// defaultKeyPrefix starts the Redis keys of every hub's stream.
+const defaultKeyPrefix = "pubsub:"
 
 // Broker chooses where a hub orders and keeps its messages. Changing it in
 // a reload gives the hub a new broker: its subscribers are disconnected and
@@ -324,7 +324,7 @@ func (b *Broker) spec(hubName string, logger *zap.Logger) (brokerSpec, error) {
 	}
 	prefix, stream := b.KeyPrefix, b.Stream
 	if prefix == "" {
-		prefix = DefaultKeyPrefix
+		prefix = defaultKeyPrefix
 	}
 	if stream == "" {
 		stream = hubName
