@@ -38,15 +38,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		anonymous_publish loopback | off
 //		poll_timeout     <duration>
 //		cors             <origin>...   # or *; repeatable
-//		jwt              { ... }       # see parseJWT in jwt.go
-//		limits           { ... }       # see parseLimits in limits.go
+//		jwt              { ... }       # see parseJWT in jwtconfig.go
+//		limits           { ... }       # see parseLimits in limitsconfig.go
 //		# hub settings, for a hub the global pubsub option does not define
 //		history          <count> [<max_age>]
 //		queue            <length>
 //		presence                       # publish $pubsub/subscribe and $pubsub/unsubscribe events
 //		limits           { subscribers <n>; per_ip <n> }
-//		mqtt             <url> { ... }  # see parseMQTT in mqtt.go; repeatable
-//		broker           memory | bolt <path> | redis <url> { ... }  # see unmarshalBroker in broker.go
+//		mqtt             <url> { ... }  # see parseMQTT in mqttconfig.go; repeatable
+//		broker           memory | bolt <path> | redis <url> { ... }  # see unmarshalBroker in brokerconfig.go
 //	}
 //
 // Every sub-directive is optional; see the README for defaults.

@@ -57,7 +57,7 @@ type HubConfig struct {
 
 	// Limits bounds the subscriber connections of the hub (subscribers)
 	// and of one client address in it (per_ip); in a handler it also holds
-	// the endpoint's limits (see limits.go). Default: 100000 subscribers,
+	// the endpoint's limits (see limitsconfig.go). Default: 100000 subscribers,
 	// no per-address cap.
 	Limits *Limits `json:"limits,omitempty"`
 

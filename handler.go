@@ -62,7 +62,7 @@ type Handler struct {
 	// defines takes none of these from a handler. The handler's
 	// max_message_size also caps what the MQTT links of a hub it defines
 	// accept. Limits also holds the endpoint's limits (topics, batch,
-	// poll_batch); see limits.go. Default: 32 topics, 100000 subscribers,
+	// poll_batch); see limitsconfig.go. Default: 32 topics, 100000 subscribers,
 	// no per-address cap, 100 messages per publish and per long-poll
 	// answer.
 	HubConfig
@@ -103,7 +103,7 @@ type Handler struct {
 	CORS []string `json:"cors,omitempty"`
 
 	// JWT authorises subscribers and publishers with JSON Web Tokens whose
-	// "pubsub" claim grants topic patterns (see jwt.go). Once set,
+	// "pubsub" claim grants topic patterns (see jwtconfig.go). Once set,
 	// subscribing needs a token, and publishing a token or the
 	// publish_key, from loopback too. Default: none (subscribing is open).
 	JWT *JWT `json:"jwt,omitempty"`
