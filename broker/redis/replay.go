@@ -1,0 +1,328 @@
+package redis
+
+// Reading history for a resume: Since filters and pages inside Redis (a
+// script returns entry headers, data is fetched only for matches), Head
+// answers where delivery starts without reading history.
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+// snapshot is the stream's state, read atomically.
+type snapshot struct {
+	exists        bool
+	epoch         string
+	lastGenerated streamID
+	maxDeleted    streamID
+	knowsDeleted  bool              // Redis 7.0+ reports the last trimmed entry
+	first         *goredis.XMessage // nil when the stream is empty
+}
+
+// snapshot reads the stream's state in one MULTI/EXEC.
+func (b *Broker) snapshot(ctx context.Context) (snapshot, error) {
+	var s snapshot
+	pipe := b.client.TxPipeline()
+	exists := pipe.Exists(ctx, b.stream)
+	epoch := pipe.Get(ctx, b.epochKey)
+	info := pipe.XInfoStream(ctx, b.stream)
+	// A missing stream fails XINFO inside the transaction; each command's
+	// own error says what went wrong.
+	_, _ = pipe.Exec(ctx)
+	if err := exists.Err(); err != nil {
+		return s, err
+	}
+	s.exists = exists.Val() == 1
+	if !s.exists {
+		return s, nil
+	}
+	if err := epoch.Err(); err != nil && !errors.Is(err, goredis.Nil) {
+		return s, err
+	}
+	s.epoch = epoch.Val()
+	if err := info.Err(); err != nil {
+		return s, err
+	}
+	in := info.Val()
+	s.lastGenerated, _ = parseStreamID(in.LastGeneratedID)
+	s.maxDeleted, s.knowsDeleted = parseStreamID(in.MaxDeletedEntryID)
+	if in.Length > 0 {
+		s.first = &in.FirstEntry
+	}
+	return s, nil
+}
+
+// Since implements hub.Broker. History bounds apply to what this instance
+// has delivered: the count to the newest messages up to Upto, the age to
+// now. The stream itself keeps more (the delivery floor).
+//
+// Only what q asks for crosses the wire: scripts in Redis find where the
+// count bound starts and read the entries' headers (ID, epoch, topic,
+// event), a chunk at a time; the data is fetched only for the entries that
+// match, at most a page of them.
+func (b *Broker) Since(ctx context.Context, q hub.Query) (hub.Page, error) {
+	end, ok := parseID(q.Upto)
+	if q.Upto == "" || !ok {
+		var err error
+		if end, err = b.ensureStart(ctx); err != nil {
+			return hub.Page{}, b.failed("reading", err)
+		}
+	}
+	r := *b.retention.Load()
+	keep := r.Keeps()
+	earliest := q.After == hub.Earliest
+	last, lastOK := parseID(q.After)
+	s, err := b.snapshot(ctx)
+	if err != nil {
+		return hub.Page{}, b.failed("reading", err)
+	}
+	if !s.exists {
+		if earliest {
+			return hub.Page{}, nil
+		}
+		return hub.Page{Gap: &hub.Gap{LastID: q.After}}, nil
+	}
+	resumable := lastOK && last.epoch == s.epoch && !s.lastGenerated.less(last.id)
+	gap := !earliest && !resumable
+	switch {
+	case gap, earliest:
+	case !keep:
+		gap = last.id.less(end.id)
+	case s.knowsDeleted:
+		gap = last.id.less(s.maxDeleted)
+	case s.first != nil:
+		// Redis before 7.0 does not report the last trimmed entry: an ID
+		// older than the first entry may have missed some.
+		first, _ := parseStreamID(s.first.ID)
+		gap = last.id.less(first)
+	}
+	var cutoff uint64 // entries with milliseconds below are too old
+	if r.MaxAge > 0 {
+		cutoff = uint64(max(0, time.Now().Add(-r.MaxAge).UnixMilli()))
+	}
+
+	var page hub.Page
+	var firstKept string // the oldest retained entry, for the gap
+	// Read (After, end] when After can be resumed from; up to end
+	// otherwise. Nothing when history is off, when nothing after After
+	// was delivered here yet, or when this instance delivered from a
+	// stream Redis lost.
+	read := keep && end.epoch == s.epoch && !(resumable && !last.id.less(end.id))
+	if read {
+		start := "-"
+		if resumable {
+			start = "(" + last.id.String()
+		}
+		cut, err := b.countCut(ctx, start, end.id, r.Count)
+		if err != nil {
+			return hub.Page{}, b.failed("reading", err)
+		}
+		if cut != "" {
+			start = "(" + cut
+			gap = gap || !earliest
+		}
+		var matched []string
+		var skipped, missing int
+		if matched, page.More, skipped, firstKept, err = b.scan(ctx, q, start, end.id, cutoff, &gap); err != nil {
+			return hub.Page{}, b.failed("reading", err)
+		}
+		if page.Messages, missing, err = b.fetch(ctx, matched, &skipped); err != nil {
+			return hub.Page{}, b.failed("reading", err)
+		}
+		// The snapshot and the reads are not one transaction: what a
+		// publish trimmed meanwhile, after After, was not sent.
+		if missing > 0 {
+			gap = gap || !earliest
+		}
+		if !gap && resumable && s.knowsDeleted {
+			if now, err := b.snapshot(ctx); err == nil && last.id.less(now.maxDeleted) {
+				gap = true
+			}
+		}
+		if skipped > 0 {
+			b.skipped.Add(uint64(skipped))
+			b.logger.Warn("skipped stream entries that are not valid messages; they are never delivered", zap.Int("entries", skipped))
+		}
+	}
+	if !gap {
+		return page, nil
+	}
+	page.Gap = &hub.Gap{LastID: q.After, FirstID: firstKept}
+	if firstKept == "" && s.first != nil && keep {
+		if m, ok := decode(*s.first); ok && m.id.ms >= cutoff {
+			page.Gap.FirstID = m.ID
+		}
+	}
+	return page, nil
+}
+
+// Chunks of the scripts that read history: they bound what Redis holds in
+// a script at once (scanChunk entries with their data).
+const scanChunk = 128
+
+// countScript finds where the count bound of history starts: the newest
+// entry in [ARGV[2], ARGV[1]] (XREVRANGE bounds) that is not one of the
+// newest ARGV[3] there, or false when the range holds no more. Only the ID
+// leaves Redis.
+var countScript = goredis.NewScript(`
+local hi, seen, count = ARGV[1], 0, tonumber(ARGV[3])
+while true do
+	local batch = redis.call('XREVRANGE', KEYS[1], hi, ARGV[2], 'COUNT', ARGV[4])
+	for _, e in ipairs(batch) do
+		seen = seen + 1
+		if seen > count then return e[1] end
+		hi = '(' .. e[1]
+	end
+	if #batch < tonumber(ARGV[4]) then return false end
+end
+`)
+
+// countCut returns the newest entry ID in (start, end] that the count bound
+// drops, "" for none.
+func (b *Broker) countCut(ctx context.Context, start string, end streamID, count int) (string, error) {
+	cut, err := countScript.Run(ctx, b.client, []string{b.stream}, end.String(), start, count, scanChunk).Text()
+	if errors.Is(err, goredis.Nil) {
+		return "", nil
+	}
+	return cut, err
+}
+
+// headerScript returns, for up to ARGV[3] entries in [ARGV[1], ARGV[2]]
+// (XRANGE bounds), the ID, epoch, topic and event, without the data, as
+// one string of length-prefixed fields ("LEN:BYTES", four per entry): one
+// reply to read rather than four per entry. Each field is cut one byte
+// past what a valid one may hold, so a hostile entry costs no more than a
+// valid one and still fails validation.
+var headerScript = goredis.NewScript(`
+local out = {}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])) do
+	local v = {epoch = '', topic = '', event = ''}
+	local f = e[2]
+	for i = 1, #f - 1, 2 do
+		if v[f[i]] then v[f[i]] = string.sub(f[i + 1], 1, 257) end
+	end
+	for _, x in ipairs({e[1], v.epoch, v.topic, v.event}) do
+		out[#out + 1] = #x .. ':' .. x
+	end
+end
+return table.concat(out)
+`)
+
+// scan reads the headers of the entries in (start, end], a chunk at a
+// time, and returns the IDs of the first q.PageLimit() valid ones that q
+// asks for; more is true when there are more. Entries older than cutoff
+// are a gap, unless q asks for everything retained. firstKept is the first
+// valid entry not too old.
+func (b *Broker) scan(ctx context.Context, q hub.Query, start string, end streamID, cutoff uint64, gap *bool) (matched []string, more bool, skipped int, firstKept string, err error) {
+	limit := q.PageLimit()
+	for {
+		h, err := headerScript.Run(ctx, b.client, []string{b.stream}, start, end.String(), scanChunk).Text()
+		if err != nil {
+			return nil, false, 0, "", err
+		}
+		entries, last := 0, ""
+		for ; h != ""; entries++ {
+			var f [4]string
+			for i := range f {
+				var ok bool
+				if f[i], h, ok = cutField(h); !ok {
+					return nil, false, 0, "", errors.New("malformed reply from the header script")
+				}
+			}
+			id, epoch, topic, event := f[0], f[1], f[2], f[3]
+			last = id
+			sid, ok := parseStreamID(id)
+			switch {
+			case !ok || !validEpoch(epoch):
+				skipped++
+				continue
+			case sid.ms < cutoff:
+				*gap = *gap || q.After != hub.Earliest
+				continue
+			}
+			if firstKept == "" {
+				firstKept = epoch + "-" + id
+			}
+			// The full check only for what q asks for: the rest is
+			// skipped anyway.
+			if !q.Accepts(topic) {
+				continue
+			}
+			if hub.ValidateTopic(topic) != nil || hub.ValidateEvent(event) != nil {
+				skipped++
+				continue
+			}
+			if len(matched) == limit {
+				return matched, true, skipped, firstKept, nil
+			}
+			matched = append(matched, id)
+		}
+		if entries < scanChunk {
+			return matched, false, skipped, firstKept, nil
+		}
+		start = "(" + last
+	}
+}
+
+// cutField cuts the first "LEN:BYTES" field off s.
+func cutField(s string) (field, rest string, ok bool) {
+	n, rest, ok := strings.Cut(s, ":")
+	l, err := strconv.Atoi(n)
+	if !ok || err != nil || l < 0 || l > len(rest) {
+		return "", "", false
+	}
+	return rest[:l], rest[l:], true
+}
+
+// fetch reads the entries ids in one round trip and decodes them; an entry
+// that fails validation is skipped and counted, one trimmed meanwhile is
+// left out and counted as missing.
+func (b *Broker) fetch(ctx context.Context, ids []string, skipped *int) (msgs []*hub.Message, missing int, err error) {
+	if len(ids) == 0 {
+		return nil, 0, nil
+	}
+	pipe := b.client.Pipeline()
+	cmds := make([]*goredis.XMessageSliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.XRangeN(ctx, b.stream, id, id, 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, 0, err
+	}
+	out := make([]*hub.Message, 0, len(ids))
+	for _, c := range cmds {
+		if len(c.Val()) == 0 {
+			missing++
+		}
+		for _, x := range c.Val() {
+			m, ok := decode(x)
+			if !ok {
+				*skipped++
+				continue
+			}
+			out = append(out, m.Message)
+		}
+	}
+	return out, missing, nil
+}
+
+// Head implements hub.Broker: the stream position this instance's
+// delivery began after.
+func (b *Broker) Head(ctx context.Context) (string, error) {
+	start, err := b.ensureStart(ctx)
+	if err != nil {
+		return "", b.failed("reading", err)
+	}
+	if start.epoch == "" {
+		return "", nil
+	}
+	return start.epoch + "-" + start.id.String(), nil
+}
