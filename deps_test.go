@@ -27,9 +27,10 @@ func TestDependencyRules(t *testing.T) {
 		{"hub", nil},
 		{"hub/brokertest", own("hub")},
 		{"broker/bolt", append(own("hub"), "go.etcd.io/bbolt", "go.uber.org/zap")},
-		{"broker/redis", append(own("hub"), "github.com/redis/go-redis/", "go.uber.org/zap")},
+		{"clienttls", nil},
+		{"broker/redis", append(own("hub", "clienttls"), "github.com/redis/go-redis/", "go.uber.org/zap")},
 		{"auth", append(own("hub"), "github.com/golang-jwt/jwt/")},
-		{"mqtt", append(own("hub"), "github.com/eclipse/paho.mqtt.golang", "go.uber.org/zap")},
+		{"mqtt", append(own("hub", "clienttls"), "github.com/eclipse/paho.mqtt.golang", "go.uber.org/zap")},
 		{"handlers", append(own("hub", "auth"), "github.com/gorilla/websocket", "go.uber.org/zap")},
 		{"cmd/pubsub-bench", []string{"github.com/gorilla/websocket"}},
 	}

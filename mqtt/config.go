@@ -3,7 +3,6 @@ package mqtt
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/caddy-pubsub/caddy-pubsub/clienttls"
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
@@ -54,18 +54,7 @@ type Config struct {
 // TLS holds the TLS settings of a link. Verification of the broker's
 // certificate cannot be switched off: for a broker with a self-signed or
 // private certificate, name its CA in CA.
-type TLS struct {
-	// CA is a PEM file of the certificate authorities that verify the
-	// broker, instead of the system's roots.
-	CA string `json:"ca,omitempty"`
-	// Cert and Key are PEM files of a client certificate and its key, for
-	// brokers that authenticate clients by certificate.
-	Cert string `json:"cert,omitempty"`
-	Key  string `json:"key,omitempty"`
-	// ServerName is the name verified in the broker's certificate. Default:
-	// the URL's host.
-	ServerName string `json:"server_name,omitempty"`
-}
+type TLS = clienttls.Files
 
 // Subscription is one MQTT topic filter and the QoS asked for it.
 type Subscription struct {
@@ -249,32 +238,11 @@ func tlsConfig(u *url.URL, t *TLS) (*tls.Config, error) {
 		}
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
-	if t == nil {
-		return cfg, nil
+	var files TLS
+	if t != nil {
+		files = *t
 	}
-	if t.ServerName != "" {
-		cfg.ServerName = t.ServerName
-	}
-	if t.CA != "" {
-		pem, err := os.ReadFile(t.CA)
-		if err != nil {
-			return nil, fmt.Errorf("tls_ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls_ca %s: no PEM certificate in it", t.CA)
-		}
-		cfg.RootCAs = pool
-	}
-	if t.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-		if err != nil {
-			return nil, fmt.Errorf("tls_cert: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return files.Config(u.Hostname())
 }
 
 // redact returns the broker URL without credentials, query or fragment,

@@ -2,13 +2,11 @@ package redis
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
+	"github.com/caddy-pubsub/caddy-pubsub/clienttls"
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 )
@@ -42,19 +40,7 @@ type Config struct {
 }
 
 // TLS configures the connection to a Redis server that speaks TLS.
-type TLS struct {
-	// CA is a PEM file of the certificate authorities to trust instead of
-	// the system's.
-	CA string
-	// Cert and Key are PEM files of a client certificate, for servers that
-	// require one (Redis does by default: tls-auth-clients yes).
-	Cert, Key string
-	// ServerName is the name to verify in the server's certificate
-	// (default: the URL's host).
-	ServerName string
-}
-
-func (t TLS) enabled() bool { return t != TLS{} }
+type TLS = clienttls.Files
 
 // CheckURL reports whether url is a Redis URL the broker can use.
 func CheckURL(url string) error {
@@ -88,8 +74,8 @@ func (c Config) clientOptions() (*goredis.Options, error) {
 	opts.MaxRetries = -1
 	opts.DialerRetries = 1
 	opts.ContextTimeoutEnabled = true
-	if c.TLS.enabled() {
-		if opts.TLSConfig, err = c.TLS.config(opts); err != nil {
+	if c.TLS != (TLS{}) {
+		if opts.TLSConfig, err = tlsConfig(c.TLS, opts); err != nil {
 			return nil, err
 		}
 	}
@@ -103,7 +89,9 @@ func orDefault(d, def time.Duration) time.Duration {
 	return def
 }
 
-func (t TLS) config(opts *goredis.Options) (*tls.Config, error) {
+// tlsConfig is the TLS of a connection to opts.Addr: the URL's (rediss://)
+// or a new one naming the host, with t applied.
+func tlsConfig(t TLS, opts *goredis.Options) (*tls.Config, error) {
 	cfg := opts.TLSConfig
 	if cfg == nil {
 		host, _, err := net.SplitHostPort(opts.Addr)
@@ -112,29 +100,8 @@ func (t TLS) config(opts *goredis.Options) (*tls.Config, error) {
 		}
 		cfg = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 	}
-	if t.ServerName != "" {
-		cfg.ServerName = t.ServerName
-	}
-	if t.CA != "" {
-		pem, err := os.ReadFile(t.CA)
-		if err != nil {
-			return nil, fmt.Errorf("redis broker: reading tls_ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("redis broker: tls_ca %s holds no PEM certificate", t.CA)
-		}
-		cfg.RootCAs = pool
-	}
-	switch {
-	case t.Cert != "" && t.Key != "":
-		pair, err := tls.LoadX509KeyPair(t.Cert, t.Key)
-		if err != nil {
-			return nil, fmt.Errorf("redis broker: loading tls_cert and tls_key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	case t.Cert != "" || t.Key != "":
-		return nil, errors.New("redis broker: tls_cert and tls_key go together")
+	if err := t.Apply(cfg); err != nil {
+		return nil, fmt.Errorf("redis broker: %w", err)
 	}
 	return cfg, nil
 }
