@@ -2,7 +2,6 @@ package fanout_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,14 +10,6 @@ import (
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
-
-const site = `
-http://127.0.0.1:{PORT} {
-	pubsub /events* {
-		heartbeat 1s
-	}
-}
-`
 
 // Streams opened one after another share one heartbeat wheel: each SSE
 // stream gets its comment every second, not sooner, and each WebSocket its
@@ -61,24 +52,6 @@ func TestHeartbeatsReachEveryStream(t *testing.T) {
 	}
 	for i, w := range ws {
 		testserver.Eventually(t, fmt.Sprintf("WebSocket %d pinged twice", i), func() bool { return w.Pings() >= 2 })
-	}
-}
-
-// nextComment waits for st's next comment and returns when it came.
-func nextComment(st *testserver.SSEStream) (time.Time, error) {
-	deadline := time.After(testserver.Wait)
-	for {
-		select {
-		case ev, ok := <-st.Events():
-			if !ok {
-				return time.Time{}, errors.New("stream ended")
-			}
-			if ev.IsComment {
-				return time.Now(), nil
-			}
-		case <-deadline:
-			return time.Time{}, fmt.Errorf("no heartbeat within %s", testserver.Wait)
-		}
 	}
 }
 

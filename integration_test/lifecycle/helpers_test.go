@@ -299,3 +299,14 @@ func get(t *testing.T, u string) string {
 	}
 	return string(b)
 }
+
+// basicSite is a plain endpoint with a short heartbeat and an hour of
+// history.
+const basicSite = `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		heartbeat 1s
+		history 100 1h
+	}
+}
+`

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
@@ -114,4 +116,25 @@ func expectContains(t *testing.T, what, got, want string) {
 	if !strings.Contains(got, want) {
 		t.Fatalf("%s: %q does not contain %q", what, got, want)
 	}
+}
+
+// basicSite is a plain endpoint with a short heartbeat and an hour of
+// history.
+const basicSite = `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		heartbeat 1s
+		history 100 1h
+	}
+}
+`
+
+// mustConfig decodes raw JSON into a Caddy config, for caddy.Validate.
+func mustConfig(t *testing.T, raw []byte) *caddy.Config {
+	t.Helper()
+	var cfg caddy.Config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return &cfg
 }

@@ -1,7 +1,8 @@
-// Package transports_test runs the WebSocket and long-poll transports end
-// to end beside SSE: a real Caddy loaded from Caddyfile text in this
-// process, real clients on loopback sockets. Whatever transport a client
-// uses, it gets the same messages, IDs, resume and gaps.
+// Package transports_test runs the SSE, WebSocket and long-poll transports
+// end to end: a real Caddy loaded from Caddyfile text in this process, real
+// clients on loopback sockets. Whatever transport a client uses, it gets
+// the same messages, IDs, resume and gaps; SSE keeps its framing behind
+// encode and over HTTP/2, and history keeps what it is configured to.
 package transports_test
 
 import (

@@ -1,7 +1,6 @@
-package integration_test
+package config_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,15 +12,6 @@ import (
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
-
-func mustConfig(t *testing.T, raw []byte) *caddy.Config {
-	t.Helper()
-	var cfg caddy.Config
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	return &cfg
-}
 
 // Mistakes in the pubsub block fail `caddy adapt` with the file and line.
 func TestCaddyfileErrorsNameFileAndLine(t *testing.T) {
@@ -82,7 +72,7 @@ http://127.0.0.1:1 {
 // Every Caddyfile the user reads, each caddyfile block of README.md and
 // each Caddyfile in examples/, adapts.
 func TestDocumentedCaddyfilesAdapt(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,11 +89,11 @@ func TestDocumentedCaddyfilesAdapt(t *testing.T) {
 		}
 		files[fmt.Sprintf("README.md block %d", i+1)] = body
 	}
-	examples, err := filepath.Glob(filepath.Join("..", "examples", "*", "Caddyfile"))
+	examples, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "Caddyfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range append(examples, filepath.Join("..", "examples", "Caddyfile")) {
+	for _, name := range append(examples, filepath.Join("..", "..", "examples", "Caddyfile")) {
 		b, err := os.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)

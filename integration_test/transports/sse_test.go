@@ -1,4 +1,4 @@
-package integration_test
+package transports_test
 
 import (
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
@@ -10,15 +10,6 @@ import (
 	"strings"
 	"testing"
 )
-
-const basicSite = `
-http://127.0.0.1:{PORT} {
-	pubsub /events* {
-		heartbeat 1s
-		history 100 1h
-	}
-}
-`
 
 // A publisher posts to exact topics; subscribers on exact and wildcard
 // filters each get exactly the messages they match, in order.

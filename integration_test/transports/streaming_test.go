@@ -1,4 +1,4 @@
-package integration_test
+package transports_test
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
@@ -70,52 +69,6 @@ http://127.0.0.1:{PORT} {
 			if ev := sub.Next(); ev.ID != id {
 				t.Fatalf("got %+v, want %s", ev, id)
 			}
-		}
-	}
-}
-
-// A thousand concurrent subscribers each receive every message, in order.
-func TestThousandSubscribersReceiveEverythingInOrder(t *testing.T) {
-	s := testserver.Start(t, basicSite)
-	const subscribers, messages = 1000, 20
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-	subs := make([]*testserver.SSEStream, subscribers)
-	for i := range subs {
-		subs[i] = testserver.Subscribe(t, client, s.Base+"/events?topic=crowd/%2B", nil)
-	}
-	ids := make([]string, messages)
-	for i := range ids {
-		ids[i] = testserver.Publish(t, s.Base+"/events", url.Values{"topic": {fmt.Sprintf("crowd/%d", i%3)}, "data": {fmt.Sprint(i)}})
-	}
-	errs := make(chan error, subscribers)
-	for _, sub := range subs {
-		go func() {
-			deadline := time.After(testserver.Wait)
-			for i := 0; i < len(ids); {
-				select {
-				case ev, ok := <-sub.Events():
-					switch {
-					case !ok:
-						errs <- fmt.Errorf("stream ended after %d messages", i)
-						return
-					case ev.IsComment:
-					case ev.ID != ids[i] || ev.Data != fmt.Sprint(i):
-						errs <- fmt.Errorf("message %d: got %+v, want %s", i, ev, ids[i])
-						return
-					default:
-						i++
-					}
-				case <-deadline:
-					errs <- fmt.Errorf("message %d: not within %s", i, testserver.Wait)
-					return
-				}
-			}
-			errs <- nil
-		}()
-	}
-	for range subscribers {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package integration_test
+package transports_test
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package integration_test
+package config_test
 
 import (
 	"encoding/json"
@@ -12,27 +12,6 @@ import (
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
-
-// chatHub is a global pubsub option defining the hub chat with a short
-// history.
-const chatHub = `	pubsub {
-		hub chat {
-			history 2
-			queue 64
-		}
-	}`
-
-// lineIn returns the Caddyfile line of the first line of site that
-// contains needle, as testserver.AdaptWith and StartWith lay out globals
-// and site.
-func lineIn(t *testing.T, globals, site, needle string) int {
-	t.Helper()
-	before, _, ok := strings.Cut(site, needle)
-	if !ok {
-		t.Fatalf("%q not in the site", needle)
-	}
-	return strings.Count(testserver.GlobalOptions, "\n") + strings.Count(globals, "\n") + 2 + strings.Count(before, "\n")
-}
 
 // A hub defined in the global pubsub option is shared by the sites that
 // name it, with the global history; a hub not defined globally is still
@@ -272,26 +251,6 @@ http://127.0.0.1:%d {
 	if got := testserver.Poll(t, ep, "earliest", "j"); len(got.Messages) != 1 || got.Messages[0].Data != "second" {
 		t.Fatalf("history 1 from apps.pubsub.hubs: got %+v", got)
 	}
-}
-
-// findHandler returns the pubsub handler in a server's routes (the
-// Caddyfile adapter wraps it in a subroute).
-func findHandler(t *testing.T, routes any) map[string]any {
-	t.Helper()
-	for _, r := range routes.([]any) {
-		for _, h := range r.(map[string]any)["handle"].([]any) {
-			h := h.(map[string]any)
-			if h["handler"] == "pubsub" {
-				return h
-			}
-			if sub, ok := h["routes"]; ok {
-				if found := findHandler(t, sub); found != nil {
-					return found
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // A reload that changes a global hub's history applies it, and keeps the
