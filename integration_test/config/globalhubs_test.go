@@ -272,8 +272,7 @@ http://127.0.0.1:{PORT} {
 	}
 
 	s.LoadWith(strings.Replace(chatHub, "history 2", "history 3", 1), site)
-	// A GET first: the client retries it on a connection the old config's
-	// server closed, which a POST would fail on.
+	// History from before the reload still resumes.
 	code, body, _ := testserver.Request(t, "GET", ep+"?topic=k&last_id=earliest", "", "", nil)
 	if code != http.StatusOK || !strings.Contains(body, before) {
 		t.Fatalf("history across the reload: %d %s", code, body)
