@@ -27,7 +27,7 @@ func (ep *Endpoint) corsOrigin(r *http.Request, rq Request) (allow string, crede
 	case pageTrusted:
 		return origin, true
 	case pageExplicitOnly:
-		return AnyOrigin, false
+		return anyOrigin, false
 	}
 	return "", false
 }

@@ -55,7 +55,7 @@ type Endpoint struct {
 	PollTimeout time.Duration
 	// AllowedOrigins lists the browser origins, besides the endpoint's own,
 	// that may publish and open WebSockets (NormalizeOrigin form, or
-	// AnyOrigin).
+	// anyOrigin).
 	AllowedOrigins []string
 	// Limits bounds topics per subscription and batch sizes (limits.go).
 	Limits Limits

@@ -17,8 +17,8 @@ import (
 	"strings"
 )
 
-// AnyOrigin in Endpoint.AllowedOrigins allows every origin.
-const AnyOrigin = "*"
+// anyOrigin in Endpoint.AllowedOrigins allows every origin.
+const anyOrigin = "*"
 
 // pageTrust is how far the endpoint trusts the page a request comes from.
 type pageTrust int
@@ -52,7 +52,7 @@ func (ep *Endpoint) pageOf(r *http.Request, rq Request) page {
 	if origin == "" {
 		switch r.Header.Get("Sec-Fetch-Site") {
 		case "cross-site", "same-site":
-			if slices.Contains(ep.AllowedOrigins, AnyOrigin) {
+			if slices.Contains(ep.AllowedOrigins, anyOrigin) {
 				return page{trust: pageExplicitOnly, origin: "another site"}
 			}
 			return page{trust: pageRefused, origin: "another site"}
@@ -65,7 +65,7 @@ func (ep *Endpoint) pageOf(r *http.Request, rq Request) page {
 	p := page{trust: pageRefused, origin: origin}
 	for _, allowed := range ep.AllowedOrigins {
 		switch {
-		case allowed == AnyOrigin:
+		case allowed == anyOrigin:
 			p.trust = max(p.trust, pageExplicitOnly)
 		case strings.EqualFold(allowed, origin):
 			p.trust = pageTrusted
@@ -97,9 +97,9 @@ func withPort(host, scheme string) string {
 
 // NormalizeOrigin checks an allowed origin from the configuration and
 // returns it as browsers send it: "scheme://host[:port]", no path, no
-// trailing slash. AnyOrigin passes as is.
+// trailing slash. anyOrigin passes as is.
 func NormalizeOrigin(origin string) (string, error) {
-	if origin == AnyOrigin {
+	if origin == anyOrigin {
 		return origin, nil
 	}
 	u, err := url.Parse(origin)

@@ -37,14 +37,14 @@ func acceptsEventStream(r *http.Request) bool {
 // serveSSE serves a Server-Sent Events subscriber until the client goes
 // away, the hub ends the subscription, or the server stops.
 func (ep *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, rq Request) {
-	// Two goroutines of their own (see OnOwnStack), one after the other:
+	// Two goroutines of their own (see onOwnStack), one after the other:
 	// the first response write runs net/http's header writer, whose frame
 	// alone is 2.8 KiB; on the goroutine that then waits for messages it
 	// would double the stack for the stream's whole life.
 	var s *sseStream
-	OnOwnStack(func() { s = ep.openSSE(w, r, rq) })
+	onOwnStack(func() { s = ep.openSSE(w, r, rq) })
 	if s != nil {
-		OnOwnStack(s.run)
+		onOwnStack(s.run)
 	}
 }
 

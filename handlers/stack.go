@@ -1,6 +1,6 @@
 package handlers
 
-// OnOwnStack runs serve on a new goroutine and waits for it; a panic in
+// onOwnStack runs serve on a new goroutine and waits for it; a panic in
 // serve is raised again on the caller's goroutine, where net/http and
 // Caddy recover it as usual. SSE and WebSocket connections are served
 // this way, to keep their memory small. (Not long-polls: a waiting poll
@@ -14,7 +14,7 @@ package handlers
 // long-lived stream would keep 16 KiB for its whole life. Here the chain's
 // goroutine waits at 8 KiB, and the stream's own goroutine, parked a few
 // frames deep between messages, shrinks back to a few KiB.
-func OnOwnStack(serve func()) {
+func onOwnStack(serve func()) {
 	done := make(chan struct{})
 	var panicked any
 	go func() {

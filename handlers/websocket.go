@@ -80,8 +80,8 @@ func isWebSocket(r *http.Request) bool {
 // (or the default topic) with ?last_id= are subscribed before the upgrade,
 // so when the socket opens they are live.
 func (ep *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, rq Request) {
-	// The reader runs on a goroutine of its own: see OnOwnStack.
-	OnOwnStack(func() { ep.webSocket(w, r, rq) })
+	// The reader runs on a goroutine of its own: see onOwnStack.
+	onOwnStack(func() { ep.webSocket(w, r, rq) })
 }
 
 func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request) {
