@@ -112,7 +112,10 @@ func (l *Link) await(ctx context.Context, c *connection, tok paho.Token) error {
 	case <-tok.Done():
 	case <-ctx.Done():
 		c.cancel()
-		<-tok.Done()
+		// Closing the connection ends a CONNECT at once, but paho may hold
+		// a SUBSCRIBE token until its own timers fire (45 s was seen):
+		// the link is closing, so it waits only briefly.
+		tok.WaitTimeout(closeWait)
 		c.client.Disconnect(0)
 		return ctx.Err()
 	case err := <-c.lost:

@@ -53,6 +53,9 @@ const (
 	pingTimeout       = 10 * time.Second
 	publishTimeout    = 5 * time.Second
 	quiesce           = 250 // ms given to a clean DISCONNECT
+	// closeWait bounds how long a closing link waits for paho to finish
+	// a CONNECT or SUBSCRIBE in flight.
+	closeWait = time.Second
 	// A connection that stayed up this long resets the back-off.
 	stableAfter = 10 * time.Second
 )

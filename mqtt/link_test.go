@@ -386,8 +386,17 @@ func TestLinkCloseWhileStoring(t *testing.T) {
 
 	h := newHub(t)
 	sub := subscribe(t, h, "#")
-	startLink(t, cfg, h, 1024)
+	next2, _ := startLink(t, cfg, h, 1024)
 	if m := next(t, sub); m.Data != "kept" {
 		t.Fatalf("next link got %+v", m)
+	}
+	// Closed now, the link is most likely still waiting for its SUBACK,
+	// which paho held for 45 s once the connection was gone.
+	start := time.Now()
+	if err := next2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > closeWait+time.Second {
+		t.Fatalf("closing a link in the middle of its SUBSCRIBE took %s", took)
 	}
 }
