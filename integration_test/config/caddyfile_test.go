@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
@@ -63,7 +62,7 @@ http://127.0.0.1:1 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = caddy.Validate(mustConfig(t, raw))
+	err = testserver.Validate(t, raw)
 	if err == nil || !strings.Contains(err.Error(), "resolves to an empty value") {
 		t.Fatalf("got %v", err)
 	}

@@ -232,7 +232,7 @@ http://127.0.0.1:%d {
 		return out
 	}
 
-	err = caddy.Validate(mustConfig(t, withApp(t, map[string]any{"queue": 8})))
+	err = testserver.Validate(t, withApp(t, map[string]any{"queue": 8}))
 	if err == nil || !strings.Contains(err.Error(), `hub "chat" is defined in the global pubsub option (the pubsub app), so its queue belongs there`) {
 		t.Fatalf("JSON handler with a hub setting of a global hub: got %v", err)
 	}

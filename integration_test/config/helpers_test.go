@@ -1,24 +1,11 @@
 package config_test
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
-
-// mustConfig decodes raw JSON into a Caddy config, for caddy.Validate.
-func mustConfig(t *testing.T, raw []byte) *caddy.Config {
-	t.Helper()
-	var cfg caddy.Config
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	return &cfg
-}
 
 // chatHub is a global pubsub option defining the hub chat with a short
 // history.

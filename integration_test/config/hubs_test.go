@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
@@ -58,7 +56,7 @@ http://127.0.0.1:1 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := caddy.Validate(mustConfig(t, cfg)); err == nil || !strings.Contains(err.Error(), `hub "team" is defined twice`) {
+	if err := testserver.Validate(t, cfg); err == nil || !strings.Contains(err.Error(), `hub "team" is defined twice`) {
 		t.Fatalf("conflicting hub definitions: got %v", err)
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
-
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
@@ -128,13 +126,3 @@ http://127.0.0.1:{PORT} {
 	}
 }
 `
-
-// mustConfig decodes raw JSON into a Caddy config, for caddy.Validate.
-func mustConfig(t *testing.T, raw []byte) *caddy.Config {
-	t.Helper()
-	var cfg caddy.Config
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	return &cfg
-}

@@ -39,7 +39,7 @@ func TestHistoryZeroKeepsNone(t *testing.T) {
 
 	// The JSON config is checked the same way.
 	raw := `{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[{"handler":"pubsub","history":{"count":0,"max_age":3600000000000}}]}]}}}}}`
-	if err := caddy.Validate(mustConfig(t, []byte(raw))); err == nil || !strings.Contains(err.Error(), "keeps no messages") {
+	if err := testserver.Validate(t, []byte(raw)); err == nil || !strings.Contains(err.Error(), "keeps no messages") {
 		t.Fatalf("JSON history count 0 with max_age: %v; want it refused", err)
 	}
 

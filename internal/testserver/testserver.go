@@ -349,3 +349,14 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Validate checks a JSON config as `caddy validate` does: it provisions
+// every module without starting the config.
+func Validate(t testing.TB, raw []byte) error {
+	t.Helper()
+	var cfg caddy.Config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return caddy.Validate(&cfg)
+}
