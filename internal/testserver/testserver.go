@@ -132,6 +132,7 @@ func (s *Server) TryLoad(site string) error {
 	if err := caddy.Load(cfg, true); err != nil {
 		return err
 	}
+	s.awaitOneListener()
 	// The old config's server closes its idle keep-alive connections: a
 	// request that picked one of them from the shared client's pool just
 	// then would fail with EOF, which Go retries for no POST and not
@@ -359,4 +360,46 @@ func Validate(t testing.TB, raw []byte) error {
 		t.Fatal(err)
 	}
 	return caddy.Validate(&cfg)
+}
+
+// awaitOneListener waits until one socket listens on the server's port. On
+// Linux a reload binds the new config's listener beside the old one
+// (SO_REUSEPORT) and the old server closes its own after the load returns:
+// a connection the kernel queued on the old socket meanwhile is reset. A
+// test's next request waits for that handover to end. Where /proc/net is
+// not readable it does not wait.
+func (s *Server) awaitOneListener() {
+	s.t.Helper()
+	deadline := time.Now().Add(Wait)
+	for {
+		n, ok := listeners(s.Port)
+		if !ok || n <= 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%d sockets still listen on port %d %s after a reload", n, s.Port, Wait)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// listeners counts the TCP sockets listening on port, from /proc/net/tcp
+// and tcp6; ok is false when neither can be read.
+func listeners(port int) (n int, ok bool) {
+	want := fmt.Sprintf(":%04X", port)
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		ok = true
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// local_address is f[1] (ADDR:PORT in hex), st is f[3]; 0A is LISTEN.
+			if len(f) > 3 && strings.HasSuffix(f[1], want) && f[3] == "0A" {
+				n++
+			}
+		}
+	}
+	return n, ok
 }
