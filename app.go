@@ -23,7 +23,7 @@ var hubs = caddy.NewUsagePool()
 // same way wherever it names the hub.
 type hubDefinition struct {
 	opts   hub.Options
-	broker string // brokerSpec.key
+	broker string // brokerOf.poolKey
 }
 
 // hubReaders is who may subscribe through one endpoint of a hub (see
@@ -101,7 +101,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err := errors.Join(checkHubName(name), c.check(), c.checkGlobalLimits()); err != nil {
 			return fmt.Errorf("hub %q: %w", name, err)
 		}
-		p, err := a.provisionHub(name, c.withDefaults(), a.logger.With(zap.String("hub", name)))
+		p, err := a.provisionHub(ctx, name, c.withDefaults(), a.logger.With(zap.String("hub", name)))
 		if err != nil {
 			return fmt.Errorf("hub %q: %w", name, err)
 		}
@@ -152,15 +152,16 @@ func (a *App) Handle(context.Context, caddy.Event) error {
 // hub returns the named hub, starting it if no config has it yet; a hub
 // that runs already gets opts when this config starts. One config must
 // define a hub one way.
-func (a *App) hub(name string, opts hub.Options, broker brokerSpec) (*hub.Hub, error) {
+func (a *App) hub(name string, opts hub.Options, broker brokerOf) (*hub.Hub, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	def := hubDefinition{opts: opts, broker: broker.key}
+	key := broker.poolKey(name)
+	def := hubDefinition{opts: opts, broker: key}
 	if prev, ok := a.defined[name]; ok && prev != def {
 		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue, broker, presence, limits subscribers or per_ip); give one of them another hub name", name)
 	}
-	val, loaded, err := hubs.LoadOrNew(broker.poolKey(name), func() (caddy.Destructor, error) {
-		b, err := broker.open(opts.Retention)
+	val, loaded, err := hubs.LoadOrNew(key, func() (caddy.Destructor, error) {
+		b, err := broker.OpenBroker(name, opts.Retention)
 		if err != nil {
 			return nil, err
 		}

@@ -1,35 +1,38 @@
 package pubsub
 
 import (
-	"reflect"
+	"context"
+	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
+
+	"github.com/caddy-pubsub/caddy-pubsub/clienttls"
 )
 
-// The broker sub-directive becomes the Broker field; bad input is an error
-// at the line that has it.
+// The broker sub-directive becomes the broker module's JSON, "kind" naming
+// the module; bad input is an error at the line that has it.
 func TestUnmarshalBroker(t *testing.T) {
-	db := 2
 	for _, tc := range []struct {
 		name, input string
-		want        *Broker
+		want        string // JSON
 		err         string
 	}{
-		{"default", `pubsub`, nil, ""},
+		{"default", `pubsub`, ``, ""},
 		{"memory", `pubsub {
 			broker memory
-		}`, &Broker{Kind: "memory"}, ""},
+		}`, `{"kind":"memory"}`, ""},
 		{"bolt", `pubsub {
 			broker bolt /var/lib/caddy/pubsub.db
-		}`, &Broker{Kind: "bolt", Path: "/var/lib/caddy/pubsub.db"}, ""},
+		}`, `{"kind":"bolt","path":"/var/lib/caddy/pubsub.db"}`, ""},
+		{"bolt in the data directory", `pubsub {
+			broker bolt
+		}`, `{"kind":"bolt"}`, ""},
 		{"redis URL only", `pubsub {
 			broker redis redis://127.0.0.1:6379/0
-		}`, &Broker{Kind: "redis", URL: "redis://127.0.0.1:6379/0"}, ""},
+		}`, `{"kind":"redis","url":"redis://127.0.0.1:6379/0"}`, ""},
 		{"redis every option", `pubsub {
 			broker redis rediss://redis.internal:6380 {
 				username caddy
@@ -41,82 +44,91 @@ func TestUnmarshalBroker(t *testing.T) {
 				read_timeout 3s
 				write_timeout 4s
 				tls_ca /etc/ca.pem
-				tls_cert /etc/client.pem
-				tls_key /etc/client.key
+				tls_cert /etc/client.pem /etc/client.key
 				tls_server_name redis.internal
 			}
-		}`, &Broker{
-			Kind: "redis", URL: "rediss://redis.internal:6380", Username: "caddy", Password: "{env.REDIS_PASSWORD}",
-			DB: &db, KeyPrefix: "app:", Stream: "chat",
-			DialTimeout: caddy.Duration(2 * time.Second), ReadTimeout: caddy.Duration(3 * time.Second), WriteTimeout: caddy.Duration(4 * time.Second),
-			TLSCA: "/etc/ca.pem", TLSCert: "/etc/client.pem", TLSKey: "/etc/client.key", TLSServerName: "redis.internal",
-		}, ""},
+		}`, `{"kind":"redis","url":"rediss://redis.internal:6380","username":"caddy","password":"{env.REDIS_PASSWORD}",
+			"db":2,"key_prefix":"app:","stream":"chat","dial_timeout":2000000000,"read_timeout":3000000000,"write_timeout":4000000000,
+			"tls":{"ca":"/etc/ca.pem","cert":"/etc/client.pem","key":"/etc/client.key","server_name":"redis.internal"}}`, ""},
 		{"URL placeholder checked at provision", `pubsub {
 			broker redis {env.REDIS_URL}
-		}`, &Broker{Kind: "redis", URL: "{env.REDIS_URL}"}, ""},
+		}`, `{"kind":"redis","url":"{env.REDIS_URL}"}`, ""},
 
 		{"no kind", `pubsub {
 			broker
-		}`, nil, "wrong argument count|Testfile:2"},
+		}`, ``, "wrong argument count|Testfile:2"},
 		{"unknown kind", `pubsub {
 			broker nats nats://x
-		}`, nil, `broker: unknown kind "nats"|Testfile:2`},
+		}`, ``, `broker: unknown kind "nats" (use bolt, memory, redis, or build in a broker module with xcaddy)|Testfile:2`},
 		{"memory with argument", `pubsub {
 			broker memory /x
-		}`, nil, "wrong argument count|Testfile:2"},
-		{"bolt without path", `pubsub {
-			broker bolt
-		}`, nil, "wrong argument count"},
+		}`, ``, "wrong argument count|Testfile:2"},
+		{"memory with options", `pubsub {
+			broker memory {
+				db 1
+			}
+		}`, ``, "broker memory takes no options|Testfile:3"},
+		{"bolt with two paths", `pubsub {
+			broker bolt /x /y
+		}`, ``, "wrong argument count"},
 		{"bolt with options", `pubsub {
 			broker bolt /x {
 				db 1
 			}
-		}`, nil, "broker bolt takes no options|Testfile:3"},
+		}`, ``, "broker bolt takes no options|Testfile:3"},
+		{"redis without URL", `pubsub {
+			broker redis
+		}`, ``, "wrong argument count|Testfile:2"},
 		{"redis bad scheme", `pubsub {
 			broker redis http://127.0.0.1
-		}`, nil, "broker: bad URL: redis: invalid URL scheme: http|Testfile:2"},
+		}`, ``, "broker redis: bad URL: redis: invalid URL scheme: http|Testfile:2"},
 		{"redis bad db in URL", `pubsub {
 			broker redis redis://127.0.0.1/x
-		}`, nil, "invalid database number"},
+		}`, ``, "invalid database number"},
 		{"redis unknown option", `pubsub {
 			broker redis redis://127.0.0.1 {
 				pasword x
 			}
-		}`, nil, "broker redis pasword: unknown option|Testfile:3"},
+		}`, ``, "broker redis pasword: unknown option|Testfile:3"},
 		{"redis option without value", `pubsub {
 			broker redis redis://127.0.0.1 {
 				password
 			}
-		}`, nil, "wrong argument count|Testfile:3"},
+		}`, ``, "wrong argument count|Testfile:3"},
 		{"redis bad db", `pubsub {
 			broker redis redis://127.0.0.1 {
 				db one
 			}
-		}`, nil, "broker redis db|Testfile:3"},
+		}`, ``, "broker redis db|Testfile:3"},
 		{"redis negative db", `pubsub {
 			broker redis redis://127.0.0.1 {
 				db -1
 			}
-		}`, nil, "db -1 is negative"},
+		}`, ``, "db -1 is negative"},
 		{"redis bad duration", `pubsub {
 			broker redis redis://127.0.0.1 {
 				read_timeout soon
 			}
-		}`, nil, "broker redis read_timeout|Testfile:3"},
+		}`, ``, "broker redis read_timeout|Testfile:3"},
 		{"redis bad stream name", `pubsub {
 			broker redis redis://127.0.0.1 {
 				stream a/b
 			}
-		}`, nil, `stream "a/b"`},
+		}`, ``, `stream "a/b"`},
 		{"redis half a client certificate", `pubsub {
 			broker redis redis://127.0.0.1 {
 				tls_cert /c.pem
 			}
-		}`, nil, "tls_cert and tls_key go together"},
+		}`, ``, "wrong argument count|Testfile:3"},
+		{"redis never skips verification", `pubsub {
+			broker redis rediss://127.0.0.1 {
+				tls_insecure_skip_verify
+			}
+		}`, ``, "tls_insecure_skip_verify is not offered|Testfile:3"},
 		{"broker twice", `pubsub {
 			broker memory
 			broker bolt /x
-		}`, nil, "broker given twice|Testfile:3"},
+		}`, ``, "broker given twice|Testfile:3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h Handler
@@ -133,50 +145,67 @@ func TestUnmarshalBroker(t *testing.T) {
 					t.Fatalf("error %q, want it to contain %q", err, part)
 				}
 			}
-			if tc.err == "" && !reflect.DeepEqual(h.Broker, tc.want) {
-				t.Fatalf("got %+v, want %+v", h.Broker, tc.want)
+			if tc.err == "" && !sameJSON(t, string(h.BrokerRaw), tc.want) {
+				t.Fatalf("got %s, want %s", h.BrokerRaw, tc.want)
 			}
 		})
 	}
 }
 
+// sameJSON reports whether a and b hold the same JSON value ("" for none).
+func sameJSON(t *testing.T, a, b string) bool {
+	t.Helper()
+	if a == "" || b == "" {
+		return a == b
+	}
+	var va, vb any
+	if err := json.Unmarshal([]byte(a), &va); err != nil {
+		t.Fatalf("%s: %v", a, err)
+	}
+	if err := json.Unmarshal([]byte(b), &vb); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	ca, _ := json.Marshal(va)
+	cb, _ := json.Marshal(vb)
+	return string(ca) == string(cb)
+}
+
 // JSON configs skip the Caddyfile: Validate catches the same mistakes.
-func TestBrokerCheck(t *testing.T) {
+func TestRedisBrokerValidate(t *testing.T) {
 	for _, tc := range []struct {
-		b   *Broker
+		b   RedisBroker
 		err string
 	}{
-		{nil, ""},
-		{&Broker{}, ""},
-		{&Broker{Kind: "memory", URL: "redis://x"}, "takes no options"},
-		{&Broker{Kind: "bolt"}, "no path"},
-		{&Broker{Kind: "bolt", Path: "/x", Stream: "s"}, "only a path"},
-		{&Broker{Kind: "redis"}, "no URL"},
-		{&Broker{Kind: "redis", URL: "redis://x", Path: "/x"}, "no path"},
-		{&Broker{Kind: "redis", URL: "redis://x", DialTimeout: -1}, "dial_timeout"},
-		{&Broker{Kind: "kafka"}, "unknown kind"},
+		{RedisBroker{URL: "redis://x"}, ""},
+		{RedisBroker{URL: "{env.REDIS_URL}"}, ""},
+		{RedisBroker{}, "no URL"},
+		{RedisBroker{URL: "http://x"}, "bad URL"},
+		{RedisBroker{URL: "redis://x", DialTimeout: -1}, "dial_timeout"},
+		{RedisBroker{URL: "redis://x", KeyPrefix: "a b"}, "key_prefix"},
+		{RedisBroker{URL: "redis://x", TLS: &clienttls.Files{Cert: "/c.pem"}}, "tls_cert takes a certificate and its key"},
 	} {
-		err := tc.b.check()
+		err := tc.b.Validate()
 		if (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
-			t.Errorf("check(%+v) = %v, want %q", tc.b, err, tc.err)
+			t.Errorf("Validate(%+v) = %v, want %q", tc.b, err, tc.err)
 		}
 	}
 }
 
 // The broker key says whether two definitions are one broker: equal
 // settings give equal keys, any change a new one, and secrets do not show.
-func TestBrokerSpecKey(t *testing.T) {
+func TestRedisBrokerKey(t *testing.T) {
 	t.Setenv("PUBSUB_TEST_REDIS_PASSWORD", "hunter2")
-	key := func(b *Broker, hubName string) string {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	key := func(b *RedisBroker, hubName string) string {
 		t.Helper()
-		s, err := b.spec(hubName, zap.NewNop())
-		if err != nil {
+		if err := b.Provision(ctx); err != nil {
 			t.Fatal(err)
 		}
-		return s.poolKey(hubName)
+		return brokerOf{b, "redis"}.poolKey(hubName)
 	}
-	base := func() *Broker {
-		return &Broker{Kind: "redis", URL: "redis://127.0.0.1:6379", Password: "{env.PUBSUB_TEST_REDIS_PASSWORD}"}
+	base := func() *RedisBroker {
+		return &RedisBroker{URL: "redis://127.0.0.1:6379", Password: "{env.PUBSUB_TEST_REDIS_PASSWORD}"}
 	}
 	k := key(base(), "chat")
 	if strings.Contains(k, "hunter2") {
@@ -185,16 +214,14 @@ func TestBrokerSpecKey(t *testing.T) {
 	if k != key(base(), "chat") {
 		t.Fatal("equal settings give different keys")
 	}
-	if key(nil, "chat") != key(&Broker{Kind: "memory"}, "chat") {
-		t.Fatal("the default broker and broker memory differ")
-	}
-	changed := []*Broker{nil, {Kind: "bolt", Path: "/tmp/x.db"}}
-	for _, change := range []func(*Broker){
-		func(b *Broker) { b.URL = "redis://127.0.0.1:6380" },
-		func(b *Broker) { b.Password = "other" },
-		func(b *Broker) { b.Stream = "other" },
-		func(b *Broker) { b.KeyPrefix = "other:" },
-		func(b *Broker) { b.ReadTimeout = caddy.Duration(time.Second) },
+	var changed []*RedisBroker
+	for _, change := range []func(*RedisBroker){
+		func(b *RedisBroker) { b.URL = "redis://127.0.0.1:6380" },
+		func(b *RedisBroker) { b.Password = "other" },
+		func(b *RedisBroker) { b.Stream = "other" },
+		func(b *RedisBroker) { b.KeyPrefix = "other:" },
+		func(b *RedisBroker) { b.ReadTimeout = caddy.Duration(1) },
+		func(b *RedisBroker) { b.TLS = &clienttls.Files{ServerName: "other"} },
 	} {
 		b := base()
 		change(b)
@@ -208,9 +235,13 @@ func TestBrokerSpecKey(t *testing.T) {
 	if key(base(), "news") == k {
 		t.Error("another hub name keeps the key")
 	}
+	if bolt := (brokerOf{&BoltBroker{}, "bolt"}).poolKey("chat"); bolt == k || bolt == (brokerOf{MemoryBroker{}, "memory"}).poolKey("chat") {
+		t.Error("kinds of broker share a key")
+	}
 
 	t.Setenv("PUBSUB_TEST_REDIS_URL", "")
-	if _, err := (&Broker{Kind: "redis", URL: "{env.PUBSUB_TEST_REDIS_URL}"}).spec("chat", zap.NewNop()); err == nil || !strings.Contains(err.Error(), "resolves to an empty value") {
+	err := (&RedisBroker{URL: "{env.PUBSUB_TEST_REDIS_URL}"}).Provision(ctx)
+	if err == nil || !strings.Contains(err.Error(), "resolves to an empty value") {
 		t.Fatalf("URL placeholder resolving empty: %v", err)
 	}
 }

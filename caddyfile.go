@@ -46,7 +46,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		presence                       # publish $pubsub/subscribe and $pubsub/unsubscribe events
 //		limits           { subscribers <n>; per_ip <n> }
 //		mqtt             <url> { ... }  # see parseMQTT in mqttconfig.go; repeatable
-//		broker           memory | bolt <path> | redis <url> { ... }  # see unmarshalBroker in brokerconfig.go
+//		broker           memory | bolt [<path>] | redis <url> { ... } | <module kind> ...  # brokerconfig.go
 //	}
 //
 // Every sub-directive is optional; see the README for defaults.

@@ -196,7 +196,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	hb := global
 	if !isGlobal {
-		if h.own, err = app.provisionHub(h.Hub, h.HubConfig, h.logger); err != nil {
+		if h.own, err = app.provisionHub(ctx, h.Hub, h.HubConfig, h.logger); err != nil {
 			return err
 		}
 		hb = h.own.hub

@@ -43,11 +43,12 @@ type HubConfig struct {
 	// unchanged. Default: none.
 	MQTT []*mqtt.Config `json:"mqtt,omitempty"`
 
-	// Broker chooses where the hub orders and keeps its messages: memory
-	// (this process), redis (shared by several Caddy instances) or bolt (a
-	// file that survives restarts). Handlers naming one hub must name the
-	// same broker. Default: memory.
-	Broker *Broker `json:"broker,omitempty"`
+	// BrokerRaw chooses where the hub orders and keeps its messages: a
+	// module of the pubsub.brokers namespace, named by "kind": memory (this
+	// process), redis (shared by several Caddy instances), bolt (a file
+	// that survives restarts) or one built in with xcaddy. Handlers naming
+	// one hub must name the same broker. Default: memory.
+	BrokerRaw json.RawMessage `json:"broker,omitempty" caddy:"namespace=pubsub.brokers inline_key=kind"`
 
 	// Presence makes the hub publish an event to $pubsub/subscribe or
 	// $pubsub/unsubscribe whenever an SSE or WebSocket subscription begins,
@@ -106,7 +107,7 @@ func (c *HubConfig) check() error {
 	if c.MaxMessageSize != 0 {
 		errs = append(errs, checkMaxMessageSize(c.MaxMessageSize))
 	}
-	return errors.Join(append(errs, c.Broker.check(), c.Limits.check())...)
+	return errors.Join(append(errs, c.Limits.check())...)
 }
 
 // hubSettings names the hub settings c sets, as the Caddyfile spells them;
@@ -121,7 +122,7 @@ func (c *HubConfig) hubSettings() []string {
 	add(c.History != nil, "history")
 	add(c.Queue != 0, "queue")
 	add(len(c.MQTT) > 0, "mqtt")
-	add(c.Broker != nil, "broker")
+	add(len(c.BrokerRaw) > 0, "broker")
 	add(c.Presence, "presence")
 	add(c.Limits != nil && c.Limits.Subscribers != 0, "limits subscribers")
 	add(c.Limits != nil && c.Limits.PerIP != 0, "limits per_ip")
@@ -218,7 +219,7 @@ func parseSize(v string) (int64, error) {
 //		hub <name> {
 //			history          <count> [<max_age>]
 //			queue            <length>
-//			broker           memory | bolt <path> | redis <url> { ... }
+//			broker           memory | bolt [<path>] | redis <url> { ... } | <module kind> ...
 //			presence
 //			mqtt             <url> { ... }  # repeatable
 //			limits           { subscribers <n>; per_ip <n> }
@@ -335,16 +336,16 @@ type provisionedHub struct {
 // from the pool, with its MQTT links, and records it in the catalogue.
 // Both places that define hubs come here: the app for its own hubs, a
 // handler for a hub the app does not define.
-func (a *App) provisionHub(name string, c HubConfig, logger *zap.Logger) (provisionedHub, error) {
-	spec, err := c.Broker.spec(name, logger)
+func (a *App) provisionHub(ctx caddy.Context, name string, c HubConfig, logger *zap.Logger) (provisionedHub, error) {
+	broker, err := c.loadBroker(ctx)
 	if err != nil {
 		return provisionedHub{}, err
 	}
-	hb, err := a.hub(name, c.options(), spec)
+	hb, err := a.hub(name, c.options(), broker)
 	if err != nil {
 		return provisionedHub{}, err
 	}
-	p := provisionedHub{hub: hb, poolKey: spec.poolKey(name)}
+	p := provisionedHub{hub: hb, poolKey: broker.poolKey(name)}
 	p.mqttKeys, err = a.provisionMQTT(c.MQTT, hb, c.MaxMessageSize, logger)
 	if err != nil {
 		p.release()
@@ -357,11 +358,7 @@ func (a *App) provisionHub(name string, c HubConfig, logger *zap.Logger) (provis
 		}
 		return true
 	})
-	kind := BrokerMemory
-	if c.Broker != nil && c.Broker.Kind != "" {
-		kind = c.Broker.Kind
-	}
-	a.obs.add(name, hb, kind, links)
+	a.obs.add(name, hb, broker.kind, links)
 	return p, nil
 }
 

@@ -164,31 +164,23 @@ func (c *HubConfig) parseMQTT(d *caddyfile.Dispenser, args []string) error {
 			return d.Errf("mqtt: %v", err)
 		}
 	}
-	tlsOpts := func() *mqtt.TLS {
-		if cfg.TLS == nil {
-			cfg.TLS = new(mqtt.TLS)
-		}
-		return cfg.TLS
-	}
 	seen := make(map[string]bool)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		name := d.Val()
 		args := d.RemainingArgs()
-		if name == "tls_insecure_skip_verify" {
-			return d.Err("mqtt: tls_insecure_skip_verify is not offered: it would hand the MQTT password to anyone on the path; name the broker's CA with tls_ca instead")
-		}
 		if seen[name] && name != "subscribe" {
 			return d.Errf("mqtt: %s given twice", name)
 		}
 		seen[name] = true
-		want := 1
-		switch name {
-		case "tls_cert":
-			want = 2
-		case "subscribe":
-			if len(args) == 2 {
-				want = 2
+		if ok, err := parseClientTLS(d, "mqtt", name, args, &cfg.TLS); ok {
+			if err != nil {
+				return err
 			}
+			continue
+		}
+		want := 1
+		if name == "subscribe" && len(args) == 2 {
+			want = 2
 		}
 		if len(args) != want || args[0] == "" {
 			return d.ArgErr()
@@ -205,12 +197,6 @@ func (c *HubConfig) parseMQTT(d *caddyfile.Dispenser, args []string) error {
 				return d.Errf("mqtt: %v", err)
 			}
 			cfg.Prefix = args[0]
-		case "tls_ca":
-			tlsOpts().CA = args[0]
-		case "tls_cert":
-			tlsOpts().Cert, tlsOpts().Key = args[0], args[1]
-		case "tls_server_name":
-			tlsOpts().ServerName = args[0]
 		case "subscribe":
 			sub, err := parseSubscription(args)
 			if err != nil {

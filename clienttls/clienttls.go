@@ -30,7 +30,7 @@ type Files struct {
 // Apply adds the settings to cfg, a client configuration that already
 // names the server: the ServerName override, the CA pool, the client
 // certificate. Errors name the setting as the configuration spells it
-// (tls_ca, tls_cert, tls_key).
+// (tls_ca, tls_cert).
 func (f Files) Apply(cfg *tls.Config) error {
 	if f.ServerName != "" {
 		cfg.ServerName = f.ServerName
@@ -50,11 +50,11 @@ func (f Files) Apply(cfg *tls.Config) error {
 	case f.Cert != "" && f.Key != "":
 		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
 		if err != nil {
-			return fmt.Errorf("tls_cert and tls_key: %w", err)
+			return fmt.Errorf("tls_cert: %w", err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	case f.Cert != "" || f.Key != "":
-		return errors.New("tls_cert and tls_key go together")
+		return errors.New("tls_cert takes a certificate and its key")
 	}
 	return nil
 }

@@ -30,9 +30,9 @@ func TestConfig(t *testing.T) {
 	}{
 		{Files{CA: filepath.Join(dir, "missing.pem")}, "tls_ca: open"},
 		{Files{CA: notPEM}, "no PEM certificate in it"},
-		{Files{Cert: notPEM}, "tls_cert and tls_key go together"},
-		{Files{Key: notPEM}, "tls_cert and tls_key go together"},
-		{Files{Cert: notPEM, Key: notPEM}, "tls_cert and tls_key:"},
+		{Files{Cert: notPEM}, "tls_cert takes a certificate and its key"},
+		{Files{Key: notPEM}, "tls_cert takes a certificate and its key"},
+		{Files{Cert: notPEM, Key: notPEM}, "tls_cert:"},
 	} {
 		if _, err := tc.files.Config("host"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.files, err, tc.want)

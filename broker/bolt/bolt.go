@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +57,10 @@ type Broker struct {
 	// Logger, when set (before Start), receives a warning when Since
 	// skips records.
 	Logger *zap.Logger
+
+	// MakeDir, when set (before Start), has Start create the file's
+	// directory (mode 0700) if it is missing.
+	MakeDir bool
 }
 
 // New returns a broker on the file at path (created if missing; its
@@ -68,6 +74,11 @@ func New(path string, r hub.Retention) *Broker {
 func (b *Broker) Start(deliver func(*hub.Message)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.MakeDir {
+		if err := os.MkdirAll(filepath.Dir(b.path), 0o700); err != nil {
+			return fmt.Errorf("bolt broker: %w", err)
+		}
+	}
 	db, err := open(b.path)
 	if err != nil {
 		return err

@@ -151,3 +151,46 @@ func expect(t *testing.T, s *testserver.SSEStream, ids, data []string) {
 		}
 	}
 }
+
+// Without a path, a hub's file is pubsub/<hub>.db in Caddy's data
+// directory, made when the hub starts, and history survives a restart.
+func TestDefaultFileInCaddysDataDirectory(t *testing.T) {
+	file := filepath.Join(caddy.AppDataDir(), "pubsub", "chat.db")
+	if err := os.RemoveAll(filepath.Dir(file)); err != nil {
+		t.Fatal(err)
+	}
+	site := `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		hub chat
+		broker bolt
+	}
+}
+`
+	cfg, err := testserver.Adapt(strings.ReplaceAll(site, "{PORT}", "9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testserver.Validate(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(filepath.Dir(file))
+	if !os.IsNotExist(err) {
+		t.Fatalf("validating made %s: %v", filepath.Dir(file), err)
+	}
+	s := testserver.Start(t, site)
+	ep := s.Base + "/events"
+	id := testserver.Publish(t, ep, url.Values{"topic": {"t"}, "data": {"kept"}})
+	if info, err = os.Stat(filepath.Dir(file)); err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o700 {
+		t.Fatalf("%s has mode %v, want 0700", filepath.Dir(file), info.Mode().Perm())
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("history file: %v", err)
+	}
+	restart(t, s, site)
+	sub := testserver.Subscribe(t, nil, ep+"?topic=t&last_id=earliest", nil)
+	expect(t, sub, []string{id}, []string{"kept"})
+}

@@ -316,3 +316,38 @@ http://127.0.0.1:{PORT} {
 		t.Fatalf("presence event: got %+v", env)
 	}
 }
+
+// A JSON broker is a module named by "kind"; a kind no module has, or
+// settings its module refuses, fail the load with the hub's name.
+func TestBrokerModuleJSON(t *testing.T) {
+	raw, err := testserver.Adapt(fmt.Sprintf(`
+http://127.0.0.1:%d {
+	pubsub {
+		hub chat
+	}
+}
+`, testserver.FreePort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ broker, want string }{
+		{`{"kind":"kafka"}`, `hub "chat": broker: loading module 'kafka'`},
+		{`{"kind":"redis","url":"redis://127.0.0.1:1","tls":{"cert":"/c.pem"}}`, "tls_cert takes a certificate and its key"},
+		{`{"kind":"bolt","path":"/x","stream":"s"}`, `unknown field "stream"`},
+	} {
+		var cfg map[string]any
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg["apps"].(map[string]any)["pubsub"] = map[string]any{
+			"hubs": map[string]any{"chat": map[string]any{"broker": json.RawMessage(tc.broker)}},
+		}
+		out, err := json.Marshal(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testserver.Validate(t, out); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("broker %s: got %v, want an error with %q", tc.broker, err, tc.want)
+		}
+	}
+}

@@ -220,8 +220,8 @@ func TestBrokerConfigErrors(t *testing.T) {
 			pasword x
 		}
 	}`, "Caddyfile:13"},
-		{"bolt without path", `pubsub {
-		broker bolt
+		{"bolt with two paths", `pubsub {
+		broker bolt /a /b
 	}`, "wrong argument count"},
 		{"memory with options", `pubsub {
 		broker memory {
