@@ -180,62 +180,6 @@ func (b *Broker) Publish(_ context.Context, msgs []hub.Message) ([]string, error
 	return ids, nil
 }
 
-// trim deletes what retention no longer keeps. Messages are stored as a
-// contiguous run of sequences, oldest first, so it only cuts from the front.
-func (b *Broker) trim(tx *bbolt.Tx) error {
-	bk := tx.Bucket(bucketMessages)
-	if !b.retention.Keeps() {
-		if k, _ := bk.Cursor().First(); k == nil {
-			return nil
-		}
-		// Recreating the bucket drops everything at once; its sequence
-		// must carry on.
-		seq := bk.Sequence()
-		if err := tx.DeleteBucket(bucketMessages); err != nil {
-			return err
-		}
-		nb, err := tx.CreateBucket(bucketMessages)
-		if err != nil {
-			return err
-		}
-		return nb.SetSequence(seq)
-	}
-	drop := dropped(bk, b.retention, b.now())
-	c := bk.Cursor()
-	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= drop; k, _ = c.First() {
-		if err := bk.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// dropped returns the highest sequence that retention r drops at now (0
-// for none): beyond the count bound, or older than the age bound.
-func dropped(bk *bbolt.Bucket, r hub.Retention, now time.Time) uint64 {
-	c := bk.Cursor()
-	k, v := c.First()
-	if k == nil {
-		return 0
-	}
-	last := bk.Sequence()
-	var drop uint64
-	if n := last - binary.BigEndian.Uint64(k) + 1; n > uint64(r.Count) {
-		drop = last - uint64(r.Count)
-	}
-	if r.MaxAge > 0 {
-		cutoff := now.Add(-r.MaxAge).UnixNano()
-		for ; k != nil; k, v = c.Next() {
-			t, ok := decodeTime(v)
-			if ok && t >= cutoff {
-				break
-			}
-			drop = max(drop, binary.BigEndian.Uint64(k))
-		}
-	}
-	return drop
-}
-
 // Since implements hub.Broker. What retention drops but the last publish
 // has not deleted yet (by age) is left out, as if deleted. With Upto ""
 // (the hub delivered nothing yet) it reads up to the last message the file
@@ -372,66 +316,6 @@ func (b *Broker) Close() error {
 
 // String describes the broker for logs.
 func (b *Broker) String() string { return fmt.Sprintf("bolt broker (%s)", b.path) }
-
-func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
-
-// A stored message is: format version 1, time (Unix nanoseconds, varint),
-// topic and event (length-prefixed), then data up to the end.
-const recordVersion = 1
-
-func encode(m *hub.Message) []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64*3+len(m.Topic)+len(m.Event)+len(m.Data))
-	b = append(b, recordVersion)
-	b = binary.AppendVarint(b, m.Time.UnixNano())
-	b = binary.AppendUvarint(b, uint64(len(m.Topic)))
-	b = append(b, m.Topic...)
-	b = binary.AppendUvarint(b, uint64(len(m.Event)))
-	b = append(b, m.Event...)
-	return append(b, m.Data...)
-}
-
-func decodeTime(v []byte) (int64, bool) {
-	if len(v) < 2 || v[0] != recordVersion {
-		return 0, false
-	}
-	t, n := binary.Varint(v[1:])
-	return t, n > 0
-}
-
-// record is a stored message as parsed in place: its fields point into the
-// file's memory, valid only in the transaction that read them.
-type record struct {
-	time               int64
-	topic, event, data []byte
-}
-
-// parseRecord splits a stored message into its fields without copying
-// them; ok is false for a damaged record.
-func parseRecord(v []byte) (rec record, ok bool) {
-	if rec.time, ok = decodeTime(v); !ok {
-		return rec, false
-	}
-	_, n := binary.Varint(v[1:])
-	rest := v[1+n:]
-	field := func() ([]byte, bool) {
-		l, n := binary.Uvarint(rest)
-		if n <= 0 || l > uint64(len(rest)-n) {
-			return nil, false
-		}
-		f := rest[n : n+int(l)]
-		rest = rest[n+int(l):]
-		return f, true
-	}
-	topic, ok1 := field()
-	event, ok2 := field()
-	rec.topic, rec.event, rec.data = topic, event, rest
-	return rec, ok1 && ok2
-}
-
-// message copies rec out of the file's memory.
-func (rec record) message() *hub.Message {
-	return &hub.Message{Topic: string(rec.topic), Event: string(rec.event), Data: string(rec.data), Time: time.Unix(0, rec.time)}
-}
 
 // Interface guard
 var _ hub.Broker = (*Broker)(nil)

@@ -1,0 +1,68 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// A stored message is: format version 1, time (Unix nanoseconds, varint),
+// topic and event (length-prefixed), then data up to the end.
+const recordVersion = 1
+
+func encode(m *hub.Message) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64*3+len(m.Topic)+len(m.Event)+len(m.Data))
+	b = append(b, recordVersion)
+	b = binary.AppendVarint(b, m.Time.UnixNano())
+	b = binary.AppendUvarint(b, uint64(len(m.Topic)))
+	b = append(b, m.Topic...)
+	b = binary.AppendUvarint(b, uint64(len(m.Event)))
+	b = append(b, m.Event...)
+	return append(b, m.Data...)
+}
+
+func decodeTime(v []byte) (int64, bool) {
+	if len(v) < 2 || v[0] != recordVersion {
+		return 0, false
+	}
+	t, n := binary.Varint(v[1:])
+	return t, n > 0
+}
+
+// record is a stored message as parsed in place: its fields point into the
+// file's memory, valid only in the transaction that read them.
+type record struct {
+	time               int64
+	topic, event, data []byte
+}
+
+// parseRecord splits a stored message into its fields without copying
+// them; ok is false for a damaged record.
+func parseRecord(v []byte) (rec record, ok bool) {
+	if rec.time, ok = decodeTime(v); !ok {
+		return rec, false
+	}
+	_, n := binary.Varint(v[1:])
+	rest := v[1+n:]
+	field := func() ([]byte, bool) {
+		l, n := binary.Uvarint(rest)
+		if n <= 0 || l > uint64(len(rest)-n) {
+			return nil, false
+		}
+		f := rest[n : n+int(l)]
+		rest = rest[n+int(l):]
+		return f, true
+	}
+	topic, ok1 := field()
+	event, ok2 := field()
+	rec.topic, rec.event, rec.data = topic, event, rest
+	return rec, ok1 && ok2
+}
+
+// message copies rec out of the file's memory.
+func (rec record) message() *hub.Message {
+	return &hub.Message{Topic: string(rec.topic), Event: string(rec.event), Data: string(rec.data), Time: time.Unix(0, rec.time)}
+}
