@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// workers are the subscriber holders of one run.
+type workers []workerHandle
+
+// startWorkers splits the subscribers over procs workers: this process
+// when procs is 1, else child processes.
+func startWorkers(ctx context.Context, cfg Config, procs int, topic, startID string, connectBy, deadline time.Time, log io.Writer) (workers, error) {
+	var ws workers
+	for k := range procs {
+		first, next := k*cfg.Subscribers/procs, (k+1)*cfg.Subscribers/procs
+		wc := workerConfig{
+			Transport:  cfg.Transport,
+			Addr:       cfg.target.addr,
+			Host:       cfg.target.host,
+			Path:       cfg.target.path,
+			Query:      cfg.target.query,
+			IPv4:       cfg.target.ipv4,
+			Topic:      topic,
+			StartID:    startID,
+			First:      first,
+			Count:      next - first,
+			Sources:    cfg.Sources,
+			Publishers: cfg.Publishers,
+			Size:       cfg.Size,
+			Dials:      cfg.Dials,
+			ConnectBy:  connectBy,
+			Deadline:   deadline,
+		}
+		if procs == 1 {
+			return workers{startWorker(wc)}, nil
+		}
+		c, err := startChild(ctx, wc, log)
+		if err != nil {
+			_, _ = ws.stop()
+			return nil, err
+		}
+		ws = append(ws, c)
+	}
+	return ws, nil
+}
+
+func (p workerProgress) live() int64 { return p.Connected - p.Disconnected }
+
+func (ws workers) progress() workerProgress {
+	var t workerProgress
+	for _, w := range ws {
+		p := w.progress()
+		t.Connected += p.Connected
+		t.Failed += p.Failed
+		t.Disconnected += p.Disconnected
+		t.Received += p.Received
+		t.Unique += p.Unique
+	}
+	return t
+}
+
+// waitConnected waits until every subscriber connected or failed, or
+// until the connect deadline.
+func (ws workers) waitConnected(ctx context.Context, n int, deadline time.Time, log io.Writer) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	lastLog := time.Now()
+	for {
+		p := ws.progress()
+		if p.Connected+p.Failed >= int64(n) || time.Now().After(deadline) {
+			return nil
+		}
+		if time.Since(lastLog) >= time.Second {
+			fmt.Fprintf(log, "connecting: %d of %d (%d failed)\n", p.Connected, n, p.Failed)
+			lastLog = time.Now()
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// stop stops every worker, in parallel, and adds up their results.
+func (ws workers) stop() (workerResult, error) {
+	results := make([]workerResult, len(ws))
+	errs := make([]error, len(ws))
+	var wg sync.WaitGroup
+	for i, w := range ws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = w.stop()
+		}()
+	}
+	wg.Wait()
+	var t workerResult
+	for _, r := range results {
+		t.Connected += r.Connected
+		t.Failed += r.Failed
+		t.Disconnected += r.Disconnected
+		t.Received += r.Received
+		t.Unique += r.Unique
+		t.Duplicated += r.Duplicated
+		t.Skipped += r.Skipped
+		t.Gaps += r.Gaps
+		t.Foreign += r.Foreign
+		t.ConnectErrors = addCounts(t.ConnectErrors, r.ConnectErrors)
+		t.DisconnectReasons = addCounts(t.DisconnectReasons, r.DisconnectReasons)
+		t.Latency.Merge(r.Latency)
+	}
+	return t, errors.Join(errs...)
+}
+
+// clientCPU is the CPU time of this process and of its worker processes.
+func (ws workers) clientCPU() time.Duration {
+	pids := map[int]bool{os.Getpid(): true}
+	for _, w := range ws {
+		pids[w.pid()] = true
+	}
+	var total time.Duration
+	for pid := range pids {
+		if s, err := readProc(pid); err == nil {
+			total += s.cpu
+		}
+	}
+	return total
+}
+
+func addCounts(into, from map[string]int64) map[string]int64 {
+	if len(from) == 0 {
+		return into
+	}
+	if into == nil {
+		into = map[string]int64{}
+	}
+	for k, v := range from {
+		into[k] += v
+	}
+	return into
+}
+
+func describeCounts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "no error reported"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(a, b int) bool { return m[keys[a]] > m[keys[b]] })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d× %s", m[k], k)
+	}
+	return strings.Join(parts, "; ")
+}
