@@ -30,6 +30,7 @@ const defaultKeyPrefix = "pubsub:"
 // instance naming it shares.
 //
 //	broker redis <url> {
+//		cluster
 //		username        <user>
 //		password        <password>
 //		db              <number>
@@ -44,16 +45,25 @@ const defaultKeyPrefix = "pubsub:"
 //	}
 type RedisBroker struct {
 	// URL of the Redis server: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB],
-	// rediss://… for TLS, or unix:///PATH. May hold placeholders such as
-	// {env.REDIS_URL}.
+	// rediss://… for TLS, or unix:///PATH. With Sentinel, go-redis'
+	// failover URL: redis://[SENTINEL_USER:SENTINEL_PASSWORD@]SENTINEL1:26379
+	// ?master_name=NAME&addr=SENTINEL2:26379…; with Cluster, seed nodes:
+	// redis://[USER:PASSWORD@]NODE1:7000?addr=NODE2:7000…. May hold
+	// placeholders such as {env.REDIS_URL}.
 	URL string `json:"url,omitempty"`
 
-	// Username is the Redis ACL user, replacing the URL's. May hold
+	// Cluster says URL names the seed nodes of a Redis Cluster. A hub's
+	// keys then carry a hash tag ({stream}), so each hub's keys share one
+	// slot and different hubs spread over the shards. Default: off.
+	Cluster bool `json:"cluster,omitempty"`
+
+	// Username is the Redis ACL user, replacing the URL's; with Sentinel,
+	// the master's (the URL's userinfo is the Sentinels'). May hold
 	// placeholders.
 	Username string `json:"username,omitempty"`
 
-	// Password for Redis, replacing the URL's. May hold placeholders such
-	// as {env.REDIS_PASSWORD}.
+	// Password for Redis, replacing the URL's; with Sentinel, the
+	// master's. May hold placeholders such as {env.REDIS_PASSWORD}.
 	Password string `json:"password,omitempty"`
 
 	// DB is the Redis database number, replacing the URL's. Default: the
@@ -102,17 +112,20 @@ func (b *RedisBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	b.URL = d.Val()
+	at := d.Token()
 	if d.NextArg() {
 		return d.ArgErr()
-	}
-	if !strings.Contains(b.URL, "{") {
-		if err := redis.CheckURL(b.URL); err != nil {
-			return d.Errf("broker redis: bad URL: %v", err)
-		}
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
 		args := d.RemainingArgs()
+		if opt == "cluster" {
+			if len(args) != 0 {
+				return d.ArgErr()
+			}
+			b.Cluster = true
+			continue
+		}
 		if ok, err := parseClientTLS(d, "broker redis", opt, args, &b.TLS); ok {
 			if err != nil {
 				return err
@@ -127,7 +140,7 @@ func (b *RedisBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	if err := b.Validate(); err != nil {
-		return d.Errf("broker redis: %v", err)
+		return errAt(at, fmt.Errorf("broker redis: %w", err))
 	}
 	return nil
 }
@@ -172,7 +185,7 @@ func (b *RedisBroker) Validate() error {
 	case b.URL == "":
 		errs = append(errs, errors.New("no URL"))
 	case !strings.Contains(b.URL, "{"):
-		if err := redis.CheckURL(b.URL); err != nil {
+		if err := redis.CheckURL(b.URL, b.Cluster); err != nil {
 			errs = append(errs, fmt.Errorf("bad URL: %v", err))
 		}
 	}
@@ -229,7 +242,8 @@ func (b *RedisBroker) Provision(ctx caddy.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := redis.CheckURL(b.cfg.URL); err != nil {
+	b.cfg.Cluster = b.Cluster
+	if err := redis.CheckURL(b.cfg.URL, b.Cluster); err != nil {
 		return fmt.Errorf("broker redis: bad URL: %v", err)
 	}
 	return nil
@@ -243,6 +257,9 @@ func (b *RedisBroker) config(hubName string) redis.Config {
 	}
 	if stream == "" {
 		stream = hubName
+	}
+	if b.Cluster {
+		stream = "{" + stream + "}"
 	}
 	cfg := b.cfg
 	cfg.Stream = prefix + stream

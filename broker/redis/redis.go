@@ -48,8 +48,7 @@ const (
 // stream that Redis lost (restarted empty, key deleted) gets a new epoch
 // when it is next written, so IDs from before are recognised as a gap.
 type Broker struct {
-	client   *goredis.Client
-	addr     string
+	client   *client
 	stream   string
 	epochKey string
 	logger   *zap.Logger
@@ -74,12 +73,12 @@ type Broker struct {
 // New returns a broker for cfg with retention r. It opens no connection:
 // that waits for Start or the first Publish.
 func New(cfg Config, r hub.Retention) (*Broker, error) {
-	opts, err := cfg.clientOptions()
-	if err != nil {
-		return nil, err
-	}
 	if cfg.Stream == "" {
 		return nil, errors.New("redis broker: no stream key")
+	}
+	c, err := cfg.newClient(true)
+	if err != nil {
+		return nil, fmt.Errorf("redis broker: %w", err)
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -90,11 +89,10 @@ func New(cfg Config, r hub.Retention) (*Broker, error) {
 	clientLogOnce.Do(func() { goredis.SetLogger(clientLog{logger.Named("go-redis")}) })
 	b := &Broker{
 		startedAt: time.Now(),
-		client:    goredis.NewClient(opts),
-		addr:      opts.Addr,
+		client:    c,
 		stream:    cfg.Stream,
 		epochKey:  cfg.Stream + ":epoch",
-		logger:    logger.With(zap.String("stream", cfg.Stream), zap.String("redis", opts.Addr)),
+		logger:    logger.With(zap.String("stream", cfg.Stream), zap.String("redis", c.addr)),
 	}
 	b.SetRetention(r)
 	return b, nil
@@ -258,7 +256,7 @@ func (b *Broker) Close() error {
 
 // String describes the broker for logs.
 func (b *Broker) String() string {
-	return fmt.Sprintf("redis broker (stream %s on %s)", b.stream, b.addr)
+	return fmt.Sprintf("redis broker (stream %s on %s)", b.stream, b.client.addr)
 }
 
 var clientLogOnce sync.Once

@@ -366,7 +366,15 @@ func TestBadConfig(t *testing.T) {
 		{redis.Config{URL: "redis://x", Stream: "s", DB: &neg}, "negative"},
 		{redis.Config{URL: "redis://x"}, "stream"},
 		{redis.Config{URL: "redis://x", Stream: "s", TLS: redis.TLS{CA: "/nonexistent/ca.pem"}}, "tls_ca"},
-		{redis.Config{URL: "redis://x", Stream: "s", TLS: redis.TLS{Cert: "/c.pem"}}, "go together"},
+		{redis.Config{URL: "redis://x", Stream: "s", TLS: redis.TLS{Cert: "/c.pem"}}, "takes a certificate and its key"},
+		{redis.Config{URL: "rediss://x?skip_verify=true", Stream: "s"}, "skip_verify is not offered"},
+		{redis.Config{URL: "redis://x:26379?master_name=m&skip_verify=true", Stream: "s"}, "skip_verify is not offered"},
+		{redis.Config{URL: "redis://x:7000?skip_verify=true", Stream: "s", Cluster: true}, "skip_verify is not offered"},
+		{redis.Config{URL: "redis://x:26379?master_name=m&password=p", Stream: "s"}, "the master's username and password"},
+		{redis.Config{URL: "redis://x:26379?master_name=m", Stream: "s", Cluster: true}, "names Sentinels"},
+		{redis.Config{URL: "redis://x:7000/2", Stream: "s", Cluster: true}, "only database 0"},
+		{redis.Config{URL: "redis://x:7000", Stream: "s", Cluster: true, DB: new(int(1))}, "only database 0"},
+		{redis.Config{URL: "redis://x:26379?master_name=m&colour=blue", Stream: "s"}, "colour"},
 	} {
 		_, err := redis.New(tc.cfg, hub.Retention{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -378,4 +386,30 @@ func TestBadConfig(t *testing.T) {
 func epoch(id string) string {
 	e, _, _ := strings.Cut(id, "-")
 	return e
+}
+
+// The contract holds on a Sentinel-watched master, through go-redis'
+// failover URL.
+func TestContractSentinel(t *testing.T) {
+	s := testserver.StartRedisSentinel(t)
+	brokertest.Run(t, func(t *testing.T, r hub.Retention) hub.Broker {
+		b, err := redis.New(redis.Config{URL: s.URL, Stream: streamKey()}, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+// The contract holds on a Redis Cluster, the stream and its epoch in one
+// slot by their hash tag.
+func TestContractCluster(t *testing.T) {
+	c := testserver.StartRedisCluster(t, 3)
+	brokertest.Run(t, func(t *testing.T, r hub.Retention) hub.Broker {
+		b, err := redis.New(redis.Config{URL: c.URL, Cluster: true, Stream: "pubsub:{" + streamKey() + "}"}, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
 }

@@ -46,13 +46,20 @@ type signalEntry struct {
 
 // signalChannel is the pub/sub channel of the broker's signals.
 func (b *Broker) signalChannel() string {
-	return b.stream + ":signals:" + strconv.Itoa(b.client.Options().DB)
+	return b.stream + ":signals:" + strconv.Itoa(b.client.db)
 }
 
+// subscribeWait bounds how long StartSignals waits for Redis to confirm
+// the subscription.
+const subscribeWait = 2 * time.Second
+
 // StartSignals implements hub.Signaler: it subscribes to the channel and
-// hands what arrives to signal. Like Start it returns at once; go-redis
-// connects, and reconnects and subscribes again after an outage, on its
-// own.
+// hands what arrives to signal. It waits for Redis to confirm the
+// subscription, so the signals sent after it returns reach this instance
+// too (with Cluster, the channel's node may be another than the one a
+// signal is published on), but no longer than subscribeWait: while Redis
+// is out of reach go-redis connects, and subscribes again after an outage,
+// on its own.
 func (b *Broker) StartSignals(signal func(*hub.Message)) error {
 	b.sig.mu.Lock()
 	defer b.sig.mu.Unlock()
@@ -60,21 +67,25 @@ func (b *Broker) StartSignals(signal func(*hub.Message)) error {
 		return errors.New("redis broker: signals started twice")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b.sig.ps, b.sig.cancel = b.client.Subscribe(ctx), cancel
+	subscribe := b.client.Subscribe
+	if b.client.cluster {
+		subscribe = b.client.SSubscribe
+	}
+	ps := subscribe(ctx, b.signalChannel())
+	wait, stop := context.WithTimeout(ctx, subscribeWait)
+	if _, err := ps.Receive(wait); err != nil {
+		b.logger.Debug("subscribing to the signal channel", zap.Error(err))
+	}
+	stop()
+	b.sig.ps, b.sig.cancel = ps, cancel
 	b.sig.done = make(chan struct{})
-	go b.listen(ctx, b.sig.ps, signal)
+	go b.listen(ps, signal)
 	return nil
 }
 
-// listen subscribes ps to the channel and hands each valid signal to
-// signal until ps is closed.
-func (b *Broker) listen(ctx context.Context, ps *goredis.PubSub, signal func(*hub.Message)) {
+// listen hands each valid signal to signal until ps is closed.
+func (b *Broker) listen(ps *goredis.PubSub, signal func(*hub.Message)) {
 	defer close(b.sig.done)
-	if err := ps.Subscribe(ctx, b.signalChannel()); err != nil {
-		// go-redis keeps the channel and subscribes again when it next
-		// connects.
-		b.logger.Debug("subscribing to the signal channel", zap.Error(err))
-	}
 	for msg := range ps.Channel(goredis.WithChannelSize(signalBuffer)) {
 		if m, ok := decodeSignal(msg.Payload); ok {
 			signal(m)
@@ -105,7 +116,11 @@ func (b *Broker) Signal(ctx context.Context, msgs []hub.Message) error {
 		if len(payload) > maxSignalPayload {
 			return fmt.Errorf("redis broker: signal on %s: %d bytes, more than %d", m.Topic, len(payload), maxSignalPayload)
 		}
-		pipe.Publish(ctx, channel, payload)
+		if b.client.cluster {
+			pipe.SPublish(ctx, channel, payload)
+		} else {
+			pipe.Publish(ctx, channel, payload)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		if errors.Is(err, context.Canceled) {

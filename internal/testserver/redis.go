@@ -20,8 +20,9 @@ type Redis struct {
 	Addr string // 127.0.0.1:PORT
 	URL  string // redis://127.0.0.1:PORT/0
 
-	bin  string
-	args []string
+	bin   string
+	args  []string
+	ready string // what the server prints once it serves; default "Ready to accept connections"
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -72,7 +73,10 @@ func (r *Redis) Start() {
 	r.t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := &watchedOutput{ready: make(chan struct{})}
+	out := &watchedOutput{ready: make(chan struct{}), marker: []byte(r.ready)}
+	if r.ready == "" {
+		out.marker = []byte("Ready to accept connections")
+	}
 	cmd := exec.Command(r.bin, r.args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -107,12 +111,13 @@ func (r *Redis) Kill() {
 }
 
 // watchedOutput keeps a server's output and closes ready when the server
-// says it accepts connections.
+// prints marker.
 type watchedOutput struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	ready chan struct{}
-	seen  bool
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	ready  chan struct{}
+	marker []byte
+	seen   bool
 }
 
 func (w *watchedOutput) Write(p []byte) (int, error) {
@@ -121,7 +126,7 @@ func (w *watchedOutput) Write(p []byte) (int, error) {
 	if w.buf.Len() < 64<<10 {
 		w.buf.Write(p)
 	}
-	if !w.seen && bytes.Contains(w.buf.Bytes(), []byte("Ready to accept connections")) {
+	if !w.seen && bytes.Contains(w.buf.Bytes(), w.marker) {
 		w.seen = true
 		close(w.ready)
 	}
