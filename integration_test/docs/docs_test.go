@@ -17,8 +17,10 @@ import (
 // Caddyfile in examples/ and deploy/.
 func TestDocumentedCaddyfilesAdapt(t *testing.T) {
 	files := map[string]string{}
+	refused := 0
 	for _, doc := range documents(t) {
-		for _, b := range blocks(t, doc) {
+		bs := blocks(t, doc)
+		for i, b := range bs {
 			if b.lang != "caddyfile" {
 				continue
 			}
@@ -26,12 +28,26 @@ func TestDocumentedCaddyfilesAdapt(t *testing.T) {
 			switch verb, _ := b.verb(); verb {
 			case "fragment":
 				body = "http://127.0.0.1:1 {\n" + body + "}\n"
+			case "refused":
+				// A mistake the document shows, and the error it quotes
+				// in the output block after it.
+				refused++
+				_, err := adapt(body)
+				if i+1 == len(bs) || bs[i+1].marker != "output" {
+					t.Errorf("%s: a refused Caddyfile without the output block that quotes its error", b)
+				} else if want := strings.TrimSpace(bs[i+1].body); err == nil || err.Error() != want {
+					t.Errorf("%s: adapting gives %v, the document quotes %q", b, err, want)
+				}
+				continue
 			case "", "file":
 			default:
 				t.Errorf("%s: a caddyfile block with marker %q", b, b.marker)
 			}
 			files[b.String()] = body
 		}
+	}
+	if refused == 0 {
+		t.Error("found no refused Caddyfile with its error")
 	}
 	paths, err := filepath.Glob(filepath.Join(root, "examples", "*", "Caddyfile"))
 	if err != nil {
@@ -99,9 +115,14 @@ func TestDocumentedCommandsRun(t *testing.T) {
 			var above string      // the last caddyfile block
 			var lastOutput string // the last command's output
 			var last block        // the sh block that printed it
+			var prev block
 			for _, b := range blocks(t, doc) {
 				verb, arg := b.verb()
+				refusedOutput := verb == "output" && prev.marker == "refused"
+				prev = b
 				switch {
+				case b.lang == "caddyfile" && verb == "refused", refusedOutput:
+					// TestDocumentedCaddyfilesAdapt checks these.
 				case b.lang == "caddyfile":
 					above = b.body
 				case b.lang == "sh" && verb == "setup":

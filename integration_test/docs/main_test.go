@@ -17,6 +17,7 @@
 //	<!-- doc-test: output -->             this block is the output of the last command of the sh block above
 //	<!-- doc-test: skip REASON -->        a sh block with curl that is not run, and why
 //	<!-- doc-test: fragment -->           a caddyfile block that belongs in a site block: adapted inside one
+//	<!-- doc-test: refused -->            a caddyfile block that must fail to adapt with the error of the output block after it
 //	<!-- doc-test: config -->             a JSON block that is a whole Caddy config: validated
 //	<!-- doc-test: file PATH -->          this block is the whole file at PATH (relative to the markdown)
 //
