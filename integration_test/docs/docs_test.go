@@ -108,9 +108,11 @@ func TestDocumentedJSONConfigsValidate(t *testing.T) {
 func TestDocumentedCommandsRun(t *testing.T) {
 	testserver.NeedBinary(t, "curl")
 	testserver.NeedBinary(t, "openssl")
-	ran := 0
-	for _, doc := range documents(t) {
+	ran, visited := 0, 0
+	docs := documents(t)
+	for _, doc := range docs {
 		t.Run(doc, func(t *testing.T) {
+			visited++
 			s := newServing(t)
 			var above string      // the last caddyfile block
 			var lastOutput string // the last command's output
@@ -170,7 +172,8 @@ func TestDocumentedCommandsRun(t *testing.T) {
 			}
 		})
 	}
-	if ran < 20 {
+	// A parser that stopped finding blocks would run nothing and pass.
+	if visited == len(docs) && ran < 20 {
 		t.Errorf("ran only %d documented commands", ran)
 	}
 }
