@@ -26,30 +26,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 	return &handler, err
 }
 
-// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	pubsub [<matcher>] {
-//		hub              <name>
-//		# endpoint settings
-//		heartbeat        <duration>
-//		max_message_size <size>
-//		topic            <topic with placeholders>
-//		publish_key      <key>
-//		anonymous_publish loopback | off
-//		poll_timeout     <duration>
-//		cors             <origin>...   # or *; repeatable
-//		jwt              { ... }       # see parseJWT in jwtconfig.go
-//		limits           { ... }       # see parseLimits in limitsconfig.go
-//		# hub settings, for a hub the global pubsub option does not define
-//		history          <count> [<max_age>]
-//		queue            <length>
-//		presence                       # publish $pubsub/subscribe and $pubsub/unsubscribe events
-//		limits           { subscribers <n>; per_ip <n> }
-//		mqtt             <url> { ... }  # see parseMQTT in mqttconfig.go; repeatable
-//		broker           memory | bolt [<path>] | redis <url> { ... } | <module kind> ...  # brokerconfig.go
+//		<endpoint settings>  # hub, heartbeat, poll_timeout, topic, publish_key, cors, jwt, limits...
+//		<hub settings>       # history, queue, presence, broker, mqtt: for a hub the global option does not define
 //	}
 //
-// Every sub-directive is optional; see the README for defaults.
+// docs/caddyfile.md holds the complete syntax, each sub-directive's default
+// and range, and examples; TestDocumentedCaddyfilesAdapt adapts them.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return h.unmarshal(d, nil)
 }

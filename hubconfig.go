@@ -213,21 +213,9 @@ func parseSize(v string) (int64, error) {
 }
 
 // parseGlobalOption parses the global pubsub option, which defines hubs for
-// the whole config:
-//
-//	pubsub {
-//		hub <name> {
-//			history          <count> [<max_age>]
-//			queue            <length>
-//			broker           memory | bolt [<path>] | redis <url> { ... } | <module kind> ...
-//			presence
-//			mqtt             <url> { ... }  # repeatable
-//			limits           { subscribers <n>; per_ip <n> }
-//			max_message_size <size>         # of the MQTT messages accepted
-//		}
-//	}
-//
-// It becomes the pubsub app's JSON.
+// the whole config, `pubsub { hub <name> { <hub settings> } }`, with the
+// hub settings of parseSetting and max_message_size (see "The global pubsub
+// option" in docs/caddyfile.md). It becomes the pubsub app's JSON.
 func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	d.Next() // option name
 	if existing != nil {

@@ -10,7 +10,7 @@
 // This directory itself holds no tests, only this rule.
 //
 // A new test goes into the package of the feature it tells a story about
-// (auth, bolt, browser, config, fanout, lifecycle, limits, mqtt,
+// (auth, bolt, browser, config, docs, fanout, lifecycle, limits, mqtt,
 // observability, publish, redis, transports). A new feature that fits none
 // gets a new package: a main_test.go whose package doc says what the
 // package covers and whose TestMain calls testserver.Main, and the tests

@@ -2,12 +2,8 @@ package config_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
@@ -65,48 +61,5 @@ http://127.0.0.1:1 {
 	err = testserver.Validate(t, raw)
 	if err == nil || !strings.Contains(err.Error(), "resolves to an empty value") {
 		t.Fatalf("got %v", err)
-	}
-}
-
-// Every Caddyfile the user reads, each caddyfile block of README.md and
-// each Caddyfile in examples/, adapts.
-func TestDocumentedCaddyfilesAdapt(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string]string{}
-	for i, block := range strings.Split(string(readme), "```caddyfile\n")[1:] {
-		body, _, ok := strings.Cut(block, "```")
-		if !ok {
-			t.Fatalf("README caddyfile block %d is not closed", i+1)
-		}
-		// A block whose first line is no site address (no ':') nor the
-		// global options is a snippet of a site block.
-		if first, _, _ := strings.Cut(strings.TrimSpace(body), "\n"); !strings.Contains(first, ":") && !strings.HasPrefix(first, "{") {
-			body = "http://127.0.0.1:1 {\n" + body + "}\n"
-		}
-		files[fmt.Sprintf("README.md block %d", i+1)] = body
-	}
-	examples, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "Caddyfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range append(examples, filepath.Join("..", "..", "examples", "Caddyfile")) {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[name] = string(b)
-	}
-	if len(files) < 4 {
-		t.Fatalf("found only %d Caddyfiles", len(files))
-	}
-	for name, body := range files {
-		t.Run(name, func(t *testing.T) {
-			if _, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(body), map[string]any{"filename": "Caddyfile"}); err != nil {
-				t.Errorf("%v\n%s", err, body)
-			}
-		})
 	}
 }
