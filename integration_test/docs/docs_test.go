@@ -12,10 +12,25 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
-// Every Caddyfile the user reads adapts: each caddyfile block of the
-// documents (a block marked as a fragment inside a site block), and each
-// Caddyfile in examples/ and deploy/.
+// Every Caddyfile the user reads adapts (see documentedCaddyfiles).
 func TestDocumentedCaddyfilesAdapt(t *testing.T) {
+	files := documentedCaddyfiles(t)
+	for name, body := range files {
+		t.Run(name, func(t *testing.T) {
+			if _, err := adapt(body); err != nil {
+				t.Errorf("%v\n%s", err, body)
+			}
+		})
+	}
+}
+
+// documentedCaddyfiles returns, by where they are, the Caddyfiles the user
+// reads that must adapt: each caddyfile block of the documents (a block
+// marked as a fragment wrapped in a site block) and each Caddyfile in
+// examples/ and deploy/. It checks the refused ones, which must not adapt,
+// against the error their document quotes.
+func documentedCaddyfiles(t *testing.T) map[string]string {
+	t.Helper()
 	files := map[string]string{}
 	refused := 0
 	for _, doc := range documents(t) {
@@ -64,13 +79,7 @@ func TestDocumentedCaddyfilesAdapt(t *testing.T) {
 	if len(files) < 20 {
 		t.Fatalf("found only %d Caddyfiles", len(files))
 	}
-	for name, body := range files {
-		t.Run(name, func(t *testing.T) {
-			if _, err := adapt(body); err != nil {
-				t.Errorf("%v\n%s", err, body)
-			}
-		})
-	}
+	return files
 }
 
 // Every JSON config the documents show passes caddy validate (modules
