@@ -18,16 +18,36 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
-// The Redis broker keeps the contract every broker keeps.
+// The Redis broker keeps the contract every broker keeps, on one server,
+// on a master that Sentinels watch (go-redis' failover URL), and on a
+// Redis Cluster (the stream and its epoch in one slot by their hash tag).
 func TestContract(t *testing.T) {
-	srv := testserver.StartRedis(t)
-	brokertest.Run(t, func(t *testing.T, r hub.Retention) hub.Broker {
-		b, err := redis.New(redis.Config{URL: srv.URL, Stream: streamKey()}, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	})
+	for _, deployment := range []struct {
+		name  string
+		start func(t *testing.T) redis.Config
+	}{
+		{"standalone", func(t *testing.T) redis.Config { return redis.Config{URL: testserver.StartRedis(t).URL} }},
+		{"sentinel", func(t *testing.T) redis.Config { return redis.Config{URL: testserver.StartRedisSentinel(t).URL} }},
+		{"cluster", func(t *testing.T) redis.Config {
+			return redis.Config{URL: testserver.StartRedisCluster(t, 3).URL, Cluster: true}
+		}},
+	} {
+		t.Run(deployment.name, func(t *testing.T) {
+			cfg := deployment.start(t)
+			brokertest.Run(t, func(t *testing.T, r hub.Retention) hub.Broker {
+				cfg := cfg
+				cfg.Stream = streamKey()
+				if cfg.Cluster {
+					cfg.Stream = "pubsub:{" + cfg.Stream + "}"
+				}
+				b, err := redis.New(cfg, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return b
+			})
+		})
+	}
 }
 
 // Two instances on one stream deliver the same messages with the same IDs
@@ -386,30 +406,4 @@ func TestBadConfig(t *testing.T) {
 func epoch(id string) string {
 	e, _, _ := strings.Cut(id, "-")
 	return e
-}
-
-// The contract holds on a Sentinel-watched master, through go-redis'
-// failover URL.
-func TestContractSentinel(t *testing.T) {
-	s := testserver.StartRedisSentinel(t)
-	brokertest.Run(t, func(t *testing.T, r hub.Retention) hub.Broker {
-		b, err := redis.New(redis.Config{URL: s.URL, Stream: streamKey()}, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	})
-}
-
-// The contract holds on a Redis Cluster, the stream and its epoch in one
-// slot by their hash tag.
-func TestContractCluster(t *testing.T) {
-	c := testserver.StartRedisCluster(t, 3)
-	brokertest.Run(t, func(t *testing.T, r hub.Retention) hub.Broker {
-		b, err := redis.New(redis.Config{URL: c.URL, Cluster: true, Stream: "pubsub:{" + streamKey() + "}"}, r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	})
 }
