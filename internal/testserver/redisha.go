@@ -87,15 +87,26 @@ func waitSentinel(t testing.TB, addr, name, master string, replicas int) {
 	t.Helper()
 	c := goredis.NewSentinelClient(&goredis.Options{Addr: addr})
 	defer c.Close()
+	poll(t, fmt.Sprintf("sentinel %s sees master %s with %d replicas", addr, master, replicas), func() (bool, string) {
+		m, err := c.Master(context.Background(), name).Result()
+		n, _ := strconv.Atoi(m["num-slaves"])
+		return err == nil && m["ip"]+":"+m["port"] == master && n >= replicas, fmt.Sprint(m, err)
+	})
+}
+
+// poll asks check every 50 ms until it reports true, failing the test
+// with what check last said when Wait passes first. It is for servers
+// that announce nothing when they get to a state.
+func poll(t testing.TB, what string, check func() (bool, string)) {
+	t.Helper()
 	var last string
 	for deadline := time.Now().Add(Wait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		m, err := c.Master(context.Background(), name).Result()
-		if n, _ := strconv.Atoi(m["num-slaves"]); err == nil && m["ip"]+":"+m["port"] == master && n >= replicas {
+		var ok bool
+		if ok, last = check(); ok {
 			return
 		}
-		last = fmt.Sprint(m, err)
 	}
-	t.Fatalf("sentinel %s does not see master %s with %d replicas: %s", addr, master, replicas, last)
+	t.Fatalf("waited %s for: %s; last: %s", Wait, what, last)
 }
 
 // waitRedis waits until INFO section of the server at addr holds want.
@@ -103,15 +114,10 @@ func waitRedis(t testing.TB, addr, section, want string) {
 	t.Helper()
 	c := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer c.Close()
-	var last string
-	for deadline := time.Now().Add(Wait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	poll(t, fmt.Sprintf("redis %s: INFO %s holds %q", addr, section, want), func() (bool, string) {
 		info, err := c.Info(context.Background(), section).Result()
-		if err == nil && strings.Contains(info, want) {
-			return
-		}
-		last = fmt.Sprint(info, err)
-	}
-	t.Fatalf("redis %s: INFO %s never holds %q: %s", addr, section, want, last)
+		return err == nil && strings.Contains(info, want), fmt.Sprint(info, err)
+	})
 }
 
 // RedisCluster is a Redis Cluster of masters without replicas on
@@ -153,13 +159,8 @@ func waitCluster(t testing.TB, addr string) {
 	t.Helper()
 	c := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer c.Close()
-	var last string
-	for deadline := time.Now().Add(Wait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	poll(t, "cluster node "+addr+" ok", func() (bool, string) {
 		info, err := c.ClusterInfo(context.Background()).Result()
-		if err == nil && strings.Contains(info, "cluster_state:ok") {
-			return
-		}
-		last = fmt.Sprint(info, err)
-	}
-	t.Fatalf("cluster node %s not ok: %s", addr, last)
+		return err == nil && strings.Contains(info, "cluster_state:ok"), fmt.Sprint(info, err)
+	})
 }
