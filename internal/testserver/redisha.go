@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -87,26 +86,11 @@ func waitSentinel(t testing.TB, addr, name, master string, replicas int) {
 	t.Helper()
 	c := goredis.NewSentinelClient(&goredis.Options{Addr: addr})
 	defer c.Close()
-	poll(t, fmt.Sprintf("sentinel %s sees master %s with %d replicas", addr, master, replicas), func() (bool, string) {
+	Eventually(t, fmt.Sprintf("sentinel %s sees master %s with %d replicas", addr, master, replicas), func() bool {
 		m, err := c.Master(context.Background(), name).Result()
 		n, _ := strconv.Atoi(m["num-slaves"])
-		return err == nil && m["ip"]+":"+m["port"] == master && n >= replicas, fmt.Sprint(m, err)
+		return err == nil && m["ip"]+":"+m["port"] == master && n >= replicas
 	})
-}
-
-// poll asks check every 50 ms until it reports true, failing the test
-// with what check last said when Wait passes first. It is for servers
-// that announce nothing when they get to a state.
-func poll(t testing.TB, what string, check func() (bool, string)) {
-	t.Helper()
-	var last string
-	for deadline := time.Now().Add(Wait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		var ok bool
-		if ok, last = check(); ok {
-			return
-		}
-	}
-	t.Fatalf("waited %s for: %s; last: %s", Wait, what, last)
 }
 
 // waitRedis waits until INFO section of the server at addr holds want.
@@ -114,9 +98,9 @@ func waitRedis(t testing.TB, addr, section, want string) {
 	t.Helper()
 	c := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer c.Close()
-	poll(t, fmt.Sprintf("redis %s: INFO %s holds %q", addr, section, want), func() (bool, string) {
+	Eventually(t, fmt.Sprintf("redis %s: INFO %s holds %q", addr, section, want), func() bool {
 		info, err := c.Info(context.Background(), section).Result()
-		return err == nil && strings.Contains(info, want), fmt.Sprint(info, err)
+		return err == nil && strings.Contains(info, want)
 	})
 }
 
@@ -159,8 +143,8 @@ func waitCluster(t testing.TB, addr string) {
 	t.Helper()
 	c := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer c.Close()
-	poll(t, "cluster node "+addr+" ok", func() (bool, string) {
+	Eventually(t, "cluster node "+addr+" ok", func() bool {
 		info, err := c.ClusterInfo(context.Background()).Result()
-		return err == nil && strings.Contains(info, "cluster_state:ok"), fmt.Sprint(info, err)
+		return err == nil && strings.Contains(info, "cluster_state:ok")
 	})
 }
