@@ -129,3 +129,15 @@ type Signaler interface {
 	// never gets them.
 	Signal(ctx context.Context, msgs []Message) error
 }
+
+// LossReporter is implemented by brokers that can find out that messages
+// they acknowledged or delivered are gone from their store (a Redis
+// failover to a replica that lagged, a restart without persistence).
+type LossReporter interface {
+	// OnLoss is called once, before Start. The broker calls lost (from
+	// any goroutine, never while it holds what Publish or Since need) when
+	// it finds a loss, before it delivers anything stored after it; the
+	// hub then ends its live subscriptions with ErrMessagesLost, so their
+	// clients resume from their last IDs and learn of it with a gap.
+	OnLoss(lost func())
+}

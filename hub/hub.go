@@ -14,6 +14,9 @@ var (
 	ErrSlowConsumer = errors.New("slow consumer: queue overflow")
 	ErrHubClosed    = errors.New("hub closed")
 	ErrShutdown     = errors.New("server shutting down")
+	// ErrMessagesLost ends the subscriptions of a hub whose broker lost
+	// messages (LossReporter): resuming tells each client with a gap.
+	ErrMessagesLost = errors.New("the broker lost messages: resume from your last ID")
 )
 
 // Hub fans the messages of one broker out to local subscribers. Every
@@ -73,6 +76,9 @@ func New(broker Broker, opts Options) *Hub {
 func (h *Hub) Start() error {
 	h.startOnce.Do(func() {
 		h.startFanOut()
+		if lr, ok := h.broker.(LossReporter); ok {
+			lr.OnLoss(func() { h.Disconnect(ErrMessagesLost) })
+		}
 		if err := h.broker.Start(h.deliver); err != nil {
 			h.startErr = fmt.Errorf("starting broker: %w", err)
 			return

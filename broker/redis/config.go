@@ -33,7 +33,7 @@ type Config struct {
 	// DB, when set, replaces the URL's database number.
 	DB *int
 	// Stream is the key of the hub's stream; its epoch is kept at
-	// Stream+":epoch".
+	// Stream+":epoch" and its append counter at Stream+":seq".
 	Stream string
 	// Timeouts for connecting, and for each reply and write. Zero: 5s, 5s
 	// and the read timeout.

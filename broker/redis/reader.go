@@ -23,6 +23,7 @@ import (
 func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 	defer close(b.done)
 	var pos position
+	var lastEpoch string // of the last entry delivered, kept when pos is reset
 	positioned, failing := false, false
 	backoff := time.Duration(0)
 	for {
@@ -33,7 +34,13 @@ func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 			pos, err = b.ensureStart(ctx)
 			positioned = err == nil
 		case failing:
-			pos, err = b.resync(ctx, pos)
+			if pos, err = b.resync(ctx, pos); err == nil {
+				var epoch string
+				if epoch, err = b.checkLoss(ctx); epoch != "" {
+					b.tellLoss()
+					lastEpoch = epoch
+				}
+			}
 		}
 		if err == nil {
 			streams, err = b.client.XRead(ctx, &goredis.XReadArgs{
@@ -73,7 +80,15 @@ func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 				if !ok {
 					continue // not an entry this broker wrote
 				}
-				pos.epoch = m.epoch
+				if lastEpoch != "" && m.epoch != lastEpoch {
+					// A new epoch: what clients saw of the old one may be
+					// gone. Their streams end so they resume and learn it.
+					b.tellLoss()
+				}
+				pos.epoch, lastEpoch = m.epoch, m.epoch
+				if m.seq > 0 {
+					b.seen.see(m.epoch, m.seq)
+				}
 				deliver(m.Message)
 			}
 		}
@@ -95,7 +110,7 @@ func (b *Broker) resync(ctx context.Context, pos position) (position, error) {
 			b.logger.Warn("redis lost the stream; messages not yet delivered here are gone, resuming clients get a gap")
 		}
 		return position{}, nil
-	case pos.epoch != "" && s.epoch != "" && s.epoch != pos.epoch:
+	case pos.epoch != "" && s.epoch != "" && s.epoch != pos.epoch && !s.holds(pos.epoch):
 		b.logger.Warn("the stream was recreated (new epoch); reading it from its start")
 		return position{epoch: s.epoch}, nil
 	case s.lastGenerated.less(pos.id):

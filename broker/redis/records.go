@@ -20,6 +20,7 @@ type entry struct {
 	*hub.Message
 	epoch string
 	id    streamID
+	seq   int64 // the append's number; 0 for entries written before there were numbers
 }
 
 // decode turns a stream entry into a message; ok is false for entries
@@ -46,7 +47,8 @@ func decode(x goredis.XMessage) (entry, bool) {
 	if hub.ValidateMessage(m) != nil {
 		return entry{}, false
 	}
-	return entry{Message: m, epoch: epoch, id: id}, true
+	seq, _ := parseSeq(x.Values["seq"])
+	return entry{Message: m, epoch: epoch, id: id, seq: seq}, true
 }
 
 // validEpoch reports whether e has the form newEpoch gives epochs: anyone

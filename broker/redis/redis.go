@@ -51,6 +51,7 @@ type Broker struct {
 	client   *client
 	stream   string
 	epochKey string
+	seqKey   string // the append counter (loss.go)
 	logger   *zap.Logger
 
 	retention atomic.Pointer[hub.Retention]
@@ -68,6 +69,9 @@ type Broker struct {
 	closeErr  error
 
 	sig signals // presence events and other signals (signals.go)
+
+	seen seenMark // the newest append seen here (loss.go)
+	lost func()   // tells the hub that messages were lost (OnLoss)
 }
 
 // New returns a broker for cfg with retention r. It opens no connection:
@@ -92,6 +96,7 @@ func New(cfg Config, r hub.Retention) (*Broker, error) {
 		client:    c,
 		stream:    cfg.Stream,
 		epochKey:  cfg.Stream + ":epoch",
+		seqKey:    cfg.Stream + ":seq",
 		logger:    logger.With(zap.String("stream", cfg.Stream), zap.String("redis", c.addr)),
 	}
 	b.SetRetention(r)
@@ -116,24 +121,31 @@ func (b *Broker) Start(deliver func(*hub.Message)) error {
 }
 
 // publishScript appends messages to the stream and trims it, atomically.
-// It renews the epoch when the stream does not exist: new, or lost by
-// Redis.
+// It renews the epoch when the stream does not exist (new, or lost by
+// Redis) and when the append counter is behind what the publisher saw
+// (loss.go). Each entry carries its number.
 //
-// KEYS: stream, epoch. ARGV: epoch to use if renewing, MAXLEN ("0": none),
-// MINID ("0": none), then topic, event and data of each message.
+// KEYS: stream, epoch, seq. ARGV: epoch to use if renewing, epoch and
+// number the publisher saw, MAXLEN ("0": none), MINID ("0": none), then
+// topic, event and data of each message. Returns the epoch, the number of
+// appends lost (0: none), the last entry's number, then the entries' IDs.
 var publishScript = goredis.NewScript(`
 local epoch = redis.call('GET', KEYS[2])
 if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
 	epoch = ARGV[1]
 	redis.call('SET', KEYS[2], epoch)
 end
-local out = {epoch}
-for i = 4, #ARGV, 3 do
+` + lossCheck + `
+local out = {epoch, lost, 0}
+for i = 6, #ARGV, 3 do
+	seq = seq + 1
 	out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'epoch', epoch,
-		'topic', ARGV[i], 'event', ARGV[i + 1], 'data', ARGV[i + 2])
+		'topic', ARGV[i], 'event', ARGV[i + 1], 'data', ARGV[i + 2], 'seq', seq)
 end
-if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2]) end
-if ARGV[3] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[3]) end
+redis.call('SET', KEYS[3], seq)
+out[3] = seq
+if ARGV[4] ~= '0' then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[4]) end
+if ARGV[5] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[5]) end
 return out
 `)
 
@@ -146,24 +158,33 @@ func (b *Broker) Publish(ctx context.Context, msgs []hub.Message) ([]string, err
 		return nil, b.failed("publishing to", err)
 	}
 	maxLen, minID := b.trimBounds(time.Now())
-	args := make([]any, 0, 3+3*len(msgs))
-	args = append(args, newEpoch(), maxLen, minID)
+	seenEpoch, seenSeq := b.seen.get()
+	args := make([]any, 0, 5+3*len(msgs))
+	args = append(args, newEpoch(), seenEpoch, seenSeq, maxLen, minID)
 	for _, m := range msgs {
 		args = append(args, m.Topic, m.Event, m.Data)
 	}
-	res, err := publishScript.Run(ctx, b.client, []string{b.stream, b.epochKey}, args...).StringSlice()
+	res, err := publishScript.Run(ctx, b.client, b.keys(), args...).Slice()
 	if err != nil {
 		return nil, b.failed("publishing to", err)
 	}
-	if !validEpoch(res[0]) {
-		return nil, fmt.Errorf("redis broker: publishing to stream %s: %s holds %.40q, not an epoch: delete it", b.stream, b.epochKey, res[0])
+	if len(res) != len(msgs)+3 {
+		return nil, fmt.Errorf("redis broker: publishing to stream %s: %d replies for %d messages", b.stream, len(res)-3, len(msgs))
 	}
-	if len(res) != len(msgs)+1 {
-		return nil, fmt.Errorf("redis broker: publishing to stream %s: %d replies for %d messages", b.stream, len(res)-1, len(msgs))
+	epoch, _ := res[0].(string)
+	lost, _ := res[1].(int64)
+	last, _ := res[2].(int64)
+	if !validEpoch(epoch) {
+		return nil, fmt.Errorf("redis broker: publishing to stream %s: %s holds %.40q, not an epoch: delete it", b.stream, b.epochKey, epoch)
 	}
+	if lost > 0 {
+		b.reportLoss(lost, seenSeq, epoch)
+	}
+	b.seen.see(epoch, last)
 	ids := make([]string, len(msgs))
-	for i, id := range res[1:] {
-		ids[i] = res[0] + "-" + id
+	for i, id := range res[3:] {
+		s, _ := id.(string)
+		ids[i] = epoch + "-" + s
 	}
 	return ids, nil
 }
@@ -270,7 +291,8 @@ func (l clientLog) Printf(_ context.Context, format string, v ...any) {
 
 // Interface guards
 var (
-	_ hub.Broker    = (*Broker)(nil)
-	_ hub.Sequencer = (*Broker)(nil)
-	_ hub.Signaler  = (*Broker)(nil)
+	_ hub.Broker       = (*Broker)(nil)
+	_ hub.Sequencer    = (*Broker)(nil)
+	_ hub.Signaler     = (*Broker)(nil)
+	_ hub.LossReporter = (*Broker)(nil)
 )

@@ -27,6 +27,17 @@ type snapshot struct {
 	first         *goredis.XMessage // nil when the stream is empty
 }
 
+// holds reports whether the stream's oldest entry is of epoch: the stream
+// went on in a new epoch after a loss (loss.go), rather than being made
+// anew, so its entries from before are still those this instance read.
+func (s snapshot) holds(epoch string) bool {
+	if s.first == nil {
+		return false
+	}
+	e, ok := decode(*s.first)
+	return ok && e.epoch == epoch
+}
+
 // snapshot reads the stream's state in one MULTI/EXEC.
 func (b *Broker) snapshot(ctx context.Context) (snapshot, error) {
 	var s snapshot

@@ -112,3 +112,59 @@ func TestClusterSpreadsHubs(t *testing.T) {
 		t.Fatalf("the hubs' keys are on %d of %d nodes; want them spread", holding, len(c.Nodes))
 	}
 }
+
+// The replica is cut off (frozen, its link dropped) while the master
+// acknowledges two messages, then the master dies and Sentinel promotes the replica without them.
+// The next publish finds the loss: the stream goes on in a new epoch (no
+// ID repeats one a client saw), the live subscriber's stream ends with the
+// reason, and its resume is told with a gap, never silence.
+func TestSentinelFailoverLosingATail(t *testing.T) {
+	s := testserver.StartRedisSentinel(t)
+	a := testserver.Start(t, redisSite(s.URL, "chat", ""))
+	ep := a.Base + "/events"
+	sub := testserver.Subscribe(t, nil, ep+"?topic=t", nil)
+	master := goredis.NewClient(&goredis.Options{Addr: s.Master.Addr})
+	defer master.Close()
+
+	kept := []string{testserver.Publish(t, ep, url.Values{"topic": {"t"}, "data": {"kept"}})}
+	if n, err := master.Wait(context.Background(), 1, testserver.Wait).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT for the replica: %d, %v", n, err)
+	}
+	// The replica stops, and the master drops its link (what the master
+	// sent before stays in the frozen replica's socket, not after).
+	s.Replica.Pause()
+	if err := master.ClientKillByFilter(context.Background(), "TYPE", "replica").Err(); err != nil {
+		t.Fatal(err)
+	}
+	lost := []string{
+		testserver.Publish(t, ep, url.Values{"topic": {"t"}, "data": {"lost 1"}}),
+		testserver.Publish(t, ep, url.Values{"topic": {"t"}, "data": {"lost 2"}}),
+	}
+	expect(t, sub, append(kept, lost...), []string{"kept", "lost 1", "lost 2"})
+	s.Master.Kill()
+	s.Replica.Resume()
+	testserver.Eventually(t, "Sentinel promotes the replica", func() bool { return s.MasterAddr(t) == s.Replica.Addr })
+
+	after := publishWhenUp(t, ep, "t", "after")
+	if epoch := strings.SplitN(after, "-", 2)[0]; strings.HasPrefix(lost[1], epoch+"-") {
+		t.Fatalf("after losing messages the stream went on in the same epoch: %s after %s", after, lost[1])
+	}
+	expectClosed(t, sub, "the broker lost messages")
+	resumed := testserver.Subscribe(t, nil, ep+"?topic=t", lastEventID(lost[1]))
+	ev := resumed.Next()
+	if ev.Event != "gap" {
+		t.Fatalf("resume after the loss: got %+v, want a gap", ev)
+	}
+	// What follows the gap is retained history, then the new message: an
+	// ID seen before names the same message, never another.
+	seen := map[string]string{kept[0]: "kept", lost[0]: "lost 1", lost[1]: "lost 2"}
+	for {
+		ev := resumed.Next()
+		if data, ok := seen[ev.ID]; ok && data != ev.Data {
+			t.Fatalf("ID %s named %q, now %q", ev.ID, data, ev.Data)
+		}
+		if ev.ID == after {
+			return
+		}
+	}
+}

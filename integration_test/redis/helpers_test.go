@@ -73,6 +73,24 @@ func expectHeartbeat(t *testing.T, s *testserver.SSEStream) {
 	}
 }
 
+// expectClosed reads s up to the comment that ends it and checks its
+// reason; heartbeats before it are skipped, messages are not expected.
+func expectClosed(t *testing.T, s *testserver.SSEStream, reason string) {
+	t.Helper()
+	for {
+		ev := s.NextAny()
+		switch {
+		case !ev.IsComment:
+			t.Fatalf("want the stream closed for %q, got %+v", reason, ev)
+		case strings.HasPrefix(ev.Comment, "closed: "):
+			if !strings.Contains(ev.Comment, reason) {
+				t.Fatalf("stream closed with %q, want %q", ev.Comment, reason)
+			}
+			return
+		}
+	}
+}
+
 // publishWhenUp publishes once the endpoint takes publishes again (Redis
 // back after an outage) and returns the ID.
 func publishWhenUp(t *testing.T, endpoint, topic, data string) string {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -108,6 +109,25 @@ func (r *Redis) Kill() {
 	_ = r.cmd.Process.Kill()
 	<-r.done
 	r.cmd = nil
+}
+
+// Pause freezes the server (SIGSTOP), as a machine that stops answering
+// does: a replica paused misses what its master accepts meanwhile.
+func (r *Redis) Pause() { r.signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server go on (SIGCONT).
+func (r *Redis) Resume() { r.signal(syscall.SIGCONT) }
+
+func (r *Redis) signal(sig syscall.Signal) {
+	r.t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		r.t.Fatal("signal to a redis-server that is not running")
+	}
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 // watchedOutput keeps a server's output and closes ready when the server

@@ -1,0 +1,173 @@
+package redis_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/caddy-pubsub/caddy-pubsub/broker/redis"
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
+)
+
+// copyOf is what a replica that lagged holds of a hub's keys: their dumps
+// at one moment.
+type copyOf map[string]string
+
+func dumpKeys(t *testing.T, c *goredis.Client, keys ...string) copyOf {
+	t.Helper()
+	out := copyOf{}
+	for _, k := range keys {
+		v, err := c.Dump(context.Background(), k).Result()
+		if err != nil {
+			t.Fatalf("DUMP %s: %v", k, err)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// restore puts the copy back in place of the keys, as a failover to the
+// replica that holds it would.
+func (cp copyOf) restore(t *testing.T, c *goredis.Client) {
+	t.Helper()
+	for k, v := range cp {
+		if err := c.RestoreReplace(context.Background(), k, 0, v).Err(); err != nil {
+			t.Fatalf("RESTORE %s: %v", k, err)
+		}
+	}
+}
+
+// Redis loses the newest appends (a failover to a replica that lagged) and
+// goes on, its IDs from the clock already past the lost ones. Two
+// instances: A published and saw the lost messages, B had read only what
+// survived. The next publish finds the loss: the stream goes on in a new
+// epoch, so no ID repeats one a client saw; each instance tells its hub
+// (OnLoss) before delivering the new epoch, and a resume from a lost ID or
+// from one B delivered gets a gap.
+func TestLostTailIsFoundAndTold(t *testing.T) {
+	srv := testserver.StartRedis(t)
+	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer raw.Close()
+	key := streamKey()
+
+	type instance struct {
+		b    *redis.Broker
+		s    *sinkWithLoss
+		name string
+	}
+	start := func(name string) instance {
+		b := newBroker(t, srv.URL, key, hub.Retention{Count: 100})
+		s := &sinkWithLoss{sink: newSink(), lost: make(chan int, 4)}
+		b.OnLoss(s.onLoss)
+		if err := b.Start(s.deliver); err != nil {
+			t.Fatal(err)
+		}
+		return instance{b, s, name}
+	}
+	a := start("A")
+	kept := publish(t, a.b, "1", "2", "3")
+	a.s.waitIDs(t, kept)
+	b := start("B")
+	replica := dumpKeys(t, raw, key, key+":epoch", key+":seq")
+
+	lost := publish(t, a.b, "4", "5")
+	a.s.waitIDs(t, append(slices.Clone(kept), lost...))
+	replica.restore(t, raw)
+
+	after := publish(t, a.b, "6")
+	if epoch(after[0]) == epoch(kept[0]) {
+		t.Fatalf("the stream went on in epoch %s after losing messages: IDs could repeat", epoch(after[0]))
+	}
+	for _, in := range []instance{a, b} {
+		select {
+		case <-in.s.lost:
+		case <-time.After(testserver.Wait):
+			t.Fatalf("instance %s was not told of the loss", in.name)
+		}
+		testserver.Eventually(t, "instance "+in.name+" delivers the new epoch", func() bool {
+			return slices.Contains(in.s.ids(), after[0])
+		})
+		if got, want := in.s.lostAt(), slices.Index(in.s.ids(), after[0]); got != want {
+			t.Fatalf("instance %s was told after %d deliveries, want %d: before the new epoch's first", in.name, got, want)
+		}
+	}
+
+	// Resuming from a lost ID, or from one every instance delivered: the
+	// store may no longer hold what came after, so both get a gap.
+	for _, from := range []string{lost[1], kept[2]} {
+		if _, gap := since(t, a.b, from, after[0]); gap == nil {
+			t.Errorf("resume from %s after the loss: no gap", from)
+		}
+	}
+	// A store that lost nothing is not suspected: later publishes keep
+	// the epoch.
+	again := publish(t, b.b, "7")
+	if epoch(again[0]) != epoch(after[0]) {
+		t.Fatalf("epoch renewed again without a loss: %s, then %s", after[0], again[0])
+	}
+}
+
+// A reader back from an outage asks whether Redis kept what it saw, and
+// tells its hub of a loss at once, with nobody publishing.
+func TestLossFoundAfterAnOutage(t *testing.T) {
+	srv := testserver.StartRedis(t)
+	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer raw.Close()
+	link := newProxy(t, srv.Addr)
+	key := streamKey()
+	b := newBroker(t, "redis://"+link.addr, key, hub.Retention{Count: 100})
+	s := &sinkWithLoss{sink: newSink(), lost: make(chan int, 4)}
+	b.OnLoss(s.onLoss)
+	if err := b.Start(s.deliver); err != nil {
+		t.Fatal(err)
+	}
+	kept := publish(t, b, "1")
+	replica := dumpKeys(t, raw, key, key+":epoch", key+":seq")
+	all := append(kept, publish(t, b, "2", "3")...)
+	s.waitIDs(t, all)
+
+	link.Cut()
+	replica.restore(t, raw)
+	link.Restore()
+	select {
+	case <-s.lost:
+	case <-time.After(testserver.Wait):
+		t.Fatal("the reader did not find the loss after the outage")
+	}
+	next := publish(t, b, "4")
+	if epoch(next[0]) == epoch(all[0]) {
+		t.Fatal("the epoch was not renewed")
+	}
+	s.waitIDs(t, append(all, next...))
+}
+
+// sinkWithLoss is a sink that also records when the broker reported a
+// loss, counted in deliveries before it.
+type sinkWithLoss struct {
+	*sink
+	lost chan int
+}
+
+func (s *sinkWithLoss) onLoss() {
+	s.mu.Lock()
+	n := len(s.got)
+	s.mu.Unlock()
+	s.lost <- n
+	s.lost <- n // lostAt reads the second
+}
+
+func (s *sinkWithLoss) lostAt() int { return <-s.lost }
+
+func (s *sink) ids() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.got))
+	for i, m := range s.got {
+		out[i] = m.ID
+	}
+	return out
+}
