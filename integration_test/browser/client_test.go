@@ -140,8 +140,8 @@ func TestClientFallsBackToLongPoll(t *testing.T) {
 func token(t *testing.T, secret string, exp time.Time) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": "browser",
-		"exp": exp.Unix(),
+		"sub":    "browser",
+		"exp":    exp.Unix(),
 		"pubsub": map[string][]string{"publish": {"chat/#"}, "subscribe": {"chat/#"}},
 	}).SignedString([]byte(secret))
 	if err != nil {
