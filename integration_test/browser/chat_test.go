@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/chromedp/chromedp"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testbrowser"
 )
@@ -136,4 +137,24 @@ func TestGapAfterRestart(t *testing.T) {
 				"terminal: after")
 		})
 	}
+}
+
+// The demo as the README shows it: a conversation in the lobby, live over
+// WebSocket (docs/images/chat.png; PUBSUB_SCREENSHOTS=1 rewrites it).
+func TestChatScreenshot(t *testing.T) {
+	browser := testbrowser.New(t)
+	srv := startDemo(t, "")
+	bob := openPage(t, browser, srv.Base+"/#lobby")
+	alice := openPage(t, browser, srv.Base+"/#lobby")
+	alice.waitLive("ws")
+	bob.waitLive("ws")
+	alice.send("alice", "Hi! Is the deploy done?")
+	bob.waitLines("alice: Hi! Is the deploy done?")
+	srv.say(t, "lobby", "deploy 2026-12-05.3 finished: 3 instances healthy")
+	bob.send("bob", "Yes, all green. Reload and see the history replayed.")
+	chat := []string{"alice: Hi! Is the deploy done?", "terminal: deploy 2026-12-05.3 finished: 3 instances healthy",
+		"bob: Yes, all green. Reload and see the history replayed."}
+	alice.waitLines(chat...)
+	alice.do(chromedp.SetValue(chromedp.ID("text"), "Great, thanks!"))
+	testbrowser.Screenshot(t, alice.ctx, "chat.png", 800, 640)
 }

@@ -3,9 +3,11 @@ package mqtt_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +44,30 @@ func TestMQTTDashboard(t *testing.T) {
 	waitJS(t, browser, "markup shown as text", card("mqtt/sensors/hall/temp", "value")+` === "<img src=x onerror=alert(1)>" && !document.querySelector("img")`)
 	waitJS(t, browser, "cards sorted by topic", `[...document.querySelectorAll(".card")].map((c) => c.dataset.topic).join() === `+
 		js("mqtt/sensors/door/raw,mqtt/sensors/hall/temp,mqtt/sensors/kitchen/temp"))
+}
+
+// The dashboard as the docs show it, fed by the sensors of the example
+// broker (docs/images/mqtt-dashboard.png; PUBSUB_SCREENSHOTS=1 rewrites it).
+func TestMQTTDashboardScreenshot(t *testing.T) {
+	s, b := startDashboard(t)
+	browser := testbrowser.New(t)
+	do(t, browser, chromedp.Navigate(s.Base+"/"))
+	// The retained reading shown: the link to the broker is up.
+	waitJS(t, browser, "first reading shown", `document.querySelectorAll(".card").length === 1`)
+	for i := range 12 {
+		x := float64(i)
+		for topic, v := range map[string]float64{
+			"sensors/kitchen/temp":      21 + 1.5*math.Sin(x/3),
+			"sensors/bedroom/temp":      18.5 + math.Cos(x/4),
+			"sensors/bathroom/humidity": 55 + 12*math.Sin(x/2),
+		} {
+			b.Publish(topic, []byte(strconv.FormatFloat(v, 'f', 1, 64)), 1, true)
+		}
+	}
+	waitJS(t, browser, "every reading shown", `document.querySelectorAll(".card").length === 3 && [...document.querySelectorAll("polyline")].every((l) => l.getAttribute("points")?.split(" ").length >= 12)`)
+	waitJS(t, browser, "status live", `document.querySelector("#status").textContent === "live"`)
+	waitJS(t, browser, "highlights faded", `document.getAnimations().length === 0`)
+	testbrowser.Screenshot(t, browser, "mqtt-dashboard.png", 800, 260)
 }
 
 // dashboard is examples/mqtt/Caddyfile running on a loopback port against
