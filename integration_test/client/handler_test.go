@@ -113,3 +113,26 @@ func TestClientDirectiveSyntax(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Each caddyfile block of docs/client.md and of the package README adapts.
+func TestClientDocsCaddyfilesAdapt(t *testing.T) {
+	for _, doc := range []string{filepath.Join("..", "..", "docs", "client.md"), filepath.Join(clientDir, "README.md")} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := strings.Split(string(b), "```caddyfile\n")[1:]
+		if len(blocks) == 0 {
+			t.Fatalf("%s: no caddyfile block", doc)
+		}
+		for i, block := range blocks {
+			body, _, ok := strings.Cut(block, "```")
+			if !ok {
+				t.Fatalf("%s: caddyfile block %d is not closed", doc, i+1)
+			}
+			if _, err := testserver.Adapt(body); err != nil {
+				t.Errorf("%s: caddyfile block %d: %v", doc, i+1, err)
+			}
+		}
+	}
+}
