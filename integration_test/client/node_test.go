@@ -61,3 +61,17 @@ http://127.0.0.1:{PORT} {
 		}
 	}
 }
+
+// The declarations type-check a use of the whole API, and refuse misuses
+// (client/test/usage.ts), with TypeScript's strict checks. .ci/run installs
+// tsc.
+func TestTypeScriptDeclarations(t *testing.T) {
+	tsc := testserver.NeedBinary(t, "tsc")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tsc, "--noEmit", "--strict", "--target", "es2022", "--module", "esnext",
+		"--moduleResolution", "bundler", "--lib", "es2022,dom", filepath.Join(clientDir, "test", "usage.ts"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tsc: %v\n%s", err, out)
+	}
+}
