@@ -115,6 +115,7 @@ export function connect(url, options) {
     const ours = (f) => (...args) => { if (mine === generation) f(...args); };
     let since = 0;
     setState(everLive ? "reconnecting" : "connecting", name);
+    if (conn.state === "closed") return; // a state listener called close()
     current = openers[name](endpoint(name), conn, request, {
       open: ours(() => {
         since = Date.now();

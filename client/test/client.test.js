@@ -120,6 +120,20 @@ test("close() rejects what waits for the server and drops the listeners", server
   assert.equal(calls, 0);
 });
 
+test("close() from a state listener keeps the next transport from opening", server, async () => {
+  const timersBefore = timers();
+  // SSE fails at once in node; the client falls back to long-poll, and a
+  // listener closes the connection as that attempt starts.
+  const conn = connect(base + "/open/x", { transports: ["sse", "poll"], topics: ["close/3"] });
+  let opened = false;
+  conn.on("open", () => { opened = true; });
+  conn.on("state", (s) => { if (s.transport === "poll") conn.close(); });
+  await until("closed", () => conn.state === "closed");
+  await publish(base + "/open/x", "close/3", "nobody listens"); // a round trip to the server
+  await until("no timer left", () => timers() === timersBefore);
+  assert.equal(opened, false);
+});
+
 test("getToken is called before each long-poll request and publish, its token sent as Bearer", server, async (t) => {
   let calls = 0;
   const getToken = async () => {
