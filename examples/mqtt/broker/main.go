@@ -14,7 +14,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -47,6 +46,7 @@ func main() {
 	defer srv.Close()
 	log.Printf("MQTT broker on tcp://%s (Ctrl-C stops it)", *addr)
 	if *sensors {
+		log.Printf("publishing simulated readings on sensors/... every %s", *every)
 		simulate(ctx, srv, *every)
 	}
 	<-ctx.Done()
@@ -67,9 +67,10 @@ func start(addr string) (*mochi.Server, error) {
 	return srv, nil
 }
 
-// simulate publishes, every interval until ctx ends, a temperature and a
-// humidity reading that drift along sine curves, retained as sensors do,
-// so a dashboard that connects later sees the current values at once.
+// simulate publishes, at once and then every interval until ctx ends, a
+// temperature and a humidity reading that drift along sine curves,
+// retained as sensors do, so a dashboard that connects later sees the
+// current values at once.
 func simulate(ctx context.Context, srv *mochi.Server, interval time.Duration) {
 	readings := []struct {
 		topic      string
@@ -80,26 +81,19 @@ func simulate(ctx context.Context, srv *mochi.Server, interval time.Duration) {
 		{"sensors/bedroom/temp", 18.5, 1, 55},
 		{"sensors/bathroom/humidity", 55, 12, 30},
 	}
-	publish := func(n int) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for n := 0; ; n++ {
 		for _, r := range readings {
 			v := r.base + r.span*math.Sin(2*math.Pi*float64(n)/r.period)
 			if err := srv.Publish(r.topic, []byte(strconv.FormatFloat(v, 'f', 1, 64)), true, 0); err != nil {
 				log.Printf("publishing %s: %v", r.topic, err)
 			}
 		}
-	}
-	publish(0)
-	go func() {
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for n := 1; ; n++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				publish(n)
-			}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
-	}()
-	fmt.Fprintf(os.Stderr, "publishing simulated readings on sensors/... every %s\n", interval)
+	}
 }
