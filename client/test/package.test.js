@@ -31,6 +31,10 @@ test("VERSION is package.json's version", () => {
   assert.equal(client.VERSION, pkg.version);
 });
 
+test("the package carries the repository's licence", () => {
+  assert.equal(read("LICENSE"), readFileSync(dir + "../LICENSE", "utf8"));
+});
+
 test("package.json is ready to publish", () => {
   assert.equal(pkg.name, "@caddy-pubsub/client");
   assert.equal(pkg.license, "Apache-2.0");
