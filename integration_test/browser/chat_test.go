@@ -128,10 +128,13 @@ func TestGapAfterRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.waitState("reconnecting")
+			// Caddy stays down: the page says so, not "reconnecting…".
+			p.waitFor("offline shown", `document.querySelector("#status").classList.contains("error") && document.querySelector("#status").textContent.startsWith("offline: retrying in ")`)
 			srv.Load(srv.site)
 			srv.say(t, room, "after")
 
 			p.waitLive(transport)
+			p.waitFor("live shown", `document.querySelector("#status").textContent === "live over " + `+js(map[string]string{"ws": "WebSocket", "sse": "Server-Sent Events", "poll": "long-poll"}[transport]))
 			p.waitLines("terminal: before",
 				": some messages were missed: they are no longer in the room's history",
 				"terminal: after")
