@@ -3,6 +3,8 @@ package browser_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testbrowser"
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
@@ -257,3 +260,34 @@ http://127.0.0.1:%d {
 
 // discard keeps the error of a call whose result is empty.
 func discard(_ cdp.Empty, err error) error { return err }
+
+// A publish over a WebSocket whose server never answers is rejected after
+// its timeout, and the connection stays up. (Caddy always answers: the
+// server here is a plain WebSocket server that reads and ignores frames.)
+func TestClientWebSocketPublishTimeout(t *testing.T) {
+	browser := testbrowser.New(t)
+	_, p := startClientPage(t, browser, clientSite("", ""))
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := (&websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(silent.Close)
+	eval[bool](p, `connectAs("silent", `+js(silent.URL+"/events")+`, {transports: ["ws"], topics: ["t"]})`)
+	p.waitLog("silent", "open ws")
+	got := eval[string](p, `conns.silent.publish("t", "hello?", {timeout: 300}).then(() => "resolved", (e) => e.message)`)
+	if got != "pubsub: no answer within 300 ms" {
+		t.Fatalf("publish: %q, want the timeout", got)
+	}
+	if state := eval[string](p, `conns.silent.state`); state != "live" {
+		t.Fatalf("state %q after the timeout, want live", state)
+	}
+	eval[bool](p, `(conns.silent.close(), true)`)
+}
