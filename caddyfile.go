@@ -14,6 +14,10 @@ import (
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("pubsub", parseCaddyfile)
 	httpcaddyfile.RegisterDirectiveOrder("pubsub", httpcaddyfile.Before, "respond")
+	// Also just before respond, so after pubsub: an endpoint's topic
+	// paths win over the client's file names.
+	httpcaddyfile.RegisterHandlerDirective("pubsub_client", parseClientCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("pubsub_client", httpcaddyfile.Before, "respond")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/chromedp/chromedp"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testbrowser"
 )
@@ -127,13 +128,36 @@ func TestGapAfterRestart(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.waitState("reconnecting")
+			// Caddy stays down: the page says so, not "reconnecting…".
+			p.waitFor("offline shown", `document.querySelector("#status").classList.contains("error") && document.querySelector("#status").textContent.startsWith("offline: retrying in ")`)
 			srv.Load(srv.site)
 			srv.say(t, room, "after")
 
 			p.waitLive(transport)
+			p.waitFor("live shown", `document.querySelector("#status").textContent === "live over " + `+js(map[string]string{"ws": "WebSocket", "sse": "Server-Sent Events", "poll": "long-poll"}[transport]))
 			p.waitLines("terminal: before",
 				": some messages were missed: they are no longer in the room's history",
 				"terminal: after")
 		})
 	}
+}
+
+// The demo as the README shows it: a conversation in the lobby, live over
+// WebSocket (docs/images/chat.png; PUBSUB_SCREENSHOTS=1 rewrites it).
+func TestChatScreenshot(t *testing.T) {
+	browser := testbrowser.New(t)
+	srv := startDemo(t, "")
+	bob := openPage(t, browser, srv.Base+"/#lobby")
+	alice := openPage(t, browser, srv.Base+"/#lobby")
+	alice.waitLive("ws")
+	bob.waitLive("ws")
+	alice.send("alice", "Hi! Is the deploy done?")
+	bob.waitLines("alice: Hi! Is the deploy done?")
+	srv.say(t, "lobby", "deploy 2026-12-05.3 finished: 3 instances healthy")
+	bob.send("bob", "Yes, all green. Reload and see the history replayed.")
+	chat := []string{"alice: Hi! Is the deploy done?", "terminal: deploy 2026-12-05.3 finished: 3 instances healthy",
+		"bob: Yes, all green. Reload and see the history replayed."}
+	alice.waitLines(chat...)
+	alice.do(chromedp.SetValue(chromedp.ID("text"), "Great, thanks!"))
+	testbrowser.Screenshot(t, alice.ctx, "chat.png", 800, 640)
 }

@@ -236,12 +236,12 @@ func TestDocumentLinksResolve(t *testing.T) {
 			target := doc
 			if path != "" {
 				target = filepath.Clean(filepath.Join(filepath.Dir(doc), path))
-				if _, err := os.Stat(filepath.Join(root, target)); err != nil && !expectedElsewhere[target] {
+				if _, err := os.Stat(filepath.Join(root, target)); err != nil {
 					t.Errorf("%s: link %s: no file %s", doc, link, target)
 					continue
 				}
 			}
-			if frag == "" || !strings.HasSuffix(target, ".md") || expectedElsewhere[target] {
+			if frag == "" || !strings.HasSuffix(target, ".md") {
 				continue
 			}
 			if !anchors(target)[frag] {
@@ -249,15 +249,6 @@ func TestDocumentLinksResolve(t *testing.T) {
 			}
 		}
 	}
-}
-
-// expectedElsewhere are files the documents link to that other branches
-// add (the JS client's reference, the demo's screenshot): a missing one is
-// not an error here.
-var expectedElsewhere = map[string]bool{
-	"docs/client.md":       true,
-	"docs/images/chat.png": true,
-	"docs/images/mqtt.png": true,
 }
 
 // slugify makes a heading's anchor as GitHub does: lower case, letters,

@@ -3,13 +3,16 @@ package mqtt_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/chromedp/chromedp"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/mqtttest"
@@ -22,6 +25,63 @@ import (
 // dashboard in a real browser shows it flagged "retained", then updates
 // as sensors publish, binary payloads included.
 func TestMQTTDashboard(t *testing.T) {
+	s, b := startDashboard(t)
+	browser := testbrowser.New(t)
+	do(t, browser, chromedp.Navigate(s.Base+"/"))
+	card := func(topic, part string) string {
+		return `document.querySelector('[data-topic=` + js(topic) + `] .` + part + `')?.textContent`
+	}
+	waitJS(t, browser, "retained reading shown", card("mqtt/sensors/kitchen/temp", "value")+` === "21.5" && `+
+		card("mqtt/sensors/kitchen/temp", "meta span:last-child")+` === "retained"`)
+	waitJS(t, browser, "status live", `document.querySelector("#status").textContent === "live"`)
+
+	b.Publish("sensors/kitchen/temp", []byte("22.5"), 1, false)
+	waitJS(t, browser, "live update shown", card("mqtt/sensors/kitchen/temp", "value")+` === "22.5" && `+
+		card("mqtt/sensors/kitchen/temp", "meta span:last-child")+` === ""`)
+	b.Publish("sensors/door/raw", []byte{0xff, 0x00, 0x10}, 1, false)
+	b.Publish("sensors/hall/temp", []byte("<img src=x onerror=alert(1)>"), 1, false)
+	waitJS(t, browser, "binary reading shown", card("mqtt/sensors/door/raw", "value")+` === "3 bytes: ff 00 10"`)
+	waitJS(t, browser, "markup shown as text", card("mqtt/sensors/hall/temp", "value")+` === "<img src=x onerror=alert(1)>" && !document.querySelector("img")`)
+	waitJS(t, browser, "cards sorted by topic", `[...document.querySelectorAll(".card")].map((c) => c.dataset.topic).join() === `+
+		js("mqtt/sensors/door/raw,mqtt/sensors/hall/temp,mqtt/sensors/kitchen/temp"))
+}
+
+// The dashboard as the docs show it, fed by the sensors of the example
+// broker (docs/images/mqtt-dashboard.png; PUBSUB_SCREENSHOTS=1 rewrites it).
+func TestMQTTDashboardScreenshot(t *testing.T) {
+	s, b := startDashboard(t)
+	browser := testbrowser.New(t)
+	do(t, browser, chromedp.Navigate(s.Base+"/"))
+	// The retained reading shown: the link to the broker is up.
+	waitJS(t, browser, "first reading shown", `document.querySelectorAll(".card").length === 1`)
+	for i := range 12 {
+		x := float64(i)
+		for topic, v := range map[string]float64{
+			"sensors/kitchen/temp":      21 + 1.5*math.Sin(x/3),
+			"sensors/bedroom/temp":      18.5 + math.Cos(x/4),
+			"sensors/bathroom/humidity": 55 + 12*math.Sin(x/2),
+		} {
+			b.Publish(topic, []byte(strconv.FormatFloat(v, 'f', 1, 64)), 1, true)
+		}
+	}
+	waitJS(t, browser, "every reading shown", `document.querySelectorAll(".card").length === 3 && [...document.querySelectorAll("polyline")].every((l) => l.getAttribute("points")?.split(" ").length >= 12)`)
+	waitJS(t, browser, "status live", `document.querySelector("#status").textContent === "live"`)
+	waitJS(t, browser, "highlights faded", `document.getAnimations().length === 0`)
+	testbrowser.Screenshot(t, browser, "mqtt-dashboard.png", 800, 260)
+}
+
+// dashboard is examples/mqtt/Caddyfile running on a loopback port against
+// an embedded broker.
+type dashboard struct {
+	*testserver.Server
+	site string // the Caddyfile text it runs, for restarts
+}
+
+// startDashboard starts an embedded MQTT broker holding a retained reading
+// and Caddy with examples/mqtt/Caddyfile, its addresses moved to free
+// loopback ports.
+func startDashboard(t *testing.T) (*dashboard, *mqtttest.Broker) {
+	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	t.Chdir(filepath.Join(filepath.Dir(file), "..", "..")) // the example's root is relative to the repository
 	page, err := os.ReadFile(filepath.Join("examples", "mqtt", "index.html"))
@@ -44,26 +104,7 @@ func TestMQTTDashboard(t *testing.T) {
 		}
 		site = strings.Replace(site, from, to, 1)
 	}
-	s := testserver.Start(t, site)
-
-	browser := testbrowser.New(t)
-	do(t, browser, chromedp.Navigate(s.Base+"/"))
-	card := func(topic, part string) string {
-		return `document.querySelector('[data-topic=` + js(topic) + `] .` + part + `')?.textContent`
-	}
-	waitJS(t, browser, "retained reading shown", card("mqtt/sensors/kitchen/temp", "value")+` === "21.5" && `+
-		card("mqtt/sensors/kitchen/temp", "meta span:last-child")+` === "retained"`)
-	waitJS(t, browser, "status live", `document.querySelector("#status").textContent === "live"`)
-
-	b.Publish("sensors/kitchen/temp", []byte("22.5"), 1, false)
-	waitJS(t, browser, "live update shown", card("mqtt/sensors/kitchen/temp", "value")+` === "22.5" && `+
-		card("mqtt/sensors/kitchen/temp", "meta span:last-child")+` === ""`)
-	b.Publish("sensors/door/raw", []byte{0xff, 0x00, 0x10}, 1, false)
-	b.Publish("sensors/hall/temp", []byte("<img src=x onerror=alert(1)>"), 1, false)
-	waitJS(t, browser, "binary reading shown", card("mqtt/sensors/door/raw", "value")+` === "3 bytes: ff 00 10"`)
-	waitJS(t, browser, "markup shown as text", card("mqtt/sensors/hall/temp", "value")+` === "<img src=x onerror=alert(1)>" && !document.querySelector("img")`)
-	waitJS(t, browser, "cards sorted by topic", `[...document.querySelectorAll(".card")].map((c) => c.dataset.topic).join() === `+
-		js("mqtt/sensors/door/raw,mqtt/sensors/hall/temp,mqtt/sensors/kitchen/temp"))
+	return &dashboard{Server: testserver.Start(t, site), site: site}, b
 }
 
 // do runs actions within testserver.Wait.
@@ -88,7 +129,8 @@ func waitJS(t *testing.T, browser context.Context, what, cond string) {
 		return
 	}
 	cards, _ := chromedp.Run(browser, chromedp.Evaluate[[]string](`[...document.querySelectorAll(".card")].map((c) => c.textContent)`))
-	t.Fatalf("%s: %v\ncards: %q", what, err, cards)
+	status, _ := chromedp.Run(browser, chromedp.Evaluate[string](`document.querySelector("#status").textContent`))
+	t.Fatalf("%s: %v\nstatus: %q\ncards: %q", what, err, status, cards)
 }
 
 // js encodes v as a JavaScript literal.
@@ -98,4 +140,21 @@ func js(v any) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// When the stream cannot be reopened (Caddy is gone), the dashboard says
+// it is offline and why, instead of "reconnecting…" for ever; it goes live
+// again when Caddy is back.
+func TestMQTTDashboardErrorState(t *testing.T) {
+	s, _ := startDashboard(t)
+	browser := testbrowser.New(t)
+	do(t, browser, chromedp.Navigate(s.Base+"/"))
+	waitJS(t, browser, "status live", `document.querySelector("#status").textContent === "live"`)
+
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, browser, "error state shown", `document.querySelector("#status").classList.contains("down") && document.querySelector("#status").textContent.startsWith("offline")`)
+	s.Load(s.site) // a new hub: the history the page would resume from is gone
+	waitJS(t, browser, "live again", `document.querySelector("#status").textContent === "live (some older readings were no longer kept)"`)
 }

@@ -1,0 +1,476 @@
+// pubsub.js: the browser client of caddy-pubsub, as an ES module. No
+// dependencies. The same code, wrapped as a classic script that defines the
+// global PubSub, is pubsub.global.js (generated: go generate in the
+// repository root). Caddy serves both, matching its own version, with the
+// pubsub_client directive; the API is in docs/client.md.
+//
+//   import { connect } from "/pubsub.js";
+//   const conn = connect("/events/lobby", { lastId: "earliest" });
+//   conn.on("message", (m) => console.log(m.topic, m.data));
+//   await conn.publish(null, "hello");
+//
+// connect() tries the transports in order (WebSocket, Server-Sent Events,
+// long-polling), falls back to the next when one cannot connect, reconnects
+// with capped, jittered back-off, and resumes after the last message it saw,
+// so nothing is lost or delivered twice while the server's history covers
+// the interruption. When it does not, a "gap" event says so.
+
+/** The version of this client; Caddy serves the client of its own module. */
+export const VERSION = "0.1.0";
+
+const RETRY_BASE = 500; // ms, first reconnect delay (before jitter)
+const RETRY_CAP = 30000; // ms, longest reconnect delay
+const STABLE = 10000; // ms a connection must last to reset the back-off
+const POLL_ABORT = 90000; // ms after which an unanswered long-poll counts as failed
+const TIMEOUT = 10000; // ms, default wait for a publish or a subscription change
+const SEEN = 512; // recent message IDs remembered to drop duplicates
+const EVENTS = ["message", "open", "fallback", "gap", "error", "close", "state"];
+
+const openers = { ws: openWS, sse: openSSE, poll: openPoll };
+
+/**
+ * connect subscribes to url, a pubsub endpoint (absolute or relative to the
+ * page), and returns the connection. See docs/client.md for the options.
+ */
+export function connect(url, options) {
+  const opts = options || {};
+  const base = new URL(url, pageURL());
+  const order = (opts.transports || ["ws", "sse", "poll"]).filter((t) => openers[t]);
+  if (order.length === 0) throw new Error("pubsub: no known transport in " + opts.transports);
+  const credentials = opts.withCredentials ? "include" : opts.credentials || "same-origin";
+  const request = { headers: opts.headers || {}, credentials, getToken: opts.getToken };
+
+  const listeners = new Map(EVENTS.map((type) => [type, new Set()]));
+  const conn = {
+    transport: null, // the live transport's name, null while none is live
+    state: "connecting",
+    lastId: opts.lastId || "",
+    topics: (opts.topics || []).slice(), // [] means the endpoint's own topic
+    on,
+    off,
+    publish,
+    subscribe,
+    unsubscribe,
+    close,
+  };
+  const seen = new Set();
+  let index = 0; // transport being tried
+  let tried = 0; // transports that failed since the last live one
+  let failures = 0; // consecutive attempts that did not last, for back-off
+  let everLive = false;
+  let generation = 0; // bumped per attempt: callbacks of old attempts are ignored
+  let current = null; // the running attempt: {close(), send?(frame)}
+  let timer = null;
+  let nextRef = 0;
+  const pending = new Map(); // WebSocket frame ref -> {resolve, reject, timer}
+  let reopened = []; // subscription changes waiting for the next open: {resolve, reject, timer}
+
+  for (const type of EVENTS) {
+    const f = opts["on" + type[0].toUpperCase() + type.slice(1)];
+    if (f) on(type, f);
+  }
+
+  // on adds a listener for one event type and returns the function that
+  // removes it.
+  function on(type, listener) {
+    const set = listeners.get(type);
+    if (!set) throw new Error("pubsub: unknown event " + JSON.stringify(type) + ": use one of " + EVENTS.join(", "));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  function off(type, listener) {
+    const set = listeners.get(type);
+    if (set) set.delete(listener);
+  }
+
+  // emit calls the listeners of type; one that throws does not keep the
+  // others, or the connection, from running.
+  function emit(type, detail) {
+    for (const f of [...listeners.get(type)]) {
+      try {
+        f(detail);
+      } catch (err) {
+        setTimeout(() => { throw err; }, 0); // reported as uncaught, not swallowed
+      }
+    }
+  }
+
+  function setState(state, transport, detail) {
+    conn.state = state;
+    emit("state", { state, transport, detail: detail || "" });
+  }
+
+  function endpoint(name) {
+    const u = new URL(base);
+    for (const t of conn.topics) u.searchParams.append("topic", t);
+    u.searchParams.set("transport", name);
+    return u;
+  }
+
+  function start() {
+    timer = null;
+    const name = order[index];
+    const mine = ++generation;
+    const ours = (f) => (...args) => { if (mine === generation) f(...args); };
+    let since = 0;
+    setState(everLive ? "reconnecting" : "connecting", name);
+    if (conn.state === "closed") return; // a state listener called close()
+    current = openers[name](endpoint(name), conn, request, {
+      open: ours(() => {
+        since = Date.now();
+        everLive = true;
+        tried = 0;
+        conn.transport = name;
+        setState("live", name);
+        emit("open", { transport: name });
+        settleAll(reopened.splice(0), null);
+      }),
+      message: ours(deliver),
+      gap: ours((g) => emit("gap", g)),
+      cursor: ours((id) => { if (id) conn.lastId = id; }),
+      reply: ours(reply),
+      down: ours((reason) => {
+        current = null;
+        conn.transport = null;
+        settleAll(pending.values(), new Error("pubsub: connection lost before the server answered"));
+        pending.clear();
+        if (since && Date.now() - since >= STABLE) failures = 0;
+        let delay = 0;
+        const fallback = !since && ++tried < order.length;
+        if (fallback) {
+          index = (index + 1) % order.length; // could not connect: try the next transport now
+        } else {
+          if (!since) { index = 0; tried = 0; } // none works: start over with the first
+          delay = Math.min(RETRY_CAP, RETRY_BASE * 2 ** failures++) * (0.5 + Math.random() / 2);
+        }
+        generation++;
+        timer = setTimeout(start, delay);
+        setState(everLive ? "reconnecting" : "connecting", name, reason);
+        if (fallback) emit("fallback", { from: name, to: order[index], reason });
+        else if (!since) emit("error", { transport: name, reason, retryIn: Math.round(delay) });
+      }),
+    });
+  }
+
+  // restart ends the running attempt and starts the same transport at
+  // once: a subscription change on a transport that cannot make it live.
+  function restart() {
+    if (conn.state === "closed") return;
+    generation++;
+    if (current) current.close();
+    current = null;
+    conn.transport = null;
+    clearTimeout(timer);
+    start();
+  }
+
+  // deliver emits m once, and moves the resume cursor.
+  function deliver(m) {
+    if (!m || typeof m.id !== "string" || seen.has(m.id)) return;
+    seen.add(m.id);
+    if (seen.size > SEEN) seen.delete(seen.values().next().value);
+    conn.lastId = m.id;
+    emit("message", { id: m.id, topic: m.topic, event: m.event || "", data: m.data, time: m.time });
+  }
+
+  // wsRequest sends frame over the live WebSocket and resolves to the
+  // server's ack frame, or rejects with its error or after timeout ms.
+  function wsRequest(frame, timeout) {
+    const ref = String(++nextRef);
+    return new Promise((resolve, reject) => {
+      const p = { resolve, reject };
+      p.timer = setTimeout(() => {
+        pending.delete(ref);
+        reject(new Error("pubsub: no answer within " + timeout + " ms"));
+      }, timeout);
+      pending.set(ref, p);
+      current.send(Object.assign({ ref }, frame));
+    });
+  }
+
+  function reply(frame) {
+    const p = pending.get(frame.ref);
+    if (!p) return;
+    pending.delete(frame.ref);
+    settle(p, frame.error ? new Error("pubsub: " + frame.error) : null, frame);
+  }
+
+  // publish sends one message (null topic: the endpoint's default) and
+  // resolves to its ID. Over a live WebSocket it uses the socket, else a
+  // POST. Data that is not a string is sent as its JSON text.
+  function publish(topic, data, options) {
+    const o = options || {};
+    const timeout = o.timeout || TIMEOUT;
+    if (conn.state === "closed") return Promise.reject(new Error("pubsub: connection closed"));
+    if (conn.transport && current.send) {
+      return wsRequest(Object.assign({ type: "publish" }, message(topic, data, o.event)), timeout).then((f) => f.id);
+    }
+    return post(base, message(topic, data, o.event), request, timeout);
+  }
+
+  // subscribe adds topic filters to the connection. Messages of the new
+  // topics since the last message delivered are replayed first, on every
+  // transport: a live WebSocket changes its subscription in place, the
+  // other transports reconnect with the new list.
+  function subscribe(topics, options) {
+    return change("subscribe", topics, (list) => list.concat(topics.filter((t) => !list.includes(t))), options);
+  }
+
+  // unsubscribe removes topic filters; it cannot remove them all (close
+  // the connection instead).
+  function unsubscribe(topics, options) {
+    return change("unsubscribe", topics, (list) => list.filter((t) => !topics.includes(t)), options);
+  }
+
+  function change(type, topics, next, options) {
+    const o = options || {};
+    const timeout = o.timeout || TIMEOUT;
+    if (conn.state === "closed") return Promise.reject(new Error("pubsub: connection closed"));
+    if (!Array.isArray(topics) || topics.length === 0 || topics.some((t) => typeof t !== "string" || t === "")) {
+      return Promise.reject(new Error("pubsub: " + type + " takes a non-empty list of topics"));
+    }
+    if (conn.topics.length === 0) {
+      return Promise.reject(new Error("pubsub: " + type + " needs a connection opened with topics, not the endpoint's own topic"));
+    }
+    const list = next(conn.topics);
+    if (list.length === 0) return Promise.reject(new Error("pubsub: unsubscribe would leave no topics: close() instead"));
+    conn.topics = list;
+    if (conn.transport && current.send) {
+      const frame = { type, topics };
+      if (type === "subscribe" && conn.lastId) frame.last_id = conn.lastId;
+      return wsRequest(frame, timeout).then(() => undefined);
+    }
+    // Not live over a WebSocket: the next connection carries the list.
+    return new Promise((resolve, reject) => {
+      const p = { resolve, reject };
+      p.timer = setTimeout(() => {
+        reopened = reopened.filter((q) => q !== p);
+        reject(new Error("pubsub: not connected again within " + timeout + " ms"));
+      }, timeout);
+      reopened.push(p);
+      if (conn.transport) restart();
+    }).then(() => undefined);
+  }
+
+  // close ends the connection for good: the running transport, every
+  // timer, waiting publishes and subscription changes (rejected), and the
+  // listeners (after "close" has been emitted).
+  function close() {
+    if (conn.state === "closed") return;
+    generation++;
+    clearTimeout(timer);
+    timer = null;
+    if (current) current.close();
+    current = null;
+    conn.transport = null;
+    const err = new Error("pubsub: connection closed");
+    settleAll(pending.values(), err);
+    pending.clear();
+    settleAll(reopened.splice(0), err);
+    setState("closed", "");
+    emit("close", {});
+    for (const set of listeners.values()) set.clear();
+  }
+
+  start();
+  return conn;
+}
+
+function settle(p, err, value) {
+  clearTimeout(p.timer);
+  if (err) p.reject(err);
+  else p.resolve(value);
+}
+
+function settleAll(ps, err) {
+  for (const p of ps) settle(p, err);
+}
+
+/**
+ * publish sends one message without connecting, and resolves to its ID.
+ * options: {event, timeout, headers, credentials, withCredentials, getToken}.
+ */
+export function publish(url, topic, data, options) {
+  const o = options || {};
+  const credentials = o.withCredentials ? "include" : o.credentials || "same-origin";
+  return post(new URL(url, pageURL()), message(topic, data, o.event),
+    { headers: o.headers || {}, credentials, getToken: o.getToken }, o.timeout || TIMEOUT);
+}
+
+function pageURL() {
+  return typeof location !== "undefined" ? location.href : undefined;
+}
+
+// message is what publish sends: data as text, topic and event if given.
+function message(topic, data, event) {
+  const msg = { data: typeof data === "string" ? data : JSON.stringify(data) };
+  if (topic) msg.topic = topic;
+  if (event) msg.event = event;
+  return msg;
+}
+
+// authorized returns the headers of a fetch: the configured ones, and the
+// token of getToken as Authorization: Bearer.
+async function authorized(request) {
+  const headers = Object.assign({}, request.headers);
+  if (request.getToken) {
+    const token = await request.getToken();
+    if (token) headers.Authorization = "Bearer " + token;
+  }
+  return headers;
+}
+
+// withToken adds getToken's token to url as ?access_token=, for the
+// transports that cannot send headers (WebSocket, EventSource).
+async function withToken(url, request) {
+  if (request.getToken) {
+    const token = await request.getToken();
+    if (token) url.searchParams.set("access_token", token);
+  }
+  return url;
+}
+
+// post publishes msg to url and resolves to its ID, or rejects when no
+// answer came within timeout ms.
+async function post(url, msg, request, timeout) {
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), timeout);
+  try {
+    const headers = await authorized(request);
+    headers["Content-Type"] = "application/json";
+    const res = await fetch(url, {
+      method: "POST",
+      headers,
+      credentials: request.credentials,
+      body: JSON.stringify(msg),
+      signal: stop.signal,
+    });
+    if (!res.ok) throw new Error("pubsub: publish: " + res.status + " " + (await res.text()).trim());
+    return (await res.json()).id;
+  } catch (err) {
+    if (stop.signal.aborted) throw new Error("pubsub: publish: no answer within " + timeout + " ms");
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// Each opener starts one connection attempt and reports through h:
+// open() once it works, message(m), gap(g), cursor(id) for a resume point
+// that is not a message, reply(frame) for an answer to a frame sent, and
+// down(reason) once, when it ends. It returns {close()}, which ends it
+// without calling down, and, when it can send frames, send(frame).
+
+function openWS(url, conn, request, h) {
+  if (typeof WebSocket === "undefined") return later(h, "no WebSocket here");
+  let ws = null;
+  let closed = false;
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  if (conn.lastId) url.searchParams.set("last_id", conn.lastId);
+  withToken(url, request).then((u) => {
+    if (closed) return;
+    ws = new WebSocket(u);
+    ws.onopen = () => h.open();
+    ws.onmessage = (e) => {
+      let f;
+      try { f = JSON.parse(e.data); } catch (_) { return; }
+      switch (f.type) {
+        case "message":
+          h.message(f);
+          break;
+        case "gap":
+          h.cursor(f.id); // set when nothing is replayed: the hub's head
+          h.gap({ last_id: f.last_id, first_id: f.first_id });
+          break;
+        case "ack":
+          h.reply(f);
+          break;
+        case "error": // the answer to a frame with this ref
+          h.reply({ ref: f.ref, error: f.reason || "error" });
+          break;
+      }
+    };
+    ws.onclose = (e) => h.down("WebSocket closed (" + e.code + (e.reason ? " " + e.reason : "") + ")");
+  }, (err) => h.down("getToken failed: " + err.message));
+  return {
+    close() {
+      closed = true;
+      if (ws) { ws.onclose = ws.onmessage = ws.onopen = null; ws.close(1000); }
+    },
+    send(frame) { ws.send(JSON.stringify(frame)); },
+  };
+}
+
+function openSSE(url, conn, request, h) {
+  if (typeof EventSource === "undefined") return later(h, "no EventSource here");
+  let es = null;
+  let closed = false;
+  url.searchParams.set("format", "json");
+  if (conn.lastId) url.searchParams.set("last_id", conn.lastId);
+  withToken(url, request).then((u) => {
+    if (closed) return;
+    es = new EventSource(u, { withCredentials: request.credentials === "include" });
+    es.onopen = () => h.open();
+    es.onmessage = (e) => {
+      try { h.message(JSON.parse(e.data)); } catch (_) { /* not an envelope */ }
+    };
+    es.addEventListener("gap", (e) => {
+      h.cursor(e.lastEventId); // set when nothing is replayed: the hub's head
+      try { h.gap(JSON.parse(e.data)); } catch (_) { h.gap({}); }
+    });
+    // EventSource would reconnect by itself, but without back-off,
+    // fallback or a fresh token, and not at all after an HTTP error: take
+    // over.
+    es.onerror = () => { es.close(); h.down("event stream failed"); };
+  }, (err) => h.down("getToken failed: " + err.message));
+  return {
+    close() {
+      closed = true;
+      if (es) es.close();
+    },
+  };
+}
+
+function openPoll(url, conn, request, h) {
+  if (typeof fetch === "undefined") return later(h, "no fetch here");
+  const stop = new AbortController();
+  async function poll(method) {
+    const u = new URL(url);
+    if (conn.lastId) u.searchParams.set("last_id", conn.lastId);
+    const headers = await authorized(request);
+    const slow = setTimeout(() => stop.abort(), POLL_ABORT);
+    try {
+      const res = await fetch(u, { method, headers, credentials: request.credentials, cache: "no-store", signal: stop.signal });
+      if (!res.ok) throw new Error(res.status + " " + (await res.text()).trim());
+      return method === "HEAD" ? null : await res.json();
+    } finally {
+      clearTimeout(slow);
+    }
+  }
+  (async () => {
+    try {
+      // A GET waits until there is news; HEAD answers at once whether the
+      // endpoint takes this subscription.
+      await poll("HEAD");
+      h.open();
+      while (!stop.signal.aborted) {
+        const body = await poll("GET");
+        if (stop.signal.aborted) break;
+        const msgs = body.messages || [];
+        if (body.gap) h.gap({ last_id: conn.lastId, first_id: msgs.length ? msgs[0].id : "" });
+        for (const m of msgs) h.message(m);
+        h.cursor(body.last_id);
+      }
+    } catch (err) {
+      h.down("long-poll failed: " + err.message); // ignored after close()
+    }
+  })();
+  return { close() { stop.abort(); } };
+}
+
+// later reports a failed attempt after the opener has returned.
+function later(h, reason) {
+  const t = setTimeout(() => h.down(reason), 0);
+  return { close() { clearTimeout(t); } };
+}
