@@ -43,12 +43,15 @@ func TestUnmarshalBroker(t *testing.T) {
 				dial_timeout 2s
 				read_timeout 3s
 				write_timeout 4s
+				replicas 1
+				replica_timeout 500ms
 				tls_ca /etc/ca.pem
 				tls_cert /etc/client.pem /etc/client.key
 				tls_server_name redis.internal
 			}
 		}`, `{"kind":"redis","url":"rediss://redis.internal:6380","username":"caddy","password":"{env.REDIS_PASSWORD}",
 			"db":2,"key_prefix":"app:","stream":"chat","dial_timeout":2000000000,"read_timeout":3000000000,"write_timeout":4000000000,
+			"replicas":1,"replica_timeout":500000000,
 			"tls":{"ca":"/etc/ca.pem","cert":"/etc/client.pem","key":"/etc/client.key","server_name":"redis.internal"}}`, ""},
 		{"URL placeholder checked at provision", `pubsub {
 			broker redis {env.REDIS_URL}
@@ -110,6 +113,17 @@ func TestUnmarshalBroker(t *testing.T) {
 				read_timeout soon
 			}
 		}`, ``, "broker redis read_timeout|Testfile:3"},
+		{"redis waits for replicas longer than a reply", `pubsub {
+			broker redis redis://127.0.0.1 {
+				replicas 1
+				replica_timeout 5s
+			}
+		}`, ``, "replica_timeout 5s must be less than read_timeout 5s|Testfile:2"},
+		{"redis negative replicas", `pubsub {
+			broker redis redis://127.0.0.1 {
+				replicas -1
+			}
+		}`, ``, "replicas -1: want 0 to 64"},
 		{"redis bad stream name", `pubsub {
 			broker redis redis://127.0.0.1 {
 				stream a/b

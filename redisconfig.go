@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -39,6 +40,8 @@ const defaultKeyPrefix = "pubsub:"
 //		dial_timeout    <duration>
 //		read_timeout    <duration>
 //		write_timeout   <duration>
+//		replicas        <n>
+//		replica_timeout <duration>
 //		tls_ca          <ca.pem>
 //		tls_cert        <cert.pem> <key.pem>
 //		tls_server_name <name>
@@ -88,6 +91,16 @@ type RedisBroker struct {
 	// WriteTimeout bounds sending each Redis command. Default: the read
 	// timeout.
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	// Replicas makes each publish wait until this many replicas have its
+	// messages (Redis WAIT), so that a publish answered 200 survives a
+	// failover; one that is not replicated in time gets 503 (it was
+	// stored, and may still be delivered). Default: 0 (no wait).
+	Replicas int `json:"replicas,omitempty"`
+
+	// ReplicaTimeout bounds that wait; less than read_timeout. Default:
+	// 1s.
+	ReplicaTimeout caddy.Duration `json:"replica_timeout,omitempty"`
 
 	// TLS verifies the server with these files (any of them turns TLS on,
 	// as a rediss:// URL does), with the same settings as an MQTT link's.
@@ -172,6 +185,14 @@ func (b *RedisBroker) setOption(opt, val string) error {
 		return duration(&b.ReadTimeout)
 	case "write_timeout":
 		return duration(&b.WriteTimeout)
+	case "replica_timeout":
+		return duration(&b.ReplicaTimeout)
+	case "replicas":
+		n, err := strconv.Atoi(val)
+		if err != nil {
+			return err
+		}
+		b.Replicas = n
 	default:
 		return errors.New("unknown option")
 	}
@@ -198,7 +219,14 @@ func (b *RedisBroker) Validate() error {
 	if len(b.KeyPrefix) > 128 || strings.ContainsAny(b.KeyPrefix, " \t\r\n") {
 		errs = append(errs, fmt.Errorf("key_prefix %q: at most 128 bytes, no spaces", b.KeyPrefix))
 	}
-	for name, d := range map[string]caddy.Duration{"dial_timeout": b.DialTimeout, "read_timeout": b.ReadTimeout, "write_timeout": b.WriteTimeout} {
+	if b.Replicas < 0 || b.Replicas > 64 {
+		errs = append(errs, fmt.Errorf("replicas %d: want 0 to 64", b.Replicas))
+	}
+	wait, read := cmp.Or(time.Duration(b.ReplicaTimeout), redis.DefaultReplicaTimeout), cmp.Or(time.Duration(b.ReadTimeout), redis.DefaultReadTimeout)
+	if b.Replicas > 0 && wait >= read {
+		errs = append(errs, fmt.Errorf("replica_timeout %s must be less than read_timeout %s: the wait for replicas is one reply", wait, read))
+	}
+	for name, d := range map[string]caddy.Duration{"dial_timeout": b.DialTimeout, "read_timeout": b.ReadTimeout, "write_timeout": b.WriteTimeout, "replica_timeout": b.ReplicaTimeout} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s %s is negative", name, time.Duration(d)))
 		}
@@ -215,11 +243,13 @@ func (b *RedisBroker) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("broker redis: %w", err)
 	}
 	b.cfg = redis.Config{
-		DB:           b.DB,
-		DialTimeout:  time.Duration(b.DialTimeout),
-		ReadTimeout:  time.Duration(b.ReadTimeout),
-		WriteTimeout: time.Duration(b.WriteTimeout),
-		Logger:       ctx.Logger(),
+		DB:             b.DB,
+		DialTimeout:    time.Duration(b.DialTimeout),
+		ReadTimeout:    time.Duration(b.ReadTimeout),
+		WriteTimeout:   time.Duration(b.WriteTimeout),
+		Replicas:       b.Replicas,
+		ReplicaTimeout: time.Duration(b.ReplicaTimeout),
+		Logger:         ctx.Logger(),
 	}
 	var tlsFiles clienttls.Files
 	if b.TLS != nil {

@@ -1,9 +1,11 @@
 package redis_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
+	"github.com/caddy-pubsub/caddy-pubsub/broker/redis"
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 	"github.com/caddy-pubsub/caddy-pubsub/hub/brokertest"
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
@@ -24,6 +26,31 @@ func BenchmarkDeliveryToOtherInstance(b *testing.B) {
 			defer pub.Close()
 			defer sub.Close()
 			brokertest.BenchDelivery(b, pub, sub, inFlight)
+		})
+	}
+}
+
+// BenchmarkPublishReplicated measures one publish answered at once and one
+// answered after a replica has it (replicas 1: WAIT in the same round
+// trip), on a local master with one replica.
+func BenchmarkPublishReplicated(b *testing.B) {
+	master, _ := startReplicated(b)
+	for _, replicas := range []int{0, 1} {
+		b.Run(fmt.Sprintf("replicas=%d", replicas), func(b *testing.B) {
+			br, err := redis.New(redis.Config{URL: master.URL, Stream: streamKey(), Replicas: replicas}, hub.Retention{Count: 1000})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer br.Close()
+			if err := br.Start(func(*hub.Message) {}); err != nil {
+				b.Fatal(err)
+			}
+			msgs := []hub.Message{{Topic: "t", Data: "x"}}
+			for b.Loop() {
+				if _, err := br.Publish(context.Background(), msgs); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }

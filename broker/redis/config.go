@@ -18,6 +18,8 @@ import (
 const (
 	DefaultDialTimeout = 5 * time.Second
 	DefaultReadTimeout = 5 * time.Second
+	// DefaultReplicaTimeout bounds the wait for replicas (Config.Replicas).
+	DefaultReplicaTimeout = time.Second
 )
 
 // Config says how to reach Redis and which stream holds a hub.
@@ -38,6 +40,13 @@ type Config struct {
 	// Timeouts for connecting, and for each reply and write. Zero: 5s, 5s
 	// and the read timeout.
 	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+	// Replicas, when above 0, makes Publish wait until that many replicas
+	// have the messages (WAIT), at most ReplicaTimeout (zero:
+	// DefaultReplicaTimeout; less than the read timeout), so that
+	// acknowledged means replicated. Publishes cost a replication round
+	// trip more.
+	Replicas       int
+	ReplicaTimeout time.Duration
 	// Cluster says the URL names seed nodes of a Redis Cluster
 	// (redis://NODE1:7000?addr=NODE2:7000), not one server. Without it, a
 	// URL with master_name is go-redis' failover URL: Sentinels (with the
@@ -88,6 +97,12 @@ func (c Config) newClient(open bool) (*client, error) {
 	}
 	if c.DB != nil && *c.DB < 0 {
 		return nil, fmt.Errorf("db %d is negative", *c.DB)
+	}
+	if c.Replicas < 0 || c.ReplicaTimeout < 0 {
+		return nil, errors.New("replicas and replica_timeout cannot be negative")
+	}
+	if read := orDefault(c.ReadTimeout, DefaultReadTimeout); c.Replicas > 0 && orDefault(c.ReplicaTimeout, DefaultReplicaTimeout) >= read {
+		return nil, fmt.Errorf("replica_timeout must be less than read_timeout (%s): the wait for replicas is one reply", read)
 	}
 	k := knobs{
 		Username: c.Username, Password: c.Password,

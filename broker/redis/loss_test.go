@@ -2,7 +2,10 @@ package redis_test
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,6 +148,20 @@ func TestLossFoundAfterAnOutage(t *testing.T) {
 	s.waitIDs(t, append(all, next...))
 }
 
+// startReplicated starts a master and a replica of it, in sync.
+func startReplicated(t testing.TB) (master, replica *testserver.Redis) {
+	t.Helper()
+	master = testserver.StartRedis(t)
+	replica = testserver.StartRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	raw := goredis.NewClient(&goredis.Options{Addr: master.Addr})
+	defer raw.Close()
+	testserver.Eventually(t, "the replica in sync", func() bool {
+		info, _ := raw.Info(context.Background(), "replication").Result()
+		return strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online")
+	})
+	return master, replica
+}
+
 // sinkWithLoss is a sink that also records when the broker reported a
 // loss, counted in deliveries before it.
 type sinkWithLoss struct {
@@ -170,4 +187,27 @@ func (s *sink) ids() []string {
 		out[i] = m.ID
 	}
 	return out
+}
+
+// With Replicas, a publish is answered once a replica has it; a replica
+// that does not get it in time makes the publish fail (503), saying it
+// was stored.
+func TestPublishWaitsForReplicas(t *testing.T) {
+	master, replica := startReplicated(t)
+	b, err := redis.New(redis.Config{URL: master.URL, Stream: streamKey(), Replicas: 1, ReplicaTimeout: 300 * time.Millisecond}, hub.Retention{Count: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.Start(func(*hub.Message) {}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, "replicated")
+
+	replica.Pause()
+	defer replica.Resume()
+	_, err = b.Publish(context.Background(), []hub.Message{{Topic: "t", Data: "not replicated"}})
+	if !errors.Is(err, hub.ErrUnavailable) || !strings.Contains(err.Error(), "stored, but 0 of 1 replicas had it after 300ms") {
+		t.Fatalf("publish with the replica frozen: %v", err)
+	}
 }

@@ -52,6 +52,8 @@ type Broker struct {
 	stream   string
 	epochKey string
 	seqKey   string // the append counter (loss.go)
+	replicas int    // WAIT for this many replicas after each publish; 0: none
+	waitFor  time.Duration
 	logger   *zap.Logger
 
 	retention atomic.Pointer[hub.Retention]
@@ -97,6 +99,8 @@ func New(cfg Config, r hub.Retention) (*Broker, error) {
 		stream:    cfg.Stream,
 		epochKey:  cfg.Stream + ":epoch",
 		seqKey:    cfg.Stream + ":seq",
+		replicas:  cfg.Replicas,
+		waitFor:   orDefault(cfg.ReplicaTimeout, DefaultReplicaTimeout),
 		logger:    logger.With(zap.String("stream", cfg.Stream), zap.String("redis", c.addr)),
 	}
 	b.SetRetention(r)
@@ -164,9 +168,9 @@ func (b *Broker) Publish(ctx context.Context, msgs []hub.Message) ([]string, err
 	for _, m := range msgs {
 		args = append(args, m.Topic, m.Event, m.Data)
 	}
-	res, err := publishScript.Run(ctx, b.client, b.keys(), args...).Slice()
+	res, err := b.append(ctx, args)
 	if err != nil {
-		return nil, b.failed("publishing to", err)
+		return nil, err
 	}
 	if len(res) != len(msgs)+3 {
 		return nil, fmt.Errorf("redis broker: publishing to stream %s: %d replies for %d messages", b.stream, len(res)-3, len(msgs))
@@ -187,6 +191,47 @@ func (b *Broker) Publish(ctx context.Context, msgs []hub.Message) ([]string, err
 		ids[i] = epoch + "-" + s
 	}
 	return ids, nil
+}
+
+// append runs the publish script, then with replicas set WAITs for them on
+// the same connection (WAIT counts that connection's writes), in one round
+// trip.
+func (b *Broker) append(ctx context.Context, args []any) ([]any, error) {
+	if b.replicas == 0 {
+		res, err := publishScript.Run(ctx, b.client, b.keys(), args...).Slice()
+		if err != nil {
+			return nil, b.failed("publishing to", err)
+		}
+		return res, nil
+	}
+	var conn goredis.Cmdable = b.client
+	if cc, ok := b.client.UniversalClient.(*goredis.ClusterClient); ok {
+		// WAIT names no key: it must go to the stream's own master.
+		node, err := cc.MasterForKey(ctx, b.stream)
+		if err != nil {
+			return nil, b.failed("publishing to", err)
+		}
+		conn = node
+	}
+	run := func(script func(context.Context, goredis.Scripter, []string, ...any) *goredis.Cmd) (*goredis.Cmd, *goredis.Cmd, error) {
+		pipe := conn.Pipeline()
+		res := script(ctx, pipe, b.keys(), args...)
+		wait := pipe.Do(ctx, "WAIT", b.replicas, b.waitFor.Milliseconds())
+		_, err := pipe.Exec(ctx)
+		return res, wait, err
+	}
+	res, wait, err := run(publishScript.EvalSha)
+	if err != nil && goredis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
+		res, wait, err = run(publishScript.Eval)
+	}
+	if err != nil {
+		return nil, b.failed("publishing to", err)
+	}
+	if n, _ := wait.Int64(); n < int64(b.replicas) {
+		return nil, fmt.Errorf("redis broker: publishing to stream %s: %w: stored, but %d of %d replicas had it after %s (it may still be delivered)",
+			b.stream, hub.ErrUnavailable, n, b.replicas, b.waitFor)
+	}
+	return res.Slice()
 }
 
 // trimBounds returns the XTRIM bounds for the current retention ("0" for
