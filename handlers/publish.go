@@ -43,7 +43,7 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 		}
 		return
 	}
-	ids, denied := ep.publish(r.Context(), id, rq, r, msgs, batch)
+	ids, denied := ep.publish(r.Context(), id, rq, r, msgs, batch, r.Header.Get("Idempotency-Key"))
 	if denied != nil {
 		denied.send(w)
 		return
@@ -60,10 +60,11 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 
 // publish is the publish path of every transport: it gives each message
 // the request's topic when it names none, validates it, checks id's right
-// to every topic, and publishes them atomically and in order. A refusal
-// carries the status an HTTP publish answers with; a WebSocket sends its
-// reason in an error frame.
-func (ep *Endpoint) publish(ctx context.Context, id identity, rq Request, r *http.Request, msgs []hub.Message, batch bool) ([]string, *denial) {
+// to every topic, and publishes them atomically and in order; with an
+// idempotency key, once (hub.PublishOnce). A refusal carries the status an
+// HTTP publish answers with; a WebSocket sends its reason in an error
+// frame.
+func (ep *Endpoint) publish(ctx context.Context, id identity, rq Request, r *http.Request, msgs []hub.Message, batch bool, key string) ([]string, *denial) {
 	for i := range msgs {
 		if err := rq.complete(&msgs[i], r); err != nil {
 			if batch {
@@ -75,9 +76,15 @@ func (ep *Endpoint) publish(ctx context.Context, id identity, rq Request, r *htt
 	if denied := id.mayPublishTo(msgs); denied != nil {
 		return nil, denied
 	}
-	ids, err := ep.Hub.Publish(ctx, msgs...)
+	var ids []string
+	var err error
+	if key != "" {
+		ids, err = ep.Hub.PublishOnce(ctx, key, msgs...)
+	} else {
+		ids, err = ep.Hub.Publish(ctx, msgs...)
+	}
 	switch {
-	case errors.Is(err, hub.ErrInvalidTopic), errors.Is(err, hub.ErrInvalidMessage):
+	case errors.Is(err, hub.ErrInvalidTopic), errors.Is(err, hub.ErrInvalidMessage), errors.Is(err, hub.ErrInvalidIdempotencyKey):
 		return nil, &denial{status: http.StatusBadRequest, reason: err.Error()}
 	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, hub.ErrHubClosed):
 		return nil, &denial{status: http.StatusServiceUnavailable, reason: err.Error()}

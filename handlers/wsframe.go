@@ -184,7 +184,7 @@ func (c *wsConn) publish(f clientFrame) []byte {
 	if err != nil {
 		return errorFrame(f.Ref, err.Error())
 	}
-	ids, denied := c.ep.publish(c.ctx, c.id, c.rq, c.r, msgs, batch)
+	ids, denied := c.ep.publish(c.ctx, c.id, c.rq, c.r, msgs, batch, "")
 	if denied != nil {
 		return errorFrame(f.Ref, denied.reason)
 	}

@@ -41,6 +41,8 @@ type Hub struct {
 
 	admission admission // subscriber connections let in (limits.go)
 
+	once onceCache // idempotency keys, for a broker that is no OncePublisher (once.go)
+
 	// replays holds a slot per history page being read: with one replay
 	// at a time per connection, this bounds the CPU and memory resumes
 	// take however many clients resume at once.
@@ -107,6 +109,15 @@ func (h *Hub) SetOptions(opts Options) {
 // for the edge that takes it to check (ValidateMessage), once: brokers
 // check it again only on what they read back.
 func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
+	return h.publish(msgs, func() ([]string, bool, error) {
+		ids, err := h.broker.Publish(ctx, msgs)
+		return ids, true, err
+	})
+}
+
+// publish checks msgs and the hub, then stores them with store, which
+// says whether it stored them or answered a repeated idempotency key.
+func (h *Hub) publish(msgs []Message, store func() ([]string, bool, error)) ([]string, error) {
 	for _, m := range msgs {
 		if err := ValidateTopic(m.Topic); err != nil {
 			return nil, err
@@ -121,8 +132,8 @@ func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
 	if err := h.Start(); err != nil {
 		return nil, err
 	}
-	ids, err := h.broker.Publish(ctx, msgs)
-	if err == nil {
+	ids, stored, err := store()
+	if err == nil && stored {
 		h.obs.published.Add(uint64(len(ids)))
 	}
 	return ids, err

@@ -28,28 +28,34 @@ type seenMark struct {
 	mu    sync.Mutex
 	epoch string
 	seq   int64
+	id    streamID // the entry's stream ID
 }
 
-// see records seq of epoch if it is the newest of that epoch, or of a new
-// one.
-func (s *seenMark) see(epoch string, seq int64) {
+// see records the append seq (stream ID id) of epoch if it is the newest
+// of that epoch, or of a new one.
+func (s *seenMark) see(epoch string, seq int64, id streamID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if epoch != s.epoch || seq > s.seq {
-		s.epoch, s.seq = epoch, seq
+		s.epoch, s.seq, s.id = epoch, seq, id
 	}
 }
 
-func (s *seenMark) get() (string, int64) {
+// args are the script arguments that say what was seen: epoch, number and
+// stream ID.
+func (s *seenMark) args() []any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.epoch, s.seq
+	return []any{s.epoch, s.seq, s.id.String()}
 }
 
 // lossCheck is the part of a script that finds a loss: when the counter
 // (KEYS[3]) is behind what the caller has seen of the current epoch, it
-// renews the epoch and moves the counter up to what was seen. ARGV[1] is
-// the new epoch, ARGV[2] and ARGV[3] the epoch and number seen.
+// renews the epoch, moves the counter up to what was seen, and moves the
+// stream's last ID up to the newest one seen (XSETID): the lost entries'
+// IDs may be ahead of the clock of the Redis that goes on, and readers
+// wait after them. ARGV[1] is the new epoch, ARGV[2], ARGV[3] and ARGV[4]
+// the epoch, number and stream ID seen.
 const lossCheck = `
 local seq = tonumber(redis.call('GET', KEYS[3]) or '0')
 local lost = 0
@@ -59,12 +65,14 @@ if epoch == ARGV[2] and seq < tonumber(ARGV[3]) then
 	epoch = ARGV[1]
 	redis.call('SET', KEYS[2], epoch)
 	redis.call('SET', KEYS[3], seq)
+	pcall(redis.call, 'XSETID', KEYS[1], ARGV[4])
 end
 `
 
 // checkLossScript runs lossCheck alone, for a reader back from an outage.
 //
-// KEYS: stream, epoch, seq. ARGV: new epoch, epoch seen, number seen.
+// KEYS: stream, epoch, seq. ARGV: new epoch, epoch, number and stream ID
+// seen.
 // Returns the epoch and how many appends were lost (0: none).
 var checkLossScript = goredis.NewScript(`
 local epoch = redis.call('GET', KEYS[2])
@@ -75,17 +83,17 @@ return {epoch or '', lost}
 // checkLoss asks Redis, after an outage, whether it lost what this
 // instance saw; when it did, it returns the epoch it renewed.
 func (b *Broker) checkLoss(ctx context.Context) (string, error) {
-	epoch, seq := b.seen.get()
-	if epoch == "" {
+	seen := b.seen.args()
+	if seen[0] == "" {
 		return "", nil
 	}
-	res, err := checkLossScript.Run(ctx, b.client, b.keys(), newEpoch(), epoch, seq).Slice()
+	res, err := checkLossScript.Run(ctx, b.client, b.keys(), append([]any{newEpoch()}, seen...)...).Slice()
 	if err != nil {
 		return "", err
 	}
 	if lost, _ := res[1].(int64); lost > 0 && len(res) == 2 {
 		renewed, _ := res[0].(string)
-		b.reportLoss(lost, seq, renewed)
+		b.reportLoss(lost, seen[1].(int64), renewed)
 		return renewed, nil
 	}
 	return "", nil

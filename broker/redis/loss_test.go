@@ -211,3 +211,27 @@ func TestPublishWaitsForReplicas(t *testing.T) {
 		t.Fatalf("publish with the replica frozen: %v", err)
 	}
 }
+
+// An idempotency key is kept in Redis: a retry on another instance of the
+// stream gets the first attempt's IDs and stores nothing; another key, or
+// the same one on another stream, publishes.
+func TestPublishOnceAcrossInstances(t *testing.T) {
+	srv := testserver.StartRedis(t)
+	key := streamKey()
+	a, sa := started(t, srv.URL, key, hub.Retention{Count: 100})
+	b, _ := started(t, srv.URL, key, hub.Retention{Count: 100})
+	msgs := []hub.Message{{Topic: "t", Data: "1"}, {Topic: "t", Data: "2"}}
+	first, stored, err := a.PublishOnce(context.Background(), "order-17", time.Minute, msgs)
+	if err != nil || !stored {
+		t.Fatalf("first: %v %v", stored, err)
+	}
+	again, stored, err := b.PublishOnce(context.Background(), "order-17", time.Minute, msgs)
+	if err != nil || stored || !slices.Equal(again, first) {
+		t.Fatalf("retry on another instance: %v stored=%v %v; want %v, not stored", again, stored, err, first)
+	}
+	other, stored, err := b.PublishOnce(context.Background(), "order-18", time.Minute, msgs[:1])
+	if err != nil || !stored {
+		t.Fatalf("another key: %v %v", stored, err)
+	}
+	sa.waitIDs(t, append(first, other...))
+}

@@ -87,7 +87,7 @@ func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 				}
 				pos.epoch, lastEpoch = m.epoch, m.epoch
 				if m.seq > 0 {
-					b.seen.see(m.epoch, m.seq)
+					b.seen.see(m.epoch, m.seq, m.id)
 				}
 				deliver(m.Message)
 			}

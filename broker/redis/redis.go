@@ -7,6 +7,8 @@ package redis
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -127,13 +129,27 @@ func (b *Broker) Start(deliver func(*hub.Message)) error {
 // publishScript appends messages to the stream and trims it, atomically.
 // It renews the epoch when the stream does not exist (new, or lost by
 // Redis) and when the append counter is behind what the publisher saw
-// (loss.go). Each entry carries its number.
+// (loss.go). Each entry carries its number. With an idempotency key
+// (KEYS[4]) it remembers the IDs for the window, and a key it remembers
+// appends nothing and answers the IDs again.
 //
-// KEYS: stream, epoch, seq. ARGV: epoch to use if renewing, epoch and
-// number the publisher saw, MAXLEN ("0": none), MINID ("0": none), then
-// topic, event and data of each message. Returns the epoch, the number of
-// appends lost (0: none), the last entry's number, then the entries' IDs.
+// KEYS: stream, epoch, seq[, key]. ARGV: epoch to use if renewing, epoch,
+// number and stream ID the publisher saw, MAXLEN ("0": none), MINID ("0":
+// none), the key's window in milliseconds, then topic, event and data of
+// each message. Returns the epoch, the number of appends lost (0: none; -1:
+// nothing stored, the key's IDs again), the last entry's number, then the
+// entries' IDs.
 var publishScript = goredis.NewScript(`
+if KEYS[4] then
+	local prev = redis.call('GET', KEYS[4])
+	if prev then
+		local out = {'', -1, 0}
+		for word in string.gmatch(prev, '%S+') do
+			if out[1] == '' then out[1] = word else out[#out + 1] = word end
+		end
+		return out
+	end
+end
 local epoch = redis.call('GET', KEYS[2])
 if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
 	epoch = ARGV[1]
@@ -141,64 +157,90 @@ if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
 end
 ` + lossCheck + `
 local out = {epoch, lost, 0}
-for i = 6, #ARGV, 3 do
+for i = 8, #ARGV, 3 do
 	seq = seq + 1
 	out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'epoch', epoch,
 		'topic', ARGV[i], 'event', ARGV[i + 1], 'data', ARGV[i + 2], 'seq', seq)
 end
 redis.call('SET', KEYS[3], seq)
 out[3] = seq
-if ARGV[4] ~= '0' then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[4]) end
-if ARGV[5] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[5]) end
+if ARGV[5] ~= '0' then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[5]) end
+if ARGV[6] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[6]) end
+if KEYS[4] then
+	redis.call('SET', KEYS[4], epoch .. ' ' .. table.concat(out, ' ', 4), 'PX', ARGV[7])
+end
 return out
 `)
 
 // Publish implements hub.Broker. The messages are in the stream when it
 // returns; every instance (this one too) delivers them from its reader.
 func (b *Broker) Publish(ctx context.Context, msgs []hub.Message) ([]string, error) {
+	ids, _, err := b.publish(ctx, "", 0, msgs)
+	return ids, err
+}
+
+// PublishOnce implements hub.OncePublisher: Redis keeps the key, hashed,
+// beside the stream for window, so a retry reaching any instance sharing
+// the stream is recognised.
+func (b *Broker) PublishOnce(ctx context.Context, key string, window time.Duration, msgs []hub.Message) ([]string, bool, error) {
+	return b.publish(ctx, key, window, msgs)
+}
+
+func (b *Broker) publish(ctx context.Context, key string, window time.Duration, msgs []hub.Message) ([]string, bool, error) {
 	// Fix where this instance's delivery starts before the first write,
 	// so its own first messages are delivered too.
 	if _, err := b.ensureStart(ctx); err != nil {
-		return nil, b.failed("publishing to", err)
+		return nil, false, b.failed("publishing to", err)
 	}
 	maxLen, minID := b.trimBounds(time.Now())
-	seenEpoch, seenSeq := b.seen.get()
-	args := make([]any, 0, 5+3*len(msgs))
-	args = append(args, newEpoch(), seenEpoch, seenSeq, maxLen, minID)
+	seen := b.seen.args()
+	args := make([]any, 0, 7+3*len(msgs))
+	args = append(args, newEpoch())
+	args = append(append(args, seen...), maxLen, minID, window.Milliseconds())
 	for _, m := range msgs {
 		args = append(args, m.Topic, m.Event, m.Data)
 	}
-	res, err := b.append(ctx, args)
+	keys := b.keys()
+	if key != "" {
+		sum := sha256.Sum256([]byte(key))
+		keys = append(keys, b.stream+":once:"+hex.EncodeToString(sum[:16]))
+	}
+	res, err := b.append(ctx, keys, args)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(res) != len(msgs)+3 {
-		return nil, fmt.Errorf("redis broker: publishing to stream %s: %d replies for %d messages", b.stream, len(res)-3, len(msgs))
+		return nil, false, fmt.Errorf("redis broker: publishing to stream %s: %d IDs for %d messages", b.stream, len(res)-3, len(msgs))
 	}
 	epoch, _ := res[0].(string)
 	lost, _ := res[1].(int64)
 	last, _ := res[2].(int64)
 	if !validEpoch(epoch) {
-		return nil, fmt.Errorf("redis broker: publishing to stream %s: %s holds %.40q, not an epoch: delete it", b.stream, b.epochKey, epoch)
+		return nil, false, fmt.Errorf("redis broker: publishing to stream %s: %s holds %.40q, not an epoch: delete it", b.stream, b.epochKey, epoch)
 	}
+	stored := lost >= 0
 	if lost > 0 {
-		b.reportLoss(lost, seenSeq, epoch)
+		b.reportLoss(lost, seen[1].(int64), epoch)
 	}
-	b.seen.see(epoch, last)
 	ids := make([]string, len(msgs))
+	var lastID streamID
 	for i, id := range res[3:] {
 		s, _ := id.(string)
 		ids[i] = epoch + "-" + s
+		lastID, _ = parseStreamID(s)
 	}
-	return ids, nil
+	if stored {
+		b.seen.see(epoch, last, lastID)
+	}
+	return ids, stored, nil
 }
 
 // append runs the publish script, then with replicas set WAITs for them on
 // the same connection (WAIT counts that connection's writes), in one round
 // trip.
-func (b *Broker) append(ctx context.Context, args []any) ([]any, error) {
+func (b *Broker) append(ctx context.Context, keys []string, args []any) ([]any, error) {
 	if b.replicas == 0 {
-		res, err := publishScript.Run(ctx, b.client, b.keys(), args...).Slice()
+		res, err := publishScript.Run(ctx, b.client, keys, args...).Slice()
 		if err != nil {
 			return nil, b.failed("publishing to", err)
 		}
@@ -215,7 +257,7 @@ func (b *Broker) append(ctx context.Context, args []any) ([]any, error) {
 	}
 	run := func(script func(context.Context, goredis.Scripter, []string, ...any) *goredis.Cmd) (*goredis.Cmd, *goredis.Cmd, error) {
 		pipe := conn.Pipeline()
-		res := script(ctx, pipe, b.keys(), args...)
+		res := script(ctx, pipe, keys, args...)
 		wait := pipe.Do(ctx, "WAIT", b.replicas, b.waitFor.Milliseconds())
 		_, err := pipe.Exec(ctx)
 		return res, wait, err
@@ -336,8 +378,9 @@ func (l clientLog) Printf(_ context.Context, format string, v ...any) {
 
 // Interface guards
 var (
-	_ hub.Broker       = (*Broker)(nil)
-	_ hub.Sequencer    = (*Broker)(nil)
-	_ hub.Signaler     = (*Broker)(nil)
-	_ hub.LossReporter = (*Broker)(nil)
+	_ hub.Broker        = (*Broker)(nil)
+	_ hub.Sequencer     = (*Broker)(nil)
+	_ hub.Signaler      = (*Broker)(nil)
+	_ hub.LossReporter  = (*Broker)(nil)
+	_ hub.OncePublisher = (*Broker)(nil)
 )

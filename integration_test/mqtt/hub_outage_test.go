@@ -2,6 +2,9 @@ package mqtt_test
 
 import (
 	"fmt"
+	"net/http"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/mqtttest"
@@ -10,9 +13,10 @@ import (
 
 // The hub keeps its messages in Redis, and Redis goes down while QoS 1
 // messages come in from the MQTT broker: the link cannot store them, so it
-// does not acknowledge them and keeps trying; once Redis is back (same
-// port, same data directory) all of them reach the subscriber, which
-// stayed connected, in the order they were published.
+// does not acknowledge them and keeps trying. Redis comes back empty (no
+// persistence): the subscriber, connected throughout, has its stream ended
+// because the stream lost what it saw, resumes, is told with a gap, and
+// gets all of them in the order they were published.
 func TestMQTTHubOutageKeepsQoS1Messages(t *testing.T) {
 	eachBroker(t, func(t *testing.T, newBroker newBrokerFunc) {
 		b := newBroker(mqtttest.Options{})
@@ -21,8 +25,9 @@ func TestMQTTHubOutageKeepsQoS1Messages(t *testing.T) {
 		logs.wait(t, "mqtt connected", 1)
 		sse := testserver.Subscribe(t, nil, ep+"?topic=mqtt/%23&format=json", nil)
 		b.Publish("q/1", []byte("before"), 1, false)
-		if e := envelopeWithin(t, sse, testserver.Wait); e.Data != "before" {
-			t.Fatalf("got %+v", e)
+		before := envelopeWithin(t, sse, testserver.Wait)
+		if before.Data != "before" {
+			t.Fatalf("got %+v", before)
 		}
 
 		redis.Kill()
@@ -34,6 +39,13 @@ func TestMQTTHubOutageKeepsQoS1Messages(t *testing.T) {
 		// The link has met the outage before Redis comes back.
 		logs.wait(t, "mqtt message not stored: hub unavailable; retrying", 1)
 		redis.Start()
+		if ended := sse.ExpectEnd(); !slices.ContainsFunc(ended, func(c string) bool { return strings.Contains(c, "the broker lost messages") }) {
+			t.Fatalf("the stream ended with %q, want the loss said", ended)
+		}
+		sse = testserver.Subscribe(t, nil, ep+"?topic=mqtt/%23&format=json", http.Header{"Last-Event-Id": {before.ID}})
+		if ev := sse.Next(); ev.Event != "gap" {
+			t.Fatalf("resume after the loss: %+v, want a gap", ev)
+		}
 
 		var got []string
 		defer func() {

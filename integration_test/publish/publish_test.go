@@ -316,3 +316,36 @@ http://127.0.0.1:{PORT} {
 		t.Fatalf("publish needing the default topic: %d %q, want 400", code, body)
 	}
 }
+
+// A publish with an Idempotency-Key that repeats an accepted one gets its
+// ID again and stores nothing; a key that is not visible ASCII gets 400.
+func TestIdempotencyKey(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events*
+}
+`)
+	ep := s.Base + "/events"
+	post := func(key, data string) (int, string) {
+		code, body, _ := testserver.Request(t, "POST", ep, "application/x-www-form-urlencoded", "topic=orders&data="+data,
+			http.Header{"Idempotency-Key": {key}})
+		return code, body
+	}
+	code, first := post("7c0e1a52-order-17", "paid")
+	if code != 200 {
+		t.Fatalf("first: %d %s", code, first)
+	}
+	if code, again := post("7c0e1a52-order-17", "paid"); code != 200 || again != first {
+		t.Fatalf("retry: %d %s, want 200 %s", code, again, first)
+	}
+	if code, other := post("7c0e1a52-order-18", "shipped"); code != 200 || other == first {
+		t.Fatalf("another key: %d %s", code, other)
+	}
+	if code, body := post("has space", "x"); code != 400 || !strings.Contains(body, "invalid idempotency key") {
+		t.Fatalf("bad key: %d %q, want 400", code, body)
+	}
+	code, body, _ := testserver.Request(t, "GET", ep+"?topic=orders&last_id=earliest", "", "", nil)
+	if code != 200 || strings.Count(body, `"data":"paid"`) != 1 || strings.Count(body, `"data":"shipped"`) != 1 {
+		t.Fatalf("history: %d %s; want paid and shipped once each", code, body)
+	}
+}
