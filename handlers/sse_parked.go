@@ -28,8 +28,14 @@ const chunkRoom = 10
 // parkedSSE is an SSE stream served by the parked core. net/http began the
 // response with chunked transfer encoding, so each write is one chunk, and
 // the stream ends with the last chunk.
+//
+// It keeps nothing of the request: the request, Caddy's response writers
+// and net/http's connection state are garbage once the handler returns,
+// and they are most of what an idle stream on the goroutine path holds.
 type parkedSSE struct {
-	s         *sseStream
+	ep        *Endpoint
+	sub       *hub.Subscriber
+	frame     func(*hub.Message) []byte
 	release   func()
 	heartbeat time.Duration
 	nextBeat  time.Time
@@ -46,7 +52,7 @@ func (s *sseStream) park(rq Request) bool {
 	if err != nil {
 		return false
 	}
-	p := &parkedSSE{s: s, release: rq.keep(), heartbeat: s.ep.Heartbeat}
+	p := &parkedSSE{ep: s.ep, sub: s.sub, frame: s.frame, release: rq.keep(), heartbeat: s.ep.Heartbeat}
 	if s.id.token != nil {
 		p.expires = s.id.token.Expires
 	}
@@ -68,7 +74,7 @@ func (s *sseStream) park(rq Request) bool {
 // Send implements park.Stream: what sseStream.run and endSSE would write
 // at now.
 func (p *parkedSSE) Send(buf []byte, now time.Time) ([]byte, time.Time, bool) {
-	sub := p.s.sub
+	sub := p.sub
 	buf = append(buf[:0], make([]byte, chunkRoom)...)
 	end := false
 	select {
@@ -77,13 +83,13 @@ func (p *parkedSSE) Send(buf []byte, now time.Time) ([]byte, time.Time, bool) {
 		if !errors.Is(reason, hub.ErrSlowConsumer) {
 			// The queue goes out a batch per Send: a subscription with
 			// more queued is notified again.
-			if buf = drain(buf, sub, p.s.frame); sub.Queued() > 0 {
+			if buf = drain(buf, sub, p.frame); sub.Queued() > 0 {
 				break
 			}
 		}
 		if reason != nil {
 			buf = append(buf, ": closed: "+reason.Error()+"\n\n"...)
-			p.s.ep.Logger.Debug("SSE subscriber closed", zap.Strings("topics", sub.Filters()), zap.Error(reason))
+			p.ep.Logger.Debug("SSE subscriber closed", zap.Strings("topics", sub.Filters()), zap.Error(reason))
 		}
 		end = true
 	default:
@@ -92,7 +98,7 @@ func (p *parkedSSE) Send(buf []byte, now time.Time) ([]byte, time.Time, bool) {
 			end = true
 			break
 		}
-		buf = drain(buf, sub, p.s.frame)
+		buf = drain(buf, sub, p.frame)
 	}
 	if p.nextBeat.IsZero() {
 		p.nextBeat = now.Add(p.heartbeat)
@@ -135,10 +141,10 @@ func chunk(buf []byte, end bool) []byte {
 // Closed implements park.Stream: the subscription ends with the
 // connection.
 func (p *parkedSSE) Closed(err error) {
-	p.s.sub.Close()
+	p.sub.Close()
 	p.release()
 	if err != nil {
-		p.s.ep.Logger.Debug("parked SSE stream closed", zap.Strings("topics", p.s.sub.Filters()), zap.Error(err))
+		p.ep.Logger.Debug("parked SSE stream closed", zap.Strings("topics", p.sub.Filters()), zap.Error(err))
 	}
 }
 
