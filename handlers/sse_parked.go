@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"errors"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -45,7 +46,11 @@ type parkedSSE struct {
 // park hands the stream to the parked core, and reports whether it did;
 // when it did not, the stream is as it was.
 func (s *sseStream) park(rq Request) bool {
-	if !park.Supported || s.r.ProtoMajor != 1 || s.r.TLS != nil {
+	// Chunks are written by hand from here on: only a GET over HTTP/1.1
+	// has a chunked body (HTTP/1.0 has none, HEAD no body), and only an
+	// uncompressed one can be continued raw.
+	if !park.Supported || s.r.Method != http.MethodGet || s.r.ProtoMajor != 1 || s.r.ProtoMinor != 1 ||
+		s.r.TLS != nil || s.out.w.Header().Get("Content-Encoding") != "" {
 		return false
 	}
 	conn, _, err := s.out.rc.Hijack()

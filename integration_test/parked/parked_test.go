@@ -1,8 +1,10 @@
 package parked_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -198,5 +200,36 @@ func TestHTTP2StreamsKeepTheGoroutinePath(t *testing.T) {
 	}
 	if ev := sub.NextAny(); !ev.IsComment {
 		t.Fatalf("got %+v, want a heartbeat", ev)
+	}
+}
+
+// An HTTP/1.0 response has no chunks: such a stream is not parked (its
+// body would get chunk framing it cannot carry) and delivers as before.
+func TestHTTP10StreamIsNotParked(t *testing.T) {
+	s := testserver.Start(t, site)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.Base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /events?topic=old HTTP/1.0\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", strings.TrimPrefix(s.Base, "http://"))
+	r := bufio.NewReader(conn)
+	conn.SetReadDeadline(time.Now().Add(testserver.Wait))
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSubscribers(t, s.Base, 1)
+	testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"old"}, "data": {"from 1996"}})
+	var body strings.Builder
+	for !strings.Contains(body.String(), "data: from 1996\n\n") {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the body: %v after %q", err, body.String())
+		}
+		body.WriteString(line)
+	}
+	if strings.Contains(body.String(), "\r") || resp.TransferEncoding != nil {
+		t.Fatalf("HTTP/1.0 body %q (transfer encoding %v): chunked", body.String(), resp.TransferEncoding)
 	}
 }
