@@ -90,6 +90,27 @@ func (s *rawStream) until(t testing.TB, want string) string {
 	return all.String()
 }
 
+// expectEnd reads until the reason comment, which must be followed by the
+// response's last chunk, and returns everything read.
+func (s *rawStream) expectEnd(t testing.TB, reason string) string {
+	t.Helper()
+	got := s.until(t, reason)
+	if _, err := s.chunk(); err != io.EOF {
+		t.Fatalf("after %q: %v, want the last chunk", reason, err)
+	}
+	return got
+}
+
+// parkedSubscriber subscribes to topic, alone on the server, and returns
+// once the server counts it.
+func parkedSubscriber(t testing.TB, base, topic string) *rawStream {
+	t.Helper()
+	s := dialSSE(t, base, "?topic="+topic)
+	s.until(t, "retry:")
+	waitSubscribers(t, base, 1)
+	return s
+}
+
 var subscribersRe = regexp.MustCompile(`(?m)^caddy_pubsub_subscribers\{hub="default",transport="sse"\} (\d+)$`)
 
 // subscribers returns the SSE subscriber count from the metrics route.

@@ -3,7 +3,6 @@ package parked_test
 import (
 	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -97,9 +96,7 @@ func TestParkedStreamGetsHeartbeats(t *testing.T) {
 // it gone and the next publish finds no one.
 func TestParkedPeerCloseIsNoticed(t *testing.T) {
 	s := testserver.Start(t, site)
-	sub := dialSSE(t, s.Base, "?topic=leaving")
-	sub.until(t, "retry:")
-	waitSubscribers(t, s.Base, 1)
+	sub := parkedSubscriber(t, s.Base, "leaving")
 	sub.conn.Close()
 	waitSubscribers(t, s.Base, 0)
 }
@@ -130,12 +127,8 @@ http://127.0.0.1:{PORT} {
 			t.Fatalf("fast subscriber got %s, want %s", ev.ID, id)
 		}
 	}
-	got := slow.until(t, ": closed: slow consumer")
-	if n := strings.Count(got, "\nid: "); n == 0 {
+	if got := slow.expectEnd(t, ": closed: slow consumer"); !strings.Contains(got, "\nid: ") {
 		t.Fatalf("slow subscriber got no message before the reason")
-	}
-	if _, err := slow.chunk(); err != io.EOF {
-		t.Fatalf("after the reason: %v, want the last chunk", err)
 	}
 }
 
@@ -143,16 +136,11 @@ http://127.0.0.1:{PORT} {
 // response's last chunk, as a stop ends every stream.
 func TestStopEndsParkedStream(t *testing.T) {
 	s := testserver.Start(t, site)
-	sub := dialSSE(t, s.Base, "?topic=stop")
-	sub.until(t, "retry:")
-	waitSubscribers(t, s.Base, 1)
+	sub := parkedSubscriber(t, s.Base, "stop")
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	sub.until(t, ": closed: server shutting down")
-	if _, err := sub.chunk(); err != io.EOF {
-		t.Fatalf("after the reason: %v, want the last chunk", err)
-	}
+	sub.expectEnd(t, ": closed: server shutting down")
 }
 
 // A reload that keeps the hub leaves a parked stream delivering; one that
@@ -160,9 +148,7 @@ func TestStopEndsParkedStream(t *testing.T) {
 // client reconnects to the new one.
 func TestReloadAndParkedStreams(t *testing.T) {
 	s := testserver.Start(t, site)
-	sub := dialSSE(t, s.Base, "?topic=reload")
-	sub.until(t, "retry:")
-	waitSubscribers(t, s.Base, 1)
+	sub := parkedSubscriber(t, s.Base, "reload")
 
 	s.Load(strings.Replace(site, "heartbeat 1s", "heartbeat 2s", 1))
 	id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"reload"}, "data": {"kept"}})
@@ -172,10 +158,7 @@ func TestReloadAndParkedStreams(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "pubsub.db")
 	s.Load(strings.Replace(site, "heartbeat 1s", "heartbeat 1s\n\t\tbroker bolt "+path, 1))
-	sub.until(t, ": closed: hub closed")
-	if _, err := sub.chunk(); err != io.EOF {
-		t.Fatalf("after the reason: %v, want the last chunk", err)
-	}
+	sub.expectEnd(t, ": closed: hub closed")
 	waitSubscribers(t, s.Base, 0)
 }
 
