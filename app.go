@@ -7,12 +7,14 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"go.uber.org/zap"
 
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
+	"github.com/caddy-pubsub/caddy-pubsub/park"
 )
 
 // hubs holds every running hub by name. It outlives a config: a reload
@@ -130,6 +132,10 @@ func (a *App) globalHub(name string) (*hub.Hub, bool) {
 	return p.hub, ok
 }
 
+// parkedShutdown bounds how long a stop waits for parked streams to send
+// their reason event and close.
+const parkedShutdown = 2 * time.Second
+
 // Handle implements caddyevents.Handler: when Caddy stops (the process
 // exits, or caddy.Stop), every stream of this config's hubs ends (SSE
 // clients get what was queued), so the HTTP server's graceful shutdown can
@@ -142,9 +148,14 @@ func (a *App) Handle(context.Context, caddy.Event) error {
 	}
 	a.logShutdown()
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	for _, h := range a.used {
 		h.Disconnect(hub.ErrShutdown)
+	}
+	a.mu.Unlock()
+	// Parked streams (package park) are no longer the HTTP server's: its
+	// graceful shutdown would not wait for their reason event to go out.
+	if !park.Wait(parkedShutdown) {
+		a.logger.Warn("server stopping: some parked streams did not close in time", zap.Duration("waited", parkedShutdown))
 	}
 	return nil
 }

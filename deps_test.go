@@ -31,7 +31,8 @@ func TestDependencyRules(t *testing.T) {
 		{"broker/redis", append(own("hub", "clienttls"), "github.com/redis/go-redis/", "go.uber.org/zap")},
 		{"auth", append(own("hub"), "github.com/golang-jwt/jwt/")},
 		{"mqtt", append(own("hub", "clienttls"), "github.com/eclipse/paho.mqtt.golang", "go.uber.org/zap")},
-		{"handlers", append(own("hub", "auth"), "github.com/gorilla/websocket", "go.uber.org/zap")},
+		{"park", []string{"golang.org/x/sys/unix"}},
+		{"handlers", append(own("hub", "auth", "park"), "github.com/gorilla/websocket", "go.uber.org/zap")},
 		{"cmd/pubsub-bench", []string{"github.com/gorilla/websocket"}},
 	}
 	for _, rule := range rules {

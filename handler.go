@@ -291,7 +291,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if !ok {
 		return nil
 	}
-	defer release()
+	rq.Release = release
 	t.Serve(&h.endpoint, w, r, rq)
 	return nil
 }

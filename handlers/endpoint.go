@@ -73,6 +73,16 @@ type Request struct {
 	// trusted proxy's X-Forwarded-Proto, else the connection's. "" means
 	// the connection's.
 	Scheme string
+	// Release, when set, is called once the subscriber is gone: when the
+	// transport's serve returns, or, for a stream handed to the parked
+	// core (park), when its connection closes. The module's admission
+	// (per_ip, subscriber limits) is released with it.
+	Release func()
+
+	// keep, set by Transport.Serve, takes Release over from it: a
+	// transport that hands its stream off calls it, and the returned
+	// release when the stream ends.
+	keep func() (release func())
 }
 
 // scheme returns how the client reached the server.

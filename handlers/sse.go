@@ -41,9 +41,11 @@ func (ep *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, rq Request)
 	// the first response write runs net/http's header writer, whose frame
 	// alone is 2.8 KiB; on the goroutine that then waits for messages it
 	// would double the stack for the stream's whole life.
+	// An HTTP/1.1 stream is then handed to the parked core (sse_parked.go),
+	// which serves it without a goroutine.
 	var s *sseStream
 	onOwnStack(func() { s = ep.openSSE(w, r, rq) })
-	if s != nil {
+	if s != nil && !s.park(rq) {
 		onOwnStack(s.run)
 	}
 }

@@ -59,8 +59,23 @@ func SelectTransport(r *http.Request) (*Transport, error) {
 	return transports[len(transports)-1], nil
 }
 
-// Serve serves r's subscriber on t, counted in the hub under t's name.
+// Serve serves r's subscriber on t, counted in the hub under t's name,
+// and calls rq.Release when it is gone.
 func (t *Transport) Serve(ep *Endpoint, w http.ResponseWriter, r *http.Request, rq Request) {
 	r = r.WithContext(hub.WithClient(r.Context(), hub.Client{Transport: t.Name, Quiet: t.Quiet}))
+	release := rq.Release
+	if release == nil {
+		release = func() {}
+	}
+	kept := false
+	rq.keep = func() func() {
+		kept = true
+		return release
+	}
+	defer func() {
+		if !kept {
+			release()
+		}
+	}()
 	t.serve(ep, w, r, rq)
 }

@@ -1,6 +1,9 @@
 package hub
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Ring sizes of a subscriber's queue: the first message allocates
 // queueFirstRing slots; the ring doubles as needed up to the queue's limit;
@@ -27,6 +30,9 @@ type queue struct {
 	// channel of messages, which would need its full capacity allocated
 	// up front.
 	ready chan struct{}
+	// notify, when set (Subscriber.OnReady), is called instead of
+	// leaving a token in ready.
+	notify atomic.Pointer[func()]
 }
 
 func newQueue(limit int) queue {
@@ -111,8 +117,12 @@ func (q *queue) len() int {
 	return q.n
 }
 
-// signal leaves a token in ready, if there is none.
+// signal calls notify, or else leaves a token in ready, if there is none.
 func (q *queue) signal() {
+	if f := q.notify.Load(); f != nil {
+		(*f)()
+		return
+	}
 	select {
 	case q.ready <- struct{}{}:
 	default:

@@ -298,3 +298,34 @@ func TestOrderAcrossInlineAndQueuedFanOut(t *testing.T) {
 	}
 	assertNoMessage(t, watcher)
 }
+
+// TestOnReadyNotifiesInsteadOfReady: a subscriber whose owner set OnReady
+// is notified once at once, then on every queued message and when it ends,
+// and its Ready channel stays empty.
+func TestOnReadyNotifiesInsteadOfReady(t *testing.T) {
+	h, _ := newTestHub(t, Options{Queue: 10})
+	s := subscribe(t, h, "t")
+	notified := make(chan struct{}, 10)
+	s.OnReady(func() { notified <- struct{}{} })
+	expect := func(what string) {
+		t.Helper()
+		select {
+		case <-notified:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no notification %s", what)
+		}
+	}
+	expect("when OnReady was set")
+	publish(t, h, "t", "one")
+	expect("for a queued message")
+	if m, ok := s.Next(); !ok || m.Data != "one" {
+		t.Fatalf("Next() = %v, %v; want the message", m, ok)
+	}
+	h.Disconnect(ErrShutdown)
+	expect("when the subscription ended")
+	select {
+	case <-s.Ready():
+		t.Fatal("Ready signalled though OnReady was set")
+	default:
+	}
+}

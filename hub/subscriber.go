@@ -69,6 +69,18 @@ func (s *Subscriber) Replay(ctx context.Context) ([]*Message, *Gap, error) {
 // value when nothing is queued. It is never closed.
 func (s *Subscriber) Ready() <-chan struct{} { return s.queue.ready }
 
+// OnReady makes the hub call notify, instead of signalling Ready, whenever
+// messages are queued and when the subscription ends; it calls it once at
+// once, for what came before. A transport that serves many subscribers
+// from a few goroutines uses it to learn which has something, without a
+// goroutine waiting on each Ready. notify runs in the hub's fan-out, under
+// its lock: it must return at once and must not call the hub. Only the
+// owner may call OnReady.
+func (s *Subscriber) OnReady(notify func()) {
+	s.queue.notify.Store(&notify)
+	notify()
+}
+
 // Next removes and returns the oldest queued message; ok is false when none
 // is queued. The queue keeps what the hub queued before the subscription
 // ended, so a transport can still send it.

@@ -1,0 +1,501 @@
+package park
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Supported reports whether this platform parks connections.
+const Supported = true
+
+// The epoll events a parked connection waits for, edge-triggered: data or
+// a close from the peer, an error, and room in the send buffer (reported
+// only after a write filled it, so an idle socket never wakes anyone).
+const watched = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLOUT | unix.EPOLLET
+
+// writeBuffer is the size a worker's buffer for a stream's Send starts
+// at; it grows if a stream sends more at once, and is reused.
+const writeBuffer = 64 << 10
+
+// core is one epoll instance, the goroutine that waits on it, and the
+// workers. It runs while connections are parked: the first Park starts
+// it, and the last connection to close stops it.
+type core struct {
+	epfd    int
+	wakefd  int // an eventfd that ends the poller
+	workers []*worker
+
+	mu    sync.Mutex
+	conns map[uint64]*Conn
+
+	stopped chan struct{} // closed when the last connection is gone
+}
+
+var (
+	coreMu sync.Mutex
+	active *core
+	nextID uint64 // guarded by coreMu; 0 is the wake eventfd
+)
+
+// Conn is a parked connection.
+type Conn struct {
+	id           uint64
+	core         *core
+	worker       *worker
+	nc           net.Conn
+	raw          syscall.RawConn
+	stream       Stream
+	writeTimeout time.Duration
+
+	scheduled atomic.Bool   // waiting in its worker's run queue
+	events    atomic.Uint32 // epoll events not yet handled
+	closed    atomic.Bool
+
+	// Used by its worker only.
+	pending      []byte    // what the socket did not take
+	pendingSince time.Time // when pending last was empty
+	ending       bool      // close once pending is out
+	timerAt      time.Time // its live entry in the worker's timers
+}
+
+// Park hands nc, a TCP connection whose request was answered up to the
+// stream, to the core: from now on stream decides what it gets, and
+// bytes that wait longer than writeTimeout for the peer close it. nc must
+// be a plain TCP connection; on error it is left as it was.
+func Park(nc net.Conn, stream Stream, writeTimeout time.Duration) (*Conn, error) {
+	tcp, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nil, fmt.Errorf("park: %T is not a TCP connection", nc)
+	}
+	raw, err := tcp.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("park: %w", err)
+	}
+	if err := tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount}); err != nil {
+		return nil, fmt.Errorf("park: keepalive: %w", err)
+	}
+	// Deadlines belong to Go's poller, which no longer reads or writes it.
+	_ = nc.SetDeadline(time.Time{})
+
+	coreMu.Lock()
+	defer coreMu.Unlock()
+	if active == nil {
+		if active, err = startCore(); err != nil {
+			return nil, err
+		}
+	}
+	nextID++
+	c := &Conn{
+		id:           nextID,
+		core:         active,
+		worker:       active.workers[nextID%uint64(len(active.workers))],
+		nc:           nc,
+		raw:          raw,
+		stream:       stream,
+		writeTimeout: writeTimeout,
+	}
+	// In the map before epoll knows it: an event may come at once.
+	active.mu.Lock()
+	active.conns[c.id] = c
+	active.mu.Unlock()
+	ev := unix.EpollEvent{Events: watched, Fd: int32(uint32(c.id)), Pad: int32(uint32(c.id >> 32))}
+	var ctlErr error
+	err = raw.Control(func(fd uintptr) {
+		if ctlErr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(userTimeout/time.Millisecond)); ctlErr != nil {
+			return
+		}
+		ctlErr = unix.EpollCtl(active.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err = errors.Join(err, ctlErr); err != nil {
+		active.mu.Lock()
+		delete(active.conns, c.id)
+		active.mu.Unlock()
+		if len(active.conns) == 0 {
+			active.stop()
+			active = nil
+		}
+		return nil, fmt.Errorf("park: %w", err)
+	}
+	c.schedule()
+	return c, nil
+}
+
+// Notify asks the connection's worker to call its stream's Send soon. It
+// returns at once, so it may be called under any lock (the hub's fan-out
+// calls it for each subscriber it queued a message for).
+func (c *Conn) Notify() {
+	if !c.closed.Load() {
+		c.schedule()
+	}
+}
+
+func (c *Conn) schedule() {
+	if c.scheduled.CompareAndSwap(false, true) {
+		c.worker.push(c)
+	}
+}
+
+func startCore() (*core, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("park: epoll: %w", err)
+	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("park: eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, fmt.Errorf("park: epoll: %w", err)
+	}
+	c := &core{epfd: epfd, wakefd: wakefd, conns: map[uint64]*Conn{}, stopped: make(chan struct{})}
+	// A worker never blocks on a socket, so one per processor keeps them
+	// all busy under load, and a slow peer stalls none.
+	for range runtime.GOMAXPROCS(0) {
+		w := &worker{wake: make(chan struct{}, 1), stop: make(chan struct{}), buf: make([]byte, 0, writeBuffer)}
+		c.workers = append(c.workers, w)
+		go w.run()
+	}
+	go c.poll()
+	return c, nil
+}
+
+// stop ends the poller and the workers; coreMu is held and no connection
+// is parked. They return on their own: the last connection's worker
+// calls it.
+func (c *core) stop() {
+	one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+	_, _ = unix.Write(c.wakefd, one)
+	for _, w := range c.workers {
+		close(w.stop)
+	}
+	close(c.stopped)
+}
+
+// Wait waits, at most d, until no connection is parked, and reports
+// whether none is. A server that stops ends its streams and waits for
+// their last bytes to go out: its graceful shutdown does not see them.
+func Wait(d time.Duration) bool {
+	coreMu.Lock()
+	c := active
+	coreMu.Unlock()
+	if c == nil {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.stopped:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// poll waits for epoll events and hands them to the connections' workers.
+func (c *core) poll() {
+	defer unix.Close(c.wakefd)
+	defer unix.Close(c.epfd)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(c.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			// Only a bug (a closed epoll fd) gets here: close what is
+			// parked rather than leave it unwatched.
+			c.mu.Lock()
+			for _, conn := range c.conns {
+				conn.events.Or(unix.EPOLLERR)
+				conn.schedule()
+			}
+			c.mu.Unlock()
+			return
+		}
+		for _, ev := range events[:n] {
+			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			if id == 0 {
+				return
+			}
+			c.mu.Lock()
+			conn := c.conns[id]
+			c.mu.Unlock()
+			if conn != nil {
+				conn.events.Or(ev.Events)
+				conn.schedule()
+			}
+		}
+	}
+}
+
+// release forgets a closed connection, and stops the core with the last.
+func (c *core) release(conn *Conn) {
+	coreMu.Lock()
+	defer coreMu.Unlock()
+	c.mu.Lock()
+	delete(c.conns, conn.id)
+	last := len(c.conns) == 0
+	c.mu.Unlock()
+	if last && active == c {
+		active = nil
+		c.stop()
+	}
+}
+
+// worker runs the connections scheduled on it, one at a time, and their
+// timers.
+type worker struct {
+	mu   sync.Mutex
+	runq []*Conn
+
+	wake chan struct{} // a token when runq may hold connections
+	stop chan struct{}
+
+	// Used by the worker's goroutine only.
+	timers timers
+	buf    []byte
+}
+
+func (w *worker) push(c *Conn) {
+	w.mu.Lock()
+	w.runq = append(w.runq, c)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *worker) run() {
+	wakeAt := time.NewTimer(time.Hour)
+	defer wakeAt.Stop()
+	var batch []*Conn
+	for {
+		w.mu.Lock()
+		batch, w.runq = w.runq, batch[:0]
+		w.mu.Unlock()
+		now := time.Now()
+		for _, c := range batch {
+			c.scheduled.Store(false)
+			c.run(w, now)
+		}
+		clear(batch)
+		for len(w.timers) > 0 && !w.timers[0].at.After(now) {
+			t := heap.Pop(&w.timers).(timer)
+			if c := t.conn; t.at.Equal(c.timerAt) && !c.closed.Load() {
+				c.timerAt = time.Time{}
+				c.run(w, now)
+			}
+		}
+		if len(w.timers) > 0 {
+			wakeAt.Reset(time.Until(w.timers[0].at))
+		} else {
+			wakeAt.Stop()
+		}
+		select {
+		case <-w.wake:
+		case <-wakeAt.C:
+		case <-w.stop:
+			return
+		}
+	}
+}
+
+// run handles what happened to c: the peer's events, bytes still to write,
+// and its stream's Send.
+func (c *Conn) run(w *worker, now time.Time) {
+	if c.closed.Load() {
+		return
+	}
+	ev := c.events.Swap(0)
+	switch {
+	case ev&(unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0:
+		c.close(ErrPeerGone)
+		return
+	case ev&unix.EPOLLIN != 0:
+		if err := c.read(); err != nil {
+			c.close(err)
+			return
+		}
+	}
+	if len(c.pending) > 0 {
+		if !c.write(nil, now) {
+			return
+		}
+		if len(c.pending) > 0 {
+			c.waitWritable(w, now)
+			return
+		}
+		if c.ending {
+			c.close(nil)
+			return
+		}
+	}
+	out, next, end := c.stream.Send(w.buf[:0], now)
+	if cap(out) > cap(w.buf) {
+		w.buf = out[:0]
+	}
+	if !c.write(out, now) {
+		return
+	}
+	switch {
+	case end && len(c.pending) == 0:
+		c.close(nil)
+	case end:
+		c.ending = true
+		c.waitWritable(w, now)
+	case len(c.pending) > 0:
+		c.waitWritable(w, now)
+	default:
+		c.arm(w, next)
+	}
+}
+
+// read reads what the peer sent: nothing is expected, so any byte, or
+// the end of the stream, closes the connection.
+func (c *Conn) read() error {
+	var b [64]byte
+	var n int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), b[:])
+		return true
+	})
+	switch {
+	case err != nil:
+		return ErrPeerGone
+	case n > 0:
+		return ErrUnexpectedData
+	case n == 0 && rerr == nil:
+		return ErrPeerGone
+	case errors.Is(rerr, unix.EAGAIN), errors.Is(rerr, unix.EINTR):
+		return nil
+	}
+	return ErrPeerGone
+}
+
+// write writes pending, then p, as far as the socket takes them without
+// blocking, and keeps the rest in pending. It reports false when it
+// closed the connection on an error.
+func (c *Conn) write(p []byte, now time.Time) bool {
+	if len(c.pending) > 0 && len(p) > 0 {
+		c.pending = append(c.pending, p...)
+		p = nil
+	}
+	if len(c.pending) > 0 {
+		p = c.pending
+	}
+	if len(p) == 0 {
+		return true
+	}
+	var werr error
+	written, calls := 0, 0
+	err := c.raw.Write(func(fd uintptr) bool {
+		// A peer that reads slowly but steadily would keep a loop
+		// writing for as long as it reads: two calls at most, then the
+		// socket's EPOLLOUT, or the run queue, brings c back.
+		for written < len(p) && calls < 2 {
+			n, err := unix.Write(int(fd), p[written:])
+			if err == unix.EINTR {
+				continue
+			}
+			calls++
+			if err != nil {
+				werr = err
+				return true
+			}
+			written += n
+		}
+		return true
+	})
+	if err == nil && werr != nil && !errors.Is(werr, unix.EAGAIN) {
+		err = werr
+	}
+	if err != nil {
+		c.close(fmt.Errorf("%w: %w", ErrPeerGone, err))
+		return false
+	}
+	if written < len(p) && werr == nil {
+		// The socket took both writes: no EPOLLOUT will come.
+		c.schedule()
+	}
+	rest := p[written:]
+	switch {
+	case len(rest) == 0:
+		c.pending = nil
+	case len(c.pending) == 0:
+		c.pending = append([]byte(nil), rest...)
+		c.pendingSince = now
+	default:
+		c.pending = rest // a tail of its own array: no copy per write
+	}
+	return true
+}
+
+// waitWritable waits for EPOLLOUT, which schedules c again, and closes c
+// if its bytes wait past the write timeout.
+func (c *Conn) waitWritable(w *worker, now time.Time) {
+	deadline := c.pendingSince.Add(c.writeTimeout)
+	if !now.Before(deadline) {
+		c.close(ErrWriteTimeout)
+		return
+	}
+	c.arm(w, deadline)
+}
+
+// arm makes the worker run c at t, unless it will run it sooner anyway.
+func (c *Conn) arm(w *worker, t time.Time) {
+	if t.IsZero() || (!c.timerAt.IsZero() && !t.Before(c.timerAt)) {
+		return
+	}
+	c.timerAt = t
+	heap.Push(&w.timers, timer{at: t, conn: c})
+}
+
+// close closes the socket and tells the stream why.
+func (c *Conn) close(reason error) {
+	if !c.closed.CompareAndSwap(false, true) {
+		return
+	}
+	_ = c.raw.Control(func(fd uintptr) {
+		_ = unix.EpollCtl(c.core.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
+	_ = c.nc.Close()
+	c.pending = nil
+	c.core.release(c)
+	c.stream.Closed(reason)
+}
+
+// timer is a connection's wake-up; an entry whose at is no longer the
+// connection's timerAt is stale and skipped.
+type timer struct {
+	at   time.Time
+	conn *Conn
+}
+
+// timers is a min-heap of wake-ups by time.
+type timers []timer
+
+func (t timers) Len() int           { return len(t) }
+func (t timers) Less(i, j int) bool { return t[i].at.Before(t[j].at) }
+func (t timers) Swap(i, j int)      { t[i], t[j] = t[j], t[i] }
+func (t *timers) Push(x any)        { *t = append(*t, x.(timer)) }
+func (t *timers) Pop() any {
+	old := *t
+	x := old[len(old)-1]
+	old[len(old)-1] = timer{}
+	*t = old[:len(old)-1]
+	return x
+}

@@ -1,0 +1,186 @@
+package park
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+const wait = 10 * time.Second
+
+// testStream sends what the test queues, and reports how it closed.
+type testStream struct {
+	mu     sync.Mutex
+	queued []byte
+	end    bool
+	closed chan error
+}
+
+func newTestStream() *testStream { return &testStream{closed: make(chan error, 1)} }
+
+func (s *testStream) queue(p []byte, end bool) {
+	s.mu.Lock()
+	s.queued = append(s.queued, p...)
+	s.end = s.end || end
+	s.mu.Unlock()
+}
+
+func (s *testStream) Send(buf []byte, _ time.Time) ([]byte, time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf = append(buf, s.queued...)
+	s.queued = nil
+	return buf, time.Time{}, s.end
+}
+
+func (s *testStream) Closed(err error) { s.closed <- err }
+
+func (s *testStream) waitClosed(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-s.closed:
+		return err
+	case <-time.After(wait):
+		t.Fatal("parked connection not closed")
+		return nil
+	}
+}
+
+// pair returns both ends of a loopback TCP connection.
+func pair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return server, client
+}
+
+// parked parks the server end of a new connection on a new test stream.
+func parked(t *testing.T, writeTimeout time.Duration) (*Conn, *testStream, net.Conn) {
+	t.Helper()
+	server, client := pair(t)
+	s := newTestStream()
+	c, err := Park(server, s, writeTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s, client
+}
+
+// Notify makes the stream's bytes go out; ending it closes the
+// connection after them, and the core stops with its last connection.
+func TestNotifiedStreamIsWrittenAndEnds(t *testing.T) {
+	c, s, client := parked(t, time.Second)
+	s.queue([]byte("hello "), false)
+	c.Notify()
+	s.queue([]byte("bye"), true)
+	c.Notify()
+	client.SetReadDeadline(time.Now().Add(wait))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "hello bye" {
+		t.Fatalf("client read %q, %v; want %q", got, err, "hello bye")
+	}
+	if err := s.waitClosed(t); err != nil {
+		t.Fatalf("closed with %v, want nil (the stream ended)", err)
+	}
+	if !Wait(wait) {
+		t.Fatal("the core still runs with no connection parked")
+	}
+}
+
+// A peer that closes, or sends anything, is noticed without a read.
+func TestPeerCloseAndDataAreNoticed(t *testing.T) {
+	_, s, client := parked(t, time.Second)
+	client.Close()
+	if err := s.waitClosed(t); !errors.Is(err, ErrPeerGone) {
+		t.Fatalf("closed with %v, want ErrPeerGone", err)
+	}
+	_, s, client = parked(t, time.Second)
+	if _, err := client.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitClosed(t); !errors.Is(err, ErrUnexpectedData) {
+		t.Fatalf("closed with %v, want ErrUnexpectedData", err)
+	}
+}
+
+// Bytes a peer does not read wait in the connection, never in a worker:
+// the other connections go on, and after the write timeout the one that
+// stopped reading is closed. Once the peer reads, the rest goes out.
+func TestUnreadBytesTimeOutWithoutStallingOthers(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	c, s, _ := parked(t, timeout)
+	big := make([]byte, 32<<20) // more than the socket buffers hold
+	s.queue(big, false)
+	start := time.Now()
+	c.Notify()
+
+	other, os, oclient := parked(t, timeout)
+	os.queue([]byte("still served"), true)
+	other.Notify()
+	oclient.SetReadDeadline(time.Now().Add(wait))
+	if got, err := io.ReadAll(oclient); err != nil || string(got) != "still served" {
+		t.Fatalf("other connection read %q, %v", got, err)
+	}
+
+	if err := s.waitClosed(t); !errors.Is(err, ErrWriteTimeout) {
+		t.Fatalf("closed with %v, want ErrWriteTimeout", err)
+	}
+	if took := time.Since(start); took < timeout {
+		t.Fatalf("closed after %s, before the write timeout %s", took, timeout)
+	}
+
+	c, s, client := parked(t, wait)
+	some := big[:4<<20] // more than one write takes
+	s.queue(some, true)
+	c.Notify()
+	client.SetReadDeadline(time.Now().Add(wait))
+	n, err := io.Copy(io.Discard, client)
+	if err != nil || n != int64(len(some)) {
+		t.Fatalf("read %d bytes, %v; want all %d", n, err, len(some))
+	}
+	if err := s.waitClosed(t); err != nil {
+		t.Fatalf("closed with %v, want nil", err)
+	}
+}
+
+// wrapped is a connection as a listener wrapper hands it over: not a
+// *net.TCPConn.
+type wrapped struct{ net.Conn }
+
+// A connection Park cannot take is served by Blocking the same way:
+// notified bytes go out, and a peer that hangs up ends it.
+func TestBlockingServesWhatParkCannot(t *testing.T) {
+	server, client := pair(t)
+	s := newTestStream()
+	if _, err := Park(wrapped{server}, s, time.Second); err == nil {
+		t.Fatal("Park took a connection that is not plain TCP")
+	}
+	b := NewBlocking(wrapped{server}, s, time.Second)
+	go b.Run()
+	s.queue([]byte("hello"), false)
+	b.Notify()
+	client.SetReadDeadline(time.Now().Add(wait))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "hello" {
+		t.Fatalf("client read %q, %v", got, err)
+	}
+	client.Close()
+	if err := s.waitClosed(t); !errors.Is(err, ErrPeerGone) {
+		t.Fatalf("closed with %v, want ErrPeerGone", err)
+	}
+}
