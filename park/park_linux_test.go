@@ -125,8 +125,10 @@ func TestUnreadBytesTimeOutWithoutStallingOthers(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	c, s, _ := parked(t, timeout)
 	big := make([]byte, 32<<20) // more than the socket buffers hold
-	s.queue(big, false)
+	// The core may run c as soon as the bytes are queued (an EPOLLOUT),
+	// so the timeout is measured from before.
 	start := time.Now()
+	s.queue(big, false)
 	c.Notify()
 
 	other, os, oclient := parked(t, timeout)
