@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,9 @@ func TestHTTPS(t *testing.T) {
 			args := append([]string{"-mode", "sustained", "-n", "10", "-rate", "50", "-duration", "1s"}, tc.args...)
 			r := bench(t, base+"/events", args...)
 			checkDelivery(t, r, 10)
+			if r.HTTP2 != slices.Contains(args, "-http2") {
+				t.Errorf("report says HTTP/2 %v for %v", r.HTTP2, args)
+			}
 		})
 	}
 	// Without the CA, the certificate is not trusted: the run stops at
