@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"net"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,7 +73,9 @@ func TestOnlyLoopbackTargets(t *testing.T) {
 		{"http://10.1.2.3:8399/events", "", false},
 		{"http://example.com/events", "", false},
 		{"http://0.0.0.0:8399/events", "", false},
-		{"https://127.0.0.1/events", "", false},
+		{"https://127.0.0.1/events", "127.0.0.1:443", true},
+		{"https://localhost:8443/events", "127.0.0.1:8443", true},
+		{"https://192.0.2.1/events", "", false},
 		{"ws://127.0.0.1/events", "", false},
 	} {
 		got, err := resolveTarget(tc.url)
@@ -172,4 +175,47 @@ func TestHistogram(t *testing.T) {
 	if m := merged.Percentiles(); m.Count != 2002 || m.P50MS != p.P50MS {
 		t.Errorf("merged %+v; want 2002 samples, same p50 as %+v", m, p)
 	}
+}
+
+var progressRE = regexp.MustCompile(`(?m)^progress \S+ publishing: connected (\d+) of (\d+) \(0 failed, 0 dropped\), published (\d+), delivered (\d+) of (\d+), p99 (\S+)$`)
+
+// A long run prints progress lines while it publishes, whose counts grow
+// and whose p99 comes from the deliveries so far; in one process and
+// from worker processes, which send their histograms to the parent.
+func TestProgressLines(t *testing.T) {
+	endpoint := startServer(t) + "/events"
+	for _, procs := range []string{"1", "2"} {
+		t.Run("procs "+procs, func(t *testing.T) {
+			r, log := benchLog(t, endpoint, "-mode", "sustained", "-n", "10", "-procs", procs, "-rate", "50", "-duration", "3s", "-progress", "400ms")
+			checkDelivery(t, r, 10)
+			lines := progressRE.FindAllStringSubmatch(log, -1)
+			if len(lines) < 3 {
+				t.Fatalf("%d progress lines while publishing for 3s every 400ms; want 3 or more:\n%s", len(lines), log)
+			}
+			var lastPublished, lastDelivered int64
+			for i, m := range lines {
+				n := func(k int) int64 { v, _ := strconv.ParseInt(m[k], 10, 64); return v }
+				if n(1) != 10 || n(2) != 10 {
+					t.Errorf("line %q: want 10 of 10 connected", m[0])
+				}
+				if n(5) != n(3)*10 || n(4) > n(5)+20 {
+					t.Errorf("line %q: expected deliveries are published × 10 live subscribers, delivered at most that plus the in-flight", m[0])
+				}
+				if i > 0 && (n(3) <= lastPublished || n(4) <= lastDelivered) {
+					t.Errorf("line %q: published and delivered should grow from %d and %d at 50 msg/s", m[0], lastPublished, lastDelivered)
+				}
+				lastPublished, lastDelivered = n(3), n(4)
+			}
+			last := lines[len(lines)-1]
+			if p99, err := strconv.ParseFloat(strings.TrimSuffix(last[6], "ms"), 64); err != nil || p99 <= 0 || p99 > r.Latency.MaxMS+1 {
+				t.Errorf("last progress line's p99 %q: want a latency in ms within the run's (max %.2fms)", last[6], r.Latency.MaxMS)
+			}
+		})
+	}
+	t.Run("off", func(t *testing.T) {
+		_, log := benchLog(t, endpoint, "-mode", "sustained", "-n", "2", "-rate", "50", "-duration", "1s", "-progress", "0")
+		if strings.Contains(log, "progress ") {
+			t.Errorf("-progress 0 printed progress lines:\n%s", log)
+		}
+	})
 }

@@ -30,7 +30,11 @@ func workerMain(in io.Reader, out io.Writer) int {
 		_ = enc.Encode(workerMessage{Error: err.Error()})
 		return 1
 	}
-	w := startWorker(cfg)
+	w, err := startWorker(cfg)
+	if err != nil {
+		_ = enc.Encode(workerMessage{Error: err.Error()})
+		return 1
+	}
 
 	// Any line or EOF on stdin means stop: a parent that dies closes the
 	// pipe, so the worker never outlives it.
@@ -41,11 +45,19 @@ func workerMain(in io.Reader, out io.Writer) int {
 	}()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var latencySent time.Time
 	for running := true; running; {
 		select {
 		case <-tick.C:
 			p := w.progress()
-			if err := enc.Encode(workerMessage{Progress: &p}); err != nil {
+			m := workerMessage{Progress: &p}
+			if cfg.LatencyEvery > 0 && time.Since(latencySent) >= cfg.LatencyEvery {
+				// A snapshot is a few kB: sent as often as the parent
+				// prints it, not with every progress message.
+				l := w.latency.Snapshot()
+				m.Latency, latencySent = &l, time.Now()
+			}
+			if err := enc.Encode(m); err != nil {
 				running = false
 			}
 		case <-stopped:
@@ -63,12 +75,13 @@ func workerMain(in io.Reader, out io.Writer) int {
 
 // childWorker is a worker process seen from the parent.
 type childWorker struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	mu     sync.Mutex
-	latest workerProgress
-	result chan workerMessage // the final message: result or error
-	exited chan error
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	mu      sync.Mutex
+	latest  workerProgress
+	latency HistogramData
+	result  chan workerMessage // the final message: result or error
+	exited  chan error
 }
 
 // startChild starts this executable as a worker holding cfg's share.
@@ -118,6 +131,9 @@ func (c *childWorker) read(stdout io.Reader) {
 		case m.Progress != nil:
 			c.mu.Lock()
 			c.latest = *m.Progress
+			if m.Latency != nil {
+				c.latency = *m.Latency
+			}
 			c.mu.Unlock()
 		case m.Result != nil, m.Error != "":
 			final = m
@@ -130,6 +146,12 @@ func (c *childWorker) progress() workerProgress {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.latest
+}
+
+func (c *childWorker) latencySoFar() HistogramData {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.latency
 }
 
 func (c *childWorker) pid() int { return c.cmd.Process.Pid }

@@ -58,11 +58,17 @@ type Config struct {
 	Drain       time.Duration `json:"drain_ns"`
 	Connect     time.Duration `json:"connect_timeout_ns"`
 	Dials       int           `json:"dial_concurrency"`
+	Progress    time.Duration `json:"-"`
 	Label       string        `json:"label,omitempty"`
 	Key         string        `json:"-"` // never written to reports
+	Token       string        `json:"-"` // never written to reports
+	CAFile      string        `json:"ca_file,omitempty"`
+	Insecure    bool          `json:"insecure,omitempty"`
+	HTTP2       bool          `json:"http2,omitempty"`
 
 	// resolved by validate
 	target target
+	caPEM  []byte
 }
 
 // target is the endpoint, resolved to a loopback address.
@@ -72,6 +78,10 @@ type target struct {
 	path  string // path and the user's query, without the tool's parameters
 	query url.Values
 	ipv4  bool
+	// tls is an https:// target; serverName is the name its certificate
+	// must hold.
+	tls        bool
+	serverName string
 }
 
 func main() {
@@ -103,12 +113,17 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Batch, "batch", 1, "messages per publish request (>1 sends a JSON array; the server's default limit is 100)")
 	fs.StringVar(&cfg.Topic, "topic", "", "topic (default: bench/RANDOM, new each run)")
 	fs.StringVar(&cfg.Key, "key", "", "publish key, sent as Authorization: Bearer (default $PUBSUB_BENCH_KEY)")
+	fs.StringVar(&cfg.Token, "token", "", "token (a JWT) every subscriber sends as Authorization: Bearer; publishers send it too when there is no -key (default $PUBSUB_BENCH_TOKEN)")
+	fs.StringVar(&cfg.CAFile, "cacert", "", "PEM file of the certificates to trust for an https:// -url (default: the system's roots)")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "do not verify the certificate of an https:// -url (a loopback server with a self-signed certificate)")
+	fs.BoolVar(&cfg.HTTP2, "http2", false, "SSE subscribers and publishers over HTTP/2 (https:// only): each worker process's subscribers are streams of a few shared connections")
 	fs.IntVar(&cfg.PID, "pid", 0, "server process ID, for its CPU and memory from /proc (0: not measured)")
 	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "wait after all subscribers connect, before measuring")
 	fs.DurationVar(&cfg.Idle, "idle", 0, "window measuring the server's idle CPU with all subscribers connected (0: 16s in idle mode, one heartbeat period and more; else 3s)")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "longest wait for deliveries after the last publish")
 	fs.DurationVar(&cfg.Connect, "connect-timeout", 2*time.Minute, "longest wait for all subscribers to connect")
 	fs.IntVar(&cfg.Dials, "dials", 200, "concurrent connection attempts per process")
+	fs.DurationVar(&cfg.Progress, "progress", 5*time.Second, "print a progress line on stderr this often: connected, published, delivered and p99 so far (0: none)")
 	fs.StringVar(&cfg.Label, "label", "", "free text copied into the report")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of a table")
 	fs.StringVar(&out, "out", "", "also write the JSON report to this file")
@@ -140,9 +155,12 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
+	// Read here, not as the flags' defaults, so -h never prints them.
 	if cfg.Key == "" {
-		// Read here, not as the flag's default, so -h never prints it.
 		cfg.Key = os.Getenv("PUBSUB_BENCH_KEY")
+	}
+	if cfg.Token == "" {
+		cfg.Token = os.Getenv("PUBSUB_BENCH_TOKEN")
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pubsub-bench: unexpected argument %q\n", fs.Arg(0))
@@ -234,6 +252,8 @@ func (c *Config) validate() error {
 		return errors.New("-procs: 0 to 256")
 	case c.Sources < 0 || c.Sources > 60000:
 		return errors.New("-sources: 0 to 60000")
+	case c.Progress < 0:
+		return errors.New("-progress must not be negative")
 	case c.Dials < 1:
 		return errors.New("-dials: at least 1")
 	}
@@ -244,6 +264,24 @@ func (c *Config) validate() error {
 	if err != nil {
 		return err
 	}
+	switch {
+	case !t.tls && (c.CAFile != "" || c.Insecure || c.HTTP2):
+		return errors.New("-cacert, -insecure and -http2 need an https:// -url")
+	case c.CAFile != "" && c.Insecure:
+		return errors.New("-cacert and -insecure: use one (-insecure verifies nothing)")
+	case c.HTTP2 && c.Transport != "sse":
+		return errors.New("-http2: for -transport sse (WebSocket and long-poll subscribers use HTTP/1.1)")
+	case !headerSafe(c.Token) || !headerSafe(c.Key):
+		return errors.New("-token and -key: printable ASCII without spaces")
+	}
+	if c.CAFile != "" {
+		if c.caPEM, err = os.ReadFile(c.CAFile); err != nil {
+			return fmt.Errorf("-cacert: %w", err)
+		}
+		if _, err := clientTLS(c.caPEM, false, t.serverName); err != nil {
+			return err
+		}
+	}
 	if !t.ipv4 && c.Sources > 1 {
 		// IPv6 loopback is one address: ::1.
 		c.Sources = 1
@@ -252,19 +290,32 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// resolveTarget checks that raw is an http URL whose host is a loopback
-// address (or localhost) and returns what to dial.
+// headerSafe reports whether v can go into an HTTP header as it is.
+func headerSafe(v string) bool {
+	for _, r := range v {
+		if r <= ' ' || r > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// resolveTarget checks that raw is an http or https URL whose host is a
+// loopback address (or localhost) and returns what to dial.
 func resolveTarget(raw string) (target, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return target{}, fmt.Errorf("-url: %w", err)
 	}
-	if u.Scheme != "http" {
-		return target{}, fmt.Errorf("-url %q: use an http:// URL (the tool picks ws:// itself for -transport ws)", raw)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return target{}, fmt.Errorf("-url %q: use an http:// or https:// URL (the tool picks ws:// or wss:// itself for -transport ws)", raw)
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
 		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
 	}
 	var ip net.IP
 	if strings.EqualFold(host, "localhost") {
@@ -280,10 +331,12 @@ func resolveTarget(raw string) (target, error) {
 		path = "/"
 	}
 	return target{
-		addr:  net.JoinHostPort(ip.String(), port),
-		host:  u.Host,
-		path:  path,
-		query: u.Query(),
-		ipv4:  ip.To4() != nil,
+		addr:       net.JoinHostPort(ip.String(), port),
+		host:       u.Host,
+		path:       path,
+		query:      u.Query(),
+		ipv4:       ip.To4() != nil,
+		tls:        u.Scheme == "https",
+		serverName: host,
 	}, nil
 }

@@ -44,6 +44,13 @@ func startServer(t *testing.T) string {
 // the server's PID being this process's, and returns its JSON report.
 func bench(t *testing.T, endpoint string, args ...string) Report {
 	t.Helper()
+	r, _ := benchLog(t, endpoint, args...)
+	return r
+}
+
+// benchLog is bench that also returns what the tool wrote on stderr.
+func benchLog(t *testing.T, endpoint string, args ...string) (Report, string) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "report.json")
 	args = append([]string{
 		"-url", endpoint, "-key", testKey, "-pid", strconv.Itoa(os.Getpid()),
@@ -63,7 +70,7 @@ func bench(t *testing.T, endpoint string, args ...string) Report {
 		t.Fatalf("report %s: %v", b, err)
 	}
 	t.Logf("%s", stdout.String())
-	return r
+	return r, stderr.String()
 }
 
 // checkDelivery asserts that every subscriber got every message once,

@@ -37,25 +37,41 @@ type publisher struct {
 	latency  Histogram // per request
 }
 
-func newPublisher(cfg Config, topic string, conns int) *publisher {
-	return &publisher{
-		client: &http.Client{
-			Timeout: 30 * time.Second,
-			Transport: &http.Transport{
-				DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
-				MaxIdleConnsPerHost: conns + 1,
-				DisableCompression:  true,
-				// Loopback only, never through a proxy.
-				Proxy: nil,
-			},
-		},
-		url:   "http://" + cfg.target.addr + cfg.target.path,
-		host:  cfg.target.host,
-		key:   cfg.Key,
-		topic: topic,
-		size:  cfg.Size,
-		batch: cfg.Batch,
+// newPublisher returns the publisher of cfg, which sends -key, or -token
+// when there is no key.
+func newPublisher(cfg Config, topic string, conns int) (*publisher, error) {
+	transport := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: conns + 1,
+		DisableCompression:  true,
+		// Loopback only, never through a proxy.
+		Proxy: nil,
 	}
+	scheme := "http://"
+	if cfg.target.tls {
+		protos := []string{"http/1.1"}
+		if cfg.HTTP2 {
+			protos = []string{"h2"}
+		}
+		conf, err := clientTLS(cfg.caPEM, cfg.Insecure, cfg.target.serverName, protos...)
+		if err != nil {
+			return nil, err
+		}
+		scheme, transport.TLSClientConfig, transport.ForceAttemptHTTP2 = "https://", conf, cfg.HTTP2
+	}
+	key := cfg.Key
+	if key == "" {
+		key = cfg.Token
+	}
+	return &publisher{
+		client: &http.Client{Timeout: 30 * time.Second, Transport: transport},
+		url:    scheme + cfg.target.addr + cfg.target.path,
+		host:   cfg.target.host,
+		key:    key,
+		topic:  topic,
+		size:   cfg.Size,
+		batch:  cfg.Batch,
+	}, nil
 }
 
 func (p *publisher) close() { p.client.CloseIdleConnections() }

@@ -16,6 +16,7 @@ type Report struct {
 	Started     time.Time `json:"started"`
 	Mode        string    `json:"mode"`
 	Transport   string    `json:"transport"`
+	HTTP2       bool      `json:"http2,omitempty"`
 	URL         string    `json:"url"`
 	Topic       string    `json:"topic"`
 	Subscribers int       `json:"subscribers"`
@@ -94,6 +95,7 @@ func newReport(cfg Config) *Report {
 		Started:     time.Now().UTC().Truncate(time.Second),
 		Mode:        cfg.Mode,
 		Transport:   cfg.Transport,
+		HTTP2:       cfg.HTTP2,
 		URL:         cfg.URL,
 		Subscribers: cfg.Subscribers,
 		Sources:     cfg.Sources,
@@ -148,7 +150,7 @@ func (r *Report) finish(res workerResult, pub *publisher) {
 func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
-	title := fmt.Sprintf("pubsub-bench %s over %s: %d subscribers (%d procs, %d source addresses)", r.Mode, r.Transport, r.Subscribers, r.Procs, r.Sources)
+	title := fmt.Sprintf("pubsub-bench %s over %s: %d subscribers (%d procs, %d source addresses)", r.Mode, r.transportText(), r.Subscribers, r.Procs, r.Sources)
 	if r.Label != "" {
 		title += " — " + r.Label
 	}
@@ -193,6 +195,15 @@ func (r *Report) WriteTable(w io.Writer) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(tw, "note\t%s\n", n)
 	}
+}
+
+// transportText is the subscribers' transport, and HTTP/2 when they used
+// it.
+func (r *Report) transportText() string {
+	if r.HTTP2 {
+		return r.Transport + " (HTTP/2)"
+	}
+	return r.Transport
 }
 
 func msText(v float64) string {
@@ -266,7 +277,7 @@ func (r *Report) markdownRow() string {
 	}
 	rated := loaded && r.Mode != modeFanout
 	cols := []string{
-		name, r.Mode + " " + r.Transport, fmt.Sprint(r.Subscribers), load,
+		name, r.Mode + " " + r.transportText(), fmt.Sprint(r.Subscribers), load,
 		cpuPerM,
 		dash(loaded, msText(r.Latency.P50MS)), dash(loaded, msText(r.Latency.P90MS)),
 		dash(loaded, msText(r.Latency.P99MS)), dash(loaded, msText(r.Latency.MaxMS)),

@@ -63,13 +63,19 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		topic = "bench/" + hex.EncodeToString(b[:])
 	}
 	rep.Topic = topic
-	pub := newPublisher(cfg, topic, cfg.Publishers)
+	pub, err := newPublisher(cfg, topic, cfg.Publishers)
+	if err != nil {
+		return nil, err
+	}
 	defer pub.close()
+	if cfg.Insecure {
+		rep.note(log, "-insecure: the server's certificate was not verified")
+	}
 	startID, err := pub.waitMarker(ctx, 10*time.Second)
 	if err != nil {
 		var se statusError
-		if errors.As(err, &se) && se.code == 401 {
-			err = fmt.Errorf("%w (pass the publish key with -key or $PUBSUB_BENCH_KEY)", err)
+		if errors.As(err, &se) && (se.code == 401 || se.code == 403) {
+			err = fmt.Errorf("%w (pass the publish key with -key or $PUBSUB_BENCH_KEY, or a token that may publish to the topic with -token or $PUBSUB_BENCH_TOKEN)", err)
 		}
 		return nil, err
 	}
@@ -90,10 +96,13 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		}
 	}()
 
+	prog := startProgress(ws, pub, cfg.Subscribers, cfg.Progress, log)
+	defer prog.stop()
+
 	// Connect.
 	connectStart := time.Now()
 	// The workers' progress may be 100ms old.
-	if err := ws.waitConnected(ctx, cfg.Subscribers, connectBy.Add(200*time.Millisecond), log); err != nil {
+	if err := ws.waitConnected(ctx, cfg.Subscribers, connectBy.Add(200*time.Millisecond)); err != nil {
 		return nil, err
 	}
 	p := ws.progress()
@@ -109,9 +118,11 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 	fmt.Fprintf(log, "connected %d of %d in %.1fs (%d failed); settling %s\n", p.Connected, cfg.Subscribers, rep.ConnectSeconds, p.Failed, cfg.Settle)
 
 	// Idle.
+	prog.setPhase("settling")
 	if err := sleep(ctx, cfg.Settle); err != nil {
 		return nil, err
 	}
+	prog.setPhase("idle")
 	idleStart := server.sample()
 	if err := sleep(ctx, cfg.Idle); err != nil {
 		return nil, err
@@ -131,11 +142,12 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 
 	// Load.
 	if cfg.Mode != modeIdle {
-		if err := rep.load(ctx, cfg, pub, ws, server, live, log); err != nil {
+		if err := rep.load(ctx, cfg, pub, ws, server, live, prog, log); err != nil {
 			return nil, err
 		}
 	}
 
+	prog.stop()
 	res, err := ws.stop()
 	stopped = true
 	if err != nil {
@@ -146,8 +158,9 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 }
 
 // load publishes as the mode says and waits for the deliveries.
-func (rep *Report) load(ctx context.Context, cfg Config, pub *publisher, ws workers, server *serverMeter, live int64, log io.Writer) error {
+func (rep *Report) load(ctx context.Context, cfg Config, pub *publisher, ws workers, server *serverMeter, live int64, prog *progressLog, log io.Writer) error {
 	fmt.Fprintf(log, "publishing (%s) to %d live subscribers\n", cfg.Mode, live)
+	prog.publishing(live)
 	peak := server.watchPeak(200 * time.Millisecond)
 	start := server.sample()
 	clientStart := ws.clientCPU()
@@ -163,6 +176,7 @@ func (rep *Report) load(ctx context.Context, cfg Config, pub *publisher, ws work
 		return err
 	}
 	rep.Expected = pub.acked.Load() * live
+	prog.setPhase("waiting for deliveries")
 
 	last, lastChange, err := ws.waitDelivered(ctx, rep.Expected, published.Add(cfg.Drain))
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -93,7 +94,7 @@ func (s *subscriber) runSSE() error {
 	defer release()
 	uri := s.requestURI(s.w.cfg.StartID, map[string]string{"format": "json"})
 	_ = conn.SetDeadline(s.handshakeDeadline())
-	req := "GET " + uri + " HTTP/1.1\r\nHost: " + s.w.cfg.Host + "\r\nAccept: text/event-stream\r\n\r\n"
+	req := "GET " + uri + " HTTP/1.1\r\nHost: " + s.w.cfg.Host + "\r\nAccept: text/event-stream\r\n" + s.authHeader() + "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		return s.connectFailed(err)
 	}
@@ -112,8 +113,58 @@ func (s *subscriber) runSSE() error {
 	if err := s.connectDone(); err != nil {
 		return err
 	}
+	return s.readSSE(resp.Body)
+}
 
-	lines := bufio.NewReaderSize(resp.Body, s.bufferSize())
+// runSSEH2 subscribes over Server-Sent Events as one stream of the
+// worker's HTTP/2 connections.
+func (s *subscriber) runSSEH2() error {
+	ctx, cancel := context.WithCancel(s.w.ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+s.w.cfg.Host+s.requestURI(s.w.cfg.StartID, map[string]string{"format": "json"}), nil)
+	if err != nil {
+		return s.connectFailed(err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if s.w.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.w.cfg.Token)
+	}
+	// The handshake's bound ends the request only until the answer
+	// arrives.
+	late := time.AfterFunc(time.Until(s.handshakeDeadline()), cancel)
+	resp, err := s.w.h2.Do(req)
+	if !late.Stop() && err == nil {
+		resp.Body.Close()
+		err = os.ErrDeadlineExceeded
+	}
+	if err != nil {
+		return s.connectFailed(err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		return s.connectFailed(readStatus(resp))
+	case resp.ProtoMajor != 2:
+		return s.connectFailed(protocolError("-http2: the server answered over " + resp.Proto))
+	}
+	if err := s.connectDone(); err != nil {
+		return err
+	}
+	return s.readSSE(resp.Body)
+}
+
+// authHeader is the Authorization header line of -token, or "".
+func (s *subscriber) authHeader() string {
+	if s.w.cfg.Token == "" {
+		return ""
+	}
+	return "Authorization: Bearer " + s.w.cfg.Token + "\r\n"
+}
+
+// readSSE reads the event stream body until it ends, accounting each
+// message.
+func (s *subscriber) readSSE(body io.Reader) error {
+	lines := bufio.NewReaderSize(body, s.bufferSize())
 	var event []byte
 	for {
 		line, err := lines.ReadSlice('\n')
@@ -148,18 +199,28 @@ func (s *subscriber) runSSE() error {
 // {"type":"message","id","topic","event","data","time"}.
 func (s *subscriber) runWS() error {
 	var release func()
+	dial := func(_ context.Context, _, _ string) (net.Conn, error) {
+		conn, rel, err := s.w.dial(s.index, s.w.cfg.ConnectBy)
+		release = rel
+		return conn, err
+	}
 	d := websocket.Dialer{
-		NetDialContext: func(_ context.Context, _, _ string) (net.Conn, error) {
-			conn, rel, err := s.w.dial(s.index, s.w.cfg.ConnectBy)
-			release = rel
-			return conn, err
-		},
 		HandshakeTimeout: max(time.Millisecond, time.Until(s.handshakeDeadline())),
 		ReadBufferSize:   s.bufferSize(),
 		WriteBufferSize:  512,
 	}
-	u := "ws://" + s.w.cfg.Host + s.requestURI(s.w.cfg.StartID, nil)
-	c, resp, err := d.DialContext(s.w.ctx, u, nil)
+	scheme := "ws://"
+	if s.w.tls != nil {
+		// dial has done the TLS handshake.
+		scheme, d.NetDialTLSContext = "wss://", dial
+	} else {
+		d.NetDialContext = dial
+	}
+	var header http.Header
+	if s.w.cfg.Token != "" {
+		header = http.Header{"Authorization": {"Bearer " + s.w.cfg.Token}}
+	}
+	c, resp, err := d.DialContext(s.w.ctx, scheme+s.w.cfg.Host+s.requestURI(s.w.cfg.StartID, nil), header)
 	if err != nil {
 		if release != nil {
 			release()
@@ -239,7 +300,7 @@ func (s *subscriber) runPoll() error {
 			}
 			conn, release, br = c, rel, bufio.NewReaderSize(c, 4096)
 		}
-		req := "GET " + s.requestURI(cursor, map[string]string{"transport": "poll"}) + " HTTP/1.1\r\nHost: " + s.w.cfg.Host + "\r\nAccept: application/json\r\n\r\n"
+		req := "GET " + s.requestURI(cursor, map[string]string{"transport": "poll"}) + " HTTP/1.1\r\nHost: " + s.w.cfg.Host + "\r\nAccept: application/json\r\n" + s.authHeader() + "\r\n"
 		if first {
 			_ = conn.SetWriteDeadline(s.handshakeDeadline())
 		}

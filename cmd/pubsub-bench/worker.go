@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -35,6 +37,20 @@ type workerConfig struct {
 	Publishers int                 `json:"publishers"`
 	Size       int                 `json:"size"`
 	Dials      int                 `json:"dials"`
+	// LatencyEvery is how often a worker process sends its latency
+	// histogram with its progress, for the progress lines (0: never).
+	LatencyEvery time.Duration `json:"latency_every_ns"`
+	// TLS: an https:// target, verified against CAPEM (the system's
+	// roots when empty) for ServerName, or not at all when Insecure.
+	TLS        bool   `json:"tls"`
+	ServerName string `json:"server_name"`
+	CAPEM      []byte `json:"ca_pem"`
+	Insecure   bool   `json:"insecure"`
+	// HTTP2 runs the SSE subscribers as streams of shared HTTP/2
+	// connections.
+	HTTP2 bool `json:"http2"`
+	// Token is sent by each subscriber as Authorization: Bearer.
+	Token string `json:"token"`
 	// ConnectBy ends connection attempts: a subscriber not live by then
 	// counts as failed, so none joins after the measurements begin.
 	ConnectBy time.Time `json:"connect_by"`
@@ -66,14 +82,19 @@ type workerResult struct {
 // workerMessage is one line a worker process writes.
 type workerMessage struct {
 	Progress *workerProgress `json:"progress,omitempty"`
-	Result   *workerResult   `json:"result,omitempty"`
-	Error    string          `json:"error,omitempty"`
+	// Latency is the histogram so far, sent with some progress messages.
+	Latency *HistogramData `json:"latency,omitempty"`
+	Result  *workerResult  `json:"result,omitempty"`
+	Error   string         `json:"error,omitempty"`
 }
 
 // workerHandle is a worker seen from the parent: in this process or a
 // child process.
 type workerHandle interface {
 	progress() workerProgress
+	// latencySoFar is the latency histogram so far (of a worker process:
+	// as of its last report of it).
+	latencySoFar() HistogramData
 	pid() int
 	stop() (workerResult, error)
 }
@@ -85,6 +106,10 @@ type worker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	dials  chan struct{}
+	// tls is the subscribers' TLS over HTTP/1.1 (nil: plain TCP); h2 is
+	// the client of HTTP/2 SSE subscribers.
+	tls *tls.Config
+	h2  *http.Client
 
 	connected, failed, disconnected atomic.Int64
 	received, unique                atomic.Int64
@@ -96,9 +121,25 @@ type worker struct {
 }
 
 // startWorker connects cfg.Count subscribers in the background.
-func startWorker(cfg workerConfig) *worker {
+func startWorker(cfg workerConfig) (*worker, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), cfg.Deadline)
 	w := &worker{cfg: cfg, ctx: ctx, cancel: cancel, dials: make(chan struct{}, cfg.Dials)}
+	if cfg.TLS {
+		protos := []string{"http/1.1"}
+		if cfg.HTTP2 {
+			protos = []string{"h2"}
+		}
+		conf, err := clientTLS(cfg.CAPEM, cfg.Insecure, cfg.ServerName, protos...)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		if cfg.HTTP2 {
+			w.h2 = w.newH2Client(conf)
+		} else {
+			w.tls = conf
+		}
+	}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -116,7 +157,7 @@ func startWorker(cfg workerConfig) *worker {
 			}()
 		}
 	}()
-	return w
+	return w, nil
 }
 
 func (w *worker) progress() workerProgress {
@@ -128,6 +169,8 @@ func (w *worker) progress() workerProgress {
 		Unique:       w.unique.Load(),
 	}
 }
+
+func (w *worker) latencySoFar() HistogramData { return w.latency.Snapshot() }
 
 func (w *worker) pid() int { return os.Getpid() }
 
@@ -161,7 +204,11 @@ func (w *worker) subscribe(i int) {
 	case "poll":
 		err = s.runPoll()
 	default:
-		err = s.runSSE()
+		if w.h2 != nil {
+			err = s.runSSEH2()
+		} else {
+			err = s.runSSE()
+		}
 	}
 	switch {
 	case !s.live:
@@ -203,8 +250,14 @@ func (s *subscriber) connectDone() error {
 }
 
 // dial connects subscriber i from its loopback source address, by
-// deadline if not zero, and closes the connection when the worker stops.
+// deadline if not zero, over TLS for an https:// target, and closes the
+// connection when the worker stops.
 func (w *worker) dial(i int, deadline time.Time) (net.Conn, func(), error) {
+	return w.dialWith(i, deadline, w.tls)
+}
+
+// dialWith is dial with the TLS configuration conf (nil: plain TCP).
+func (w *worker) dialWith(i int, deadline time.Time, conf *tls.Config) (net.Conn, func(), error) {
 	d := net.Dialer{Timeout: 10 * time.Second, Deadline: deadline}
 	if w.cfg.IPv4 {
 		d.LocalAddr = &net.TCPAddr{IP: sourceAddr(i % w.cfg.Sources)}
@@ -214,7 +267,16 @@ func (w *worker) dial(i int, deadline time.Time) (net.Conn, func(), error) {
 		return nil, nil, err
 	}
 	stop := context.AfterFunc(w.ctx, func() { closeNow(conn) })
-	return conn, func() { stop(); closeNow(conn) }, nil
+	release := func() { stop(); closeNow(conn) }
+	if conf == nil {
+		return conn, release, nil
+	}
+	tc, err := handshake(w.ctx, conn, conf, deadline)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return tc, release, nil
 }
 
 // closeNow closes conn with a reset: no TIME_WAIT left on the client's

@@ -22,25 +22,36 @@ func startWorkers(ctx context.Context, cfg Config, procs int, topic, startID str
 	for k := range procs {
 		first, next := k*cfg.Subscribers/procs, (k+1)*cfg.Subscribers/procs
 		wc := workerConfig{
-			Transport:  cfg.Transport,
-			Addr:       cfg.target.addr,
-			Host:       cfg.target.host,
-			Path:       cfg.target.path,
-			Query:      cfg.target.query,
-			IPv4:       cfg.target.ipv4,
-			Topic:      topic,
-			StartID:    startID,
-			First:      first,
-			Count:      next - first,
-			Sources:    cfg.Sources,
-			Publishers: cfg.Publishers,
-			Size:       cfg.Size,
-			Dials:      cfg.Dials,
-			ConnectBy:  connectBy,
-			Deadline:   deadline,
+			Transport:    cfg.Transport,
+			Addr:         cfg.target.addr,
+			Host:         cfg.target.host,
+			Path:         cfg.target.path,
+			Query:        cfg.target.query,
+			IPv4:         cfg.target.ipv4,
+			Topic:        topic,
+			StartID:      startID,
+			First:        first,
+			Count:        next - first,
+			Sources:      cfg.Sources,
+			Publishers:   cfg.Publishers,
+			Size:         cfg.Size,
+			Dials:        cfg.Dials,
+			LatencyEvery: cfg.Progress,
+			TLS:          cfg.target.tls,
+			ServerName:   cfg.target.serverName,
+			CAPEM:        cfg.caPEM,
+			Insecure:     cfg.Insecure,
+			HTTP2:        cfg.HTTP2,
+			Token:        cfg.Token,
+			ConnectBy:    connectBy,
+			Deadline:     deadline,
 		}
 		if procs == 1 {
-			return workers{startWorker(wc)}, nil
+			w, err := startWorker(wc)
+			if err != nil {
+				return nil, err
+			}
+			return workers{w}, nil
 		}
 		c, err := startChild(ctx, wc, log)
 		if err != nil {
@@ -67,20 +78,24 @@ func (ws workers) progress() workerProgress {
 	return t
 }
 
+// latencySoFar merges the workers' latency histograms so far.
+func (ws workers) latencySoFar() HistogramData {
+	var t HistogramData
+	for _, w := range ws {
+		t.Merge(w.latencySoFar())
+	}
+	return t
+}
+
 // waitConnected waits until every subscriber connected or failed, or
 // until the connect deadline.
-func (ws workers) waitConnected(ctx context.Context, n int, deadline time.Time, log io.Writer) error {
+func (ws workers) waitConnected(ctx context.Context, n int, deadline time.Time) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	lastLog := time.Now()
 	for {
 		p := ws.progress()
 		if p.Connected+p.Failed >= int64(n) || time.Now().After(deadline) {
 			return nil
-		}
-		if time.Since(lastLog) >= time.Second {
-			fmt.Fprintf(log, "connecting: %d of %d (%d failed)\n", p.Connected, n, p.Failed)
-			lastLog = time.Now()
 		}
 		select {
 		case <-tick.C:
