@@ -92,6 +92,7 @@ type (
 		Up         bool      `json:"up"`
 		Since      time.Time `json:"since"`
 		Reconnects uint64    `json:"reconnects"`
+		Losses     uint64    `json:"losses"`
 		LastError  string    `json:"last_error,omitempty"`
 	}
 )

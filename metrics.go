@@ -58,6 +58,8 @@ var (
 		"1 while the link to an outside server (kind mqtt or redis) is connected, else 0.", []string{"hub", "kind", "link"}, nil)
 	descLinkReconnects = prometheus.NewDesc("caddy_pubsub_link_reconnects_total",
 		"Connections the link made after its first.", []string{"hub", "kind", "link"}, nil)
+	descLinkLosses = prometheus.NewDesc("caddy_pubsub_link_losses_total",
+		"Times the server was found to have lost messages it had acknowledged (a failover, a restart without persistence); clients were told with a gap.", []string{"hub", "kind", "link"}, nil)
 )
 
 // transports are always reported, so their series exist at zero.
@@ -84,7 +86,7 @@ func newCollector(cat *catalogue) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSubscribers, descPublished, descDelivered, descDropped, descSlow,
-		descHistory, descPresenceDropped, descLinkUp, descLinkReconnects} {
+		descHistory, descPresenceDropped, descLinkUp, descLinkReconnects, descLinkLosses} {
 		ch <- d
 	}
 	c.publish.Describe(ch)
@@ -123,6 +125,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(descLinkUp, up, v.name, l.Kind, l.Name)
 			counter(descLinkReconnects, l.Reconnects, v.name, l.Kind, l.Name)
+			counter(descLinkLosses, l.Losses, v.name, l.Kind, l.Name)
 		}
 	}
 	c.publish.Collect(ch)

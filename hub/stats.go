@@ -193,7 +193,11 @@ type LinkState struct {
 	Up         bool   // connected and working
 	Since      time.Time
 	Reconnects uint64 // connections made after the first
-	LastError  string
+	// Losses counts the times the server was found to have lost messages
+	// it had acknowledged (a failover to a replica that lagged, a restart
+	// without persistence); clients were told with a gap.
+	Losses    uint64
+	LastError string
 }
 
 // LinkReporter is implemented by brokers (and upstream links) that hold a

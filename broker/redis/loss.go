@@ -110,6 +110,7 @@ func (b *Broker) tellLoss() {
 // reportLoss logs a loss found here. Clients are told when the entries
 // of the new epoch arrive (or at once, by the reader that found it).
 func (b *Broker) reportLoss(lost, seen int64, epoch string) {
+	b.status.lost()
 	b.logger.Warn("redis lost acknowledged messages (a failover to a replica that lagged, or a restart without persistence): the stream goes on in a new epoch, and clients resume with a gap",
 		zap.Int64("lost", lost), zap.Int64("seen", seen), zap.String("new_epoch", epoch))
 }

@@ -146,6 +146,10 @@ func TestLossFoundAfterAnOutage(t *testing.T) {
 		t.Fatal("the epoch was not renewed")
 	}
 	s.waitIDs(t, append(all, next...))
+	// Metrics and stats show the outage and the loss.
+	if st := b.LinkState(); st.Kind != "redis" || !st.Up || st.Reconnects != 1 || st.Losses != 1 || st.LastError == "" {
+		t.Fatalf("link state %+v, want up after 1 reconnect, 1 loss and the outage's error", st)
+	}
 }
 
 // startReplicated starts a master and a replica of it, in sync.

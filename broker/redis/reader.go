@@ -53,6 +53,7 @@ func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 			return
 		}
 		if err != nil && !errors.Is(err, goredis.Nil) {
+			b.status.set("unreachable", err)
 			if !failing {
 				b.logger.Warn("redis unreachable: publishing answers 503 until it is back; retrying", zap.Error(err))
 			}
@@ -67,6 +68,7 @@ func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 			}
 			continue
 		}
+		b.status.set("connected", nil)
 		if failing {
 			b.logger.Info("redis reachable again: delivering from the last message seen", zap.String("after", pos.id.String()))
 			failing, backoff = false, 0

@@ -74,8 +74,9 @@ type Broker struct {
 
 	sig signals // presence events and other signals (signals.go)
 
-	seen seenMark // the newest append seen here (loss.go)
-	lost func()   // tells the hub that messages were lost (OnLoss)
+	seen   seenMark // the newest append seen here (loss.go)
+	status status   // the link's state, for metrics and stats (status.go)
+	lost   func()   // tells the hub that messages were lost (OnLoss)
 }
 
 // New returns a broker for cfg with retention r. It opens no connection:
@@ -383,4 +384,5 @@ var (
 	_ hub.Signaler      = (*Broker)(nil)
 	_ hub.LossReporter  = (*Broker)(nil)
 	_ hub.OncePublisher = (*Broker)(nil)
+	_ hub.LinkReporter  = (*Broker)(nil)
 )
