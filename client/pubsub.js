@@ -443,7 +443,8 @@ function openPoll(url, conn, request, h) {
     try {
       const res = await fetch(u, { method, headers, credentials: request.credentials, cache: "no-store", signal: stop.signal });
       if (!res.ok) throw new Error(res.status + " " + (await res.text()).trim());
-      return method === "HEAD" ? null : await res.json();
+      // HEAD has no body: its cursor comes as a header.
+      return method === "HEAD" ? { last_id: res.headers.get("Pubsub-Last-Id") } : await res.json();
     } finally {
       clearTimeout(slow);
     }
@@ -452,7 +453,10 @@ function openPoll(url, conn, request, h) {
     try {
       // A GET waits until there is news; HEAD answers at once whether the
       // endpoint takes this subscription.
-      await poll("HEAD");
+      const head = await poll("HEAD");
+      // Poll from where the HEAD stood, so nothing published before the
+      // first GET is missed.
+      if (!conn.lastId && head.last_id) h.cursor(head.last_id);
       h.open();
       while (!stop.signal.aborted) {
         const body = await poll("GET");

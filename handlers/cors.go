@@ -8,7 +8,7 @@ import (
 // CORS answers, for the origins of AllowedOrigins (see origin.go).
 const (
 	corsMethods = "GET, POST"
-	corsHeaders = "Authorization, Content-Type, Last-Event-ID"
+	corsHeaders = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key"
 	// corsMaxAge is how long, in seconds, a browser may reuse a preflight
 	// answer (browsers cap it: Chromium at 2 hours).
 	corsMaxAge = "3600"
@@ -46,6 +46,7 @@ func (ep *Endpoint) SetCORSHeaders(w http.ResponseWriter, r *http.Request, rq Re
 		return
 	}
 	h.Set("Access-Control-Allow-Origin", allow)
+	h.Set("Access-Control-Expose-Headers", LastIDHeader)
 	if credentials {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
@@ -75,6 +76,7 @@ func (ep *Endpoint) Options(w http.ResponseWriter, r *http.Request, rq Request) 
 		return
 	}
 	h.Set("Access-Control-Allow-Origin", allow)
+	h.Set("Access-Control-Expose-Headers", LastIDHeader)
 	if credentials {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}

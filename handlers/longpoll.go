@@ -16,6 +16,12 @@ import (
 // lasts one answer.
 var pollTransport = &Transport{Name: "poll", Quiet: true, asks: func(*http.Request) bool { return true }, serve: (*Endpoint).servePoll}
 
+// LastIDHeader carries a long-poll answer's cursor (its last_id) as a
+// header too, so a HEAD, which has no body, gives a client the point to
+// poll from: what is published between its HEAD and its first GET is not
+// missed.
+const LastIDHeader = "Pubsub-Last-Id"
+
 // frameJSON is the kind of a message's shared JSON envelope, as long-poll
 // answers carry it.
 var frameJSON = hub.NewFrameKind()
@@ -88,6 +94,7 @@ func (ep *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, rq Request
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
+	h.Set(LastIDHeader, cursor)
 	_, _ = w.Write(pollAnswer(msgs, cursor, gap != nil))
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -183,5 +185,32 @@ http://127.0.0.1:{PORT} {
 	id := publish(t, ep, "t", "after the restart")
 	if next := testserver.Poll(t, ep, first.LastID, "t"); len(next.Messages) != 1 || next.Messages[0].ID != id {
 		t.Fatalf("second poll: %+v, want only %s", next, id)
+	}
+}
+
+// A HEAD answers at once with the hub's position in Pubsub-Last-Id, also
+// to a page cors allows (which may read it); a poll from there gets what
+// was published after the HEAD, before the poll began.
+func TestHeadGivesTheCursor(t *testing.T) {
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		cors https://app.example.com
+	}
+}
+`)
+	ep := s.Base + "/events?topic=t"
+	before := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"t"}, "data": {"before"}})
+	code, body, h := testserver.Request(t, http.MethodHead, ep, "", "", http.Header{"Origin": {"https://app.example.com"}})
+	if code != 200 || body != "" || h.Get("Pubsub-Last-Id") != before {
+		t.Fatalf("HEAD: %d %q, Pubsub-Last-Id %q; want 200, no body, %s", code, body, h.Get("Pubsub-Last-Id"), before)
+	}
+	if !strings.Contains(h.Get("Access-Control-Expose-Headers"), "Pubsub-Last-Id") {
+		t.Fatalf("the header is not exposed to the allowed page: %v", h)
+	}
+	between := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"t"}, "data": {"between"}})
+	code, body, h = testserver.Request(t, http.MethodGet, ep+"&last_id="+url.QueryEscape(h.Get("Pubsub-Last-Id")), "", "", nil)
+	if code != 200 || !strings.Contains(body, `"data":"between"`) || strings.Contains(body, `"data":"before"`) || h.Get("Pubsub-Last-Id") != between {
+		t.Fatalf("poll from the HEAD's cursor: %d %s, Pubsub-Last-Id %q", code, body, h.Get("Pubsub-Last-Id"))
 	}
 }
