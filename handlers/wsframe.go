@@ -37,6 +37,9 @@ type clientFrame struct {
 	// Messages stays undecoded until the frame's type and the
 	// connection's right to publish are checked (decodeBatch).
 	Messages json.RawMessage `json:"messages"`
+	// IdempotencyKey makes a publish once (hub.PublishOnce), as the
+	// Idempotency-Key header does over HTTP.
+	IdempotencyKey string `json:"idempotency_key"`
 }
 
 // Server frames. A message frame is the envelope with "type":"message".
@@ -184,7 +187,7 @@ func (c *wsConn) publish(f clientFrame) []byte {
 	if err != nil {
 		return errorFrame(f.Ref, err.Error())
 	}
-	ids, denied := c.ep.publish(c.ctx, c.id, c.rq, c.r, msgs, batch, "")
+	ids, denied := c.ep.publish(c.ctx, c.id, c.rq, c.r, msgs, batch, f.IdempotencyKey)
 	if denied != nil {
 		return errorFrame(f.Ref, denied.reason)
 	}

@@ -344,8 +344,20 @@ http://127.0.0.1:{PORT} {
 	if code, body := post("has space", "x"); code != 400 || !strings.Contains(body, "invalid idempotency key") {
 		t.Fatalf("bad key: %d %q, want 400", code, body)
 	}
+	// A WebSocket publish frame takes the key too, and shares the HTTP
+	// publishes' keys.
+	ws := testserver.DialWS(t, ep+"?topic=orders", nil)
+	for range 2 {
+		f, _ := ws.Request(map[string]any{"type": "publish", "topic": "orders", "data": "refunded", "idempotency_key": "7c0e1a52-order-19", "ref": 1})
+		if f.Type != "ack" {
+			t.Fatalf("WebSocket publish with a key: %+v", f)
+		}
+	}
+	if f, _ := ws.Request(map[string]any{"type": "publish", "topic": "orders", "data": "again", "idempotency_key": "7c0e1a52-order-17", "ref": 2}); f.Type != "ack" || !strings.Contains(first, f.ID) {
+		t.Fatalf("WebSocket publish repeating an HTTP key: %+v, want the ID of %s", f, first)
+	}
 	code, body, _ := testserver.Request(t, "GET", ep+"?topic=orders&last_id=earliest", "", "", nil)
-	if code != 200 || strings.Count(body, `"data":"paid"`) != 1 || strings.Count(body, `"data":"shipped"`) != 1 {
-		t.Fatalf("history: %d %s; want paid and shipped once each", code, body)
+	if code != 200 || strings.Count(body, `"data":"paid"`) != 1 || strings.Count(body, `"data":"shipped"`) != 1 || strings.Count(body, `"data":"refunded"`) != 1 || strings.Contains(body, `"data":"again"`) {
+		t.Fatalf("history: %d %s; want paid, shipped and refunded once each", code, body)
 	}
 }
