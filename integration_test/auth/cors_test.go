@@ -56,7 +56,7 @@ func TestCORSPreflight(t *testing.T) {
 			"Access-Control-Allow-Origin":      appOrigin,
 			"Access-Control-Allow-Credentials": "true",
 			"Access-Control-Allow-Methods":     "GET, POST",
-			"Access-Control-Allow-Headers":     "Authorization, Content-Type, Last-Event-ID",
+			"Access-Control-Allow-Headers":     "Authorization, Content-Type, Last-Event-ID, Idempotency-Key",
 			"Access-Control-Max-Age":           "3600",
 		}},
 		{"listed origin, GET", "cors " + appOrigin, appOrigin, "GET", 204, map[string]string{"Access-Control-Allow-Origin": appOrigin}},
@@ -66,7 +66,7 @@ func TestCORSPreflight(t *testing.T) {
 		{"any origin", "cors *", evilOrigin, "POST", 204, map[string]string{
 			"Access-Control-Allow-Origin":      "*",
 			"Access-Control-Allow-Credentials": "",
-			"Access-Control-Allow-Headers":     "Authorization, Content-Type, Last-Event-ID",
+			"Access-Control-Allow-Headers":     "Authorization, Content-Type, Last-Event-ID, Idempotency-Key",
 		}},
 		{"listed beside *", "cors " + appOrigin + " *", appOrigin, "POST", 204, map[string]string{
 			"Access-Control-Allow-Origin":      appOrigin,
