@@ -57,6 +57,7 @@ type App struct {
 	global  map[string]provisionedHub // the hubs of Hubs
 	defined map[string]hubDefinition
 	readers map[string]hubReaders
+	feeds   map[string]string // hub → the Caddy events fed into it (caddyevents.go)
 	used    []*hub.Hub
 	// reused are the hubs this config takes over from a running one, with
 	// the options it gives them: applied when the config starts, so a
@@ -87,6 +88,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.defined = make(map[string]hubDefinition)
 	a.readers = make(map[string]hubReaders)
+	a.feeds = make(map[string]string)
 	a.global = make(map[string]provisionedHub, len(a.Hubs))
 	events, err := ctx.App("events")
 	if err != nil {

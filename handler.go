@@ -157,12 +157,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	app := appIface.(*App)
 	global, isGlobal := app.globalHub(h.Hub)
-	presence := h.Presence
+	// Presence and Caddy's events are the hub's own "$" topics, which
+	// decide who may read through an open endpoint.
+	presence := h.Presence || len(h.CaddyEvents) > 0
 	if isGlobal {
 		if set := h.hubSettings(); len(set) > 0 {
 			return globalHubError(h.Hub, set)
 		}
-		presence = app.Hubs[h.Hub].Presence
+		presence = app.Hubs[h.Hub].Presence || len(app.Hubs[h.Hub].CaddyEvents) > 0
 		h.Limits = h.Limits.withDefaults()
 	} else {
 		// The handler's own max_message_size caps its MQTT links too.

@@ -56,6 +56,14 @@ type HubConfig struct {
 	// one hub must agree on it. Default: off.
 	Presence bool `json:"presence,omitempty"`
 
+	// CaddyEvents publishes Caddy's own events of these names (certificates
+	// obtained or failing, upstreams turning healthy or unhealthy, a config
+	// started…) into the hub, each to $caddy/NAME with the event's data as
+	// JSON; "$" topics are read only by clients allowed to (see presence).
+	// Default: none. The Caddyfile's `caddy_events` without names gives
+	// cert_obtained, cert_failed, healthy, unhealthy, started, stopping.
+	CaddyEvents []string `json:"caddy_events,omitempty"`
+
 	// Limits bounds the subscriber connections of the hub (subscribers)
 	// and of one client address in it (per_ip); in a handler it also holds
 	// the endpoint's limits (see limitsconfig.go). Default: 100000 subscribers,
@@ -107,6 +115,7 @@ func (c *HubConfig) check() error {
 	if c.MaxMessageSize != 0 {
 		errs = append(errs, checkMaxMessageSize(c.MaxMessageSize))
 	}
+	errs = append(errs, checkCaddyEvents(c.CaddyEvents))
 	return errors.Join(append(errs, c.Limits.check())...)
 }
 
@@ -124,6 +133,7 @@ func (c *HubConfig) hubSettings() []string {
 	add(len(c.MQTT) > 0, "mqtt")
 	add(len(c.BrokerRaw) > 0, "broker")
 	add(c.Presence, "presence")
+	add(len(c.CaddyEvents) > 0, "caddy_events")
 	add(c.Limits != nil && c.Limits.Subscribers != 0, "limits subscribers")
 	add(c.Limits != nil && c.Limits.PerIP != 0, "limits per_ip")
 	return set
@@ -146,7 +156,7 @@ func (c *HubConfig) options() hub.Options {
 // both parse hub settings here, so defaults and errors are the same.
 func (c *HubConfig) parseSetting(d *caddyfile.Dispenser, name string, args []string) (bool, error) {
 	switch name {
-	case "history", "queue", "presence", "mqtt", "broker":
+	case "history", "queue", "presence", "mqtt", "broker", "caddy_events":
 		c.parsedAt(d.Token()) // of limits, only some are: parseLimits says
 	}
 	var err error
@@ -165,6 +175,15 @@ func (c *HubConfig) parseSetting(d *caddyfile.Dispenser, name string, args []str
 			return true, d.ArgErr()
 		}
 		c.Presence = true
+	case "caddy_events":
+		if len(c.CaddyEvents) > 0 {
+			return true, d.Err("caddy_events given twice")
+		}
+		c.CaddyEvents = slices.Clone(args)
+		if len(args) == 0 {
+			c.CaddyEvents = slices.Clone(defaultCaddyEvents)
+		}
+		err = checkCaddyEvents(c.CaddyEvents)
 	case "mqtt":
 		return true, c.parseMQTT(d, args)
 	case "broker":
@@ -262,7 +281,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			if !ok {
-				return nil, d.Errf("unknown setting %q of hub %q: a hub takes history, queue, broker, presence, mqtt, limits and max_message_size; endpoint settings go in the pubsub handler", setting, name)
+				return nil, d.Errf("unknown setting %q of hub %q: a hub takes history, queue, broker, presence, caddy_events, mqtt, limits and max_message_size; endpoint settings go in the pubsub handler", setting, name)
 			}
 			if err := c.checkGlobalLimits(); err != nil {
 				return nil, errAt(at, err)
@@ -334,6 +353,12 @@ func (a *App) provisionHub(ctx caddy.Context, name string, c HubConfig, logger *
 		return provisionedHub{}, err
 	}
 	p := provisionedHub{hub: hb, poolKey: broker.poolKey(name)}
+	if len(c.CaddyEvents) > 0 {
+		if err := a.feedEvents(ctx, name, hb, c.CaddyEvents, logger); err != nil {
+			p.release()
+			return provisionedHub{}, err
+		}
+	}
 	p.mqttKeys, err = a.provisionMQTT(c.MQTT, hb, c.MaxMessageSize, logger)
 	if err != nil {
 		p.release()

@@ -2,6 +2,8 @@ package pubsub
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,5 +43,30 @@ func TestHubDefaultsAgreeInJSONAndCaddyfile(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// caddy_events without names feeds the documented set; names must be
+// Caddy's event names, given once, with the error at their line.
+func TestCaddyEventsSetting(t *testing.T) {
+	var h Handler
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("pubsub {\n\tcaddy_events\n}")); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(h.CaddyEvents, defaultCaddyEvents) {
+		t.Fatalf("caddy_events alone: %v, want %v", h.CaddyEvents, defaultCaddyEvents)
+	}
+	for input, want := range map[string]string{
+		"pubsub {\n\tcaddy_events cert-obtained\n}":                    `"cert-obtained" is no event name`,
+		"pubsub {\n\tcaddy_events started\n\tcaddy_events stopping\n}": "caddy_events given twice, at Testfile:3",
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Testfile:") {
+			t.Errorf("%q: %v, want %q at a line", input, err, want)
+		}
+	}
+	if err := (&HubConfig{CaddyEvents: []string{"Bad Name"}}).check(); err == nil {
+		t.Error("JSON caddy_events with a bad name passes check")
 	}
 }
