@@ -70,7 +70,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add("1-2", "", "a", "", "")
 	f.Add("18446744073709551615-0", "e", "t", "", "")
 	f.Fuzz(func(t *testing.T, id, epoch, topic, event, data string) {
-		e, ok := decode(goredis.XMessage{ID: id, Values: map[string]any{"epoch": epoch, "topic": topic, "event": event, "data": data}})
+		e, _, ok := decode(goredis.XMessage{ID: id, Values: map[string]any{"epoch": epoch, "topic": topic, "event": event, "data": data}})
 		if !ok {
 			return
 		}
@@ -103,7 +103,7 @@ func FuzzSignal(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, payload string) {
-		m, ok := decodeSignal(payload)
+		m, _, ok := decodeSignal(payload)
 		if !ok {
 			return
 		}
