@@ -59,14 +59,14 @@ func parseVersion(v any) (version uint64, ok bool) {
 	return n, true
 }
 
-// newerFormat notes that an entry or signal of a format version this build
-// cannot read was skipped. Each version higher than any met before is
-// logged, so the log says once which version an upgrade brought, and a
-// stream full of them does not repeat it.
+// newerFormat notes the format version of an entry or signal that was
+// read; one newer than this build reads is skipped by the caller. Each
+// version higher than any met before is logged, so the log says once which
+// version an upgrade brought, and a stream full of them does not repeat it.
 func (b *Broker) newerFormat(what string, version uint64) {
 	for {
 		met := b.newestUnread.Load()
-		if version <= met {
+		if version <= max(met, formatVersion) {
 			return
 		}
 		if b.newestUnread.CompareAndSwap(met, version) {

@@ -79,9 +79,7 @@ func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 				if id, valid := parseStreamID(x.ID); valid {
 					pos.id = id
 				}
-				if version > formatVersion {
-					b.newerFormat("stream entries", version)
-				}
+				b.newerFormat("stream entries", version)
 				if !ok {
 					continue // not an entry this build can read
 				}

@@ -59,7 +59,7 @@ type Broker struct {
 	logger   *zap.Logger
 
 	retention atomic.Pointer[hub.Retention]
-	skipped   atomic.Uint64 // stream entries Since left out as not valid messages
+	skipped   atomic.Uint64 // stream entries Since left out as not valid messages or of a newer format
 
 	newestUnread atomic.Uint64 // the newest format version met and skipped (format.go)
 
@@ -330,8 +330,8 @@ func (b *Broker) ensureStart(ctx context.Context) (position, error) {
 	return b.start, nil
 }
 
-// Skipped returns how many stream entries that are not valid messages
-// Since has skipped.
+// Skipped returns how many stream entries that are not valid messages, or
+// are of a newer format, Since has skipped.
 func (b *Broker) Skipped() uint64 { return b.skipped.Load() }
 
 // After implements hub.Sequencer: messages of one epoch are ordered by

@@ -210,9 +210,8 @@ func (b *Broker) countCut(ctx context.Context, start string, end streamID, count
 // (XRANGE bounds), the ID, format version, epoch, topic and event, without
 // the data, as one string of length-prefixed fields ("LEN:BYTES", five per
 // entry; a missing field is empty): one reply to read rather than five per
-// entry. Each field is cut one byte
-// past what a valid one may hold, so a hostile entry costs no more than a
-// valid one and still fails validation.
+// entry. Each field is cut one byte past what a valid one may hold, so a
+// hostile entry costs no more than a valid one and still fails validation.
 var headerScript = goredis.NewScript(`
 local out = {}
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])) do
@@ -253,9 +252,7 @@ func (b *Broker) scan(ctx context.Context, q hub.Query, start string, end stream
 			last = id
 			sid, ok := parseStreamID(id)
 			version, known := parseVersion(f[1])
-			if version > formatVersion {
-				b.newerFormat("stream entries", version)
-			}
+			b.newerFormat("stream entries", version)
 			switch {
 			case !ok || !known || version > formatVersion || !validEpoch(epoch):
 				skipped++
@@ -320,9 +317,7 @@ func (b *Broker) fetch(ctx context.Context, ids []string, skipped *int) (msgs []
 		}
 		for _, x := range c.Val() {
 			m, version, ok := decode(x)
-			if version > formatVersion {
-				b.newerFormat("stream entries", version)
-			}
+			b.newerFormat("stream entries", version)
 			if !ok {
 				*skipped++
 				continue

@@ -90,9 +90,7 @@ func (b *Broker) listen(ps *goredis.PubSub, signal func(*hub.Message)) {
 	defer close(b.sig.done)
 	for msg := range ps.Channel(goredis.WithChannelSize(signalBuffer)) {
 		m, version, ok := decodeSignal(msg.Payload)
-		if version > formatVersion {
-			b.newerFormat("signals", version)
-		}
+		b.newerFormat("signals", version)
 		if ok {
 			signal(m)
 		}
