@@ -16,6 +16,15 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
+// rawClient is a plain client on srv, closed when the test ends: what
+// another release of the broker does on the same keys.
+func rawClient(t *testing.T, srv *testserver.Redis) *goredis.Client {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // startedLogging is started with the broker's warnings kept for the test.
 func startedLogging(t *testing.T, url, stream string) (*redis.Broker, *sink, *observer.ObservedLogs) {
 	t.Helper()
@@ -77,8 +86,7 @@ func newerFormatLogs(logs *observer.ObservedLogs) []int64 {
 // those of the stream.
 func TestEntriesOfOtherReleases(t *testing.T) {
 	srv := testserver.StartRedis(t)
-	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
-	defer raw.Close()
+	raw := rawClient(t, srv)
 	key := streamKey()
 	b, s, logs := startedLogging(t, srv.URL, key)
 	first := publish(t, b, "this release")
@@ -138,8 +146,7 @@ func TestEntriesOfOtherReleases(t *testing.T) {
 // appends alike, so neither takes the other's entries for a loss.
 func TestReleaseBeforeReadsThisOne(t *testing.T) {
 	srv := testserver.StartRedis(t)
-	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
-	defer raw.Close()
+	raw := rawClient(t, srv)
 	key := streamKey()
 	b, s := started(t, srv.URL, key, hub.Retention{Count: 100})
 	published, err := b.Publish(context.Background(), []hub.Message{{Topic: "a/b", Event: "e", Data: "1"}, {Topic: "c", Data: "2"}})
@@ -190,8 +197,7 @@ func TestReleaseBeforeReadsThisOne(t *testing.T) {
 // release sends says its version and keeps the members of version 1.
 func TestSignalsOfOtherReleases(t *testing.T) {
 	srv := testserver.StartRedis(t)
-	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
-	defer raw.Close()
+	raw := rawClient(t, srv)
 	key := streamKey()
 	channel := key + ":signals:0"
 	b, _, logs := startedLogging(t, srv.URL, key)
