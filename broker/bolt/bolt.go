@@ -35,6 +35,7 @@ var (
 	bucketMeta     = []byte("meta")
 	bucketMessages = []byte("messages")
 	keyEpoch       = []byte("epoch")
+	keyFormat      = []byte("format") // the file's format version, in decimal
 )
 
 // Broker keeps messages in a bbolt file, keyed by sequence. IDs are
@@ -88,6 +89,9 @@ func (b *Broker) Start(deliver func(*hub.Message)) error {
 		if err != nil {
 			return err
 		}
+		if err := checkFormat(meta); err != nil {
+			return err
+		}
 		if _, err := tx.CreateBucketIfNotExists(bucketMessages); err != nil {
 			return err
 		}
@@ -107,6 +111,25 @@ func (b *Broker) Start(deliver func(*hub.Message)) error {
 		return fmt.Errorf("bolt broker: initialising %s: %w", b.path, err)
 	}
 	b.db, b.deliver = db, deliver
+	return nil
+}
+
+// checkFormat refuses a file of a format newer than this build reads, or
+// one whose format it cannot make out, before anything in it is read or
+// changed; a file without a format (new, or written before files had one)
+// is marked with this build's.
+func checkFormat(meta *bbolt.Bucket) error {
+	v := meta.Get(keyFormat)
+	if v == nil {
+		return meta.Put(keyFormat, []byte(strconv.Itoa(formatVersion)))
+	}
+	format, err := strconv.ParseUint(string(v), 10, 32)
+	switch {
+	case err != nil || format == 0:
+		return fmt.Errorf("the file's format version %q is damaged", v)
+	case format > formatVersion:
+		return fmt.Errorf("the file was written in history format %d, newer than this build reads (format %d): run the release that wrote it, or move the file aside to start an empty history", format, formatVersion)
+	}
 	return nil
 }
 
@@ -184,8 +207,8 @@ func (b *Broker) Publish(_ context.Context, msgs []hub.Message) ([]string, error
 // has not deleted yet (by age) is left out, as if deleted. With Upto ""
 // (the hub delivered nothing yet) it reads up to the last message the file
 // held at Start. It reads each record's topic first and copies the rest
-// only of the records q asks for; a record that is damaged or fails
-// hub.ValidateMessage is skipped.
+// only of the records q asks for; a record that is damaged, of a format
+// version this build cannot read, or fails hub.ValidateMessage is skipped.
 func (b *Broker) Since(_ context.Context, q hub.Query) (hub.Page, error) {
 	b.mu.Lock()
 	db, r, now, startSeq := b.db, b.retention, b.now(), b.startSeq
@@ -195,6 +218,7 @@ func (b *Broker) Since(_ context.Context, q hub.Query) (hub.Page, error) {
 	}
 	var page hub.Page
 	var skipped []uint64
+	var newer byte // the newest record format met that this build cannot read
 	err := db.View(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketMessages)
 		last := bk.Sequence()
@@ -224,6 +248,9 @@ func (b *Broker) Since(_ context.Context, q hub.Query) (hub.Page, error) {
 			seq := binary.BigEndian.Uint64(k)
 			rec, ok := parseRecord(v)
 			if !ok {
+				if len(v) > 0 && v[0] > formatVersion {
+					newer = max(newer, v[0])
+				}
 				skipped = append(skipped, seq)
 				continue
 			}
@@ -250,8 +277,11 @@ func (b *Broker) Since(_ context.Context, q hub.Query) (hub.Page, error) {
 	if len(skipped) > 0 {
 		b.skipped.Add(uint64(len(skipped)))
 		if b.Logger != nil {
-			b.Logger.Warn("skipped damaged or invalid history records; they are never delivered",
-				zap.String("file", b.path), zap.Int("records", len(skipped)), zap.Uint64("first_sequence", skipped[0]))
+			fields := []zap.Field{zap.String("file", b.path), zap.Int("records", len(skipped)), zap.Uint64("first_sequence", skipped[0])}
+			if newer > 0 {
+				fields = append(fields, zap.Uint8("newest_format_met", newer), zap.Int("reads_up_to", formatVersion))
+			}
+			b.Logger.Warn("skipped damaged or invalid history records, or records of a newer format; they are never delivered", fields...)
 		}
 	}
 	return page, nil
@@ -267,7 +297,8 @@ func (b *Broker) Head(context.Context) (string, error) {
 	return b.id(b.startSeq), nil
 }
 
-// Skipped returns how many damaged or invalid records Since has skipped.
+// Skipped returns how many damaged or invalid records, or records of a
+// newer format, Since has skipped.
 func (b *Broker) Skipped() uint64 { return b.skipped.Load() }
 
 func (b *Broker) id(seq uint64) string { return b.epoch + "-" + strconv.FormatUint(seq, 10) }

@@ -141,21 +141,22 @@ func TestBadFilesFailStart(t *testing.T) {
 	}
 }
 
-// A damaged record, or one that is not a valid message (an event name
-// with a line break, data that is not UTF-8, a bad topic), is skipped by
-// Since, counted and never returned, never a panic; the records after it
-// still come back.
+// A damaged record, one of a newer format version, or one that is not a
+// valid message (an event name with a line break, data that is not UTF-8,
+// a bad topic), is skipped by Since, counted and never returned, never a
+// panic; the records after it still come back.
 func TestDamagedOrInvalidRecordIsSkipped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "history.db")
 	b := started(t, path, hub.Retention{Count: 10})
 	published := publish(t, b, 3)
 	now := time.Now()
 	for i, bad := range [][]byte{
-		nil, {recordVersion}, {9, 1, 2}, {recordVersion, 2, 200, 'x'}, {recordVersion, 2, 1, 'a', 5},
+		nil, {formatVersion}, {9, 1, 2}, {formatVersion, 2, 200, 'x'}, {formatVersion, 2, 1, 'a', 5},
 		encode(&hub.Message{Topic: "t", Event: "x\r\nid: 1", Data: "d", Time: now}),
 		encode(&hub.Message{Topic: "t", Event: "gap", Data: "d", Time: now}),
 		encode(&hub.Message{Topic: "t", Data: "\xff", Time: now}),
 		encode(&hub.Message{Topic: "a/#", Data: "d", Time: now}),
+		append([]byte{formatVersion + 1}, encode(&hub.Message{Topic: "t", Data: "d", Time: now})[1:]...),
 	} {
 		err := b.db.Update(func(tx *bbolt.Tx) error {
 			return tx.Bucket(bucketMessages).Put(binary.BigEndian.AppendUint64(nil, 2), bad)
@@ -174,6 +175,113 @@ func TestDamagedOrInvalidRecordIsSkipped(t *testing.T) {
 			t.Fatalf("after %d bad records, Skipped() = %d", i+1, n)
 		}
 	}
+}
+
+// A file written by a later release in a newer format fails Start with an
+// error naming the file and both versions, and is left as it was: never
+// read as this format, never changed. A file whose format cannot be made
+// out fails as damaged.
+func TestNewerFormatFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.db")
+	b := started(t, path, hub.Retention{Count: 10})
+	publish(t, b, 3)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ format, want string }{
+		{"2", "written in history format 2, newer than this build reads (format 1)"},
+		{"two", `format version "two" is damaged`},
+		{"0", `format version "0" is damaged`},
+	} {
+		setMeta(t, path, keyFormat, []byte(tc.format))
+		b := New(path, hub.Retention{Count: 1})
+		err := b.Start(func(*hub.Message) {})
+		if err == nil {
+			b.Close()
+			t.Fatalf("Start on a file of format %q succeeded", tc.format)
+		}
+		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("Start on a file of format %q: %q; want it to name the file and say %q", tc.format, err, tc.want)
+		}
+		if got := string(getMeta(t, path, keyFormat)); got != tc.format {
+			t.Fatalf("refused file's format is now %q, want %q", got, tc.format)
+		}
+	}
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.View(func(tx *bbolt.Tx) error {
+		if n := tx.Bucket(bucketMessages).Stats().KeyN; n != 3 {
+			t.Fatalf("refused file holds %d messages, want its 3 (the retention of the build that refused it not applied)", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A file of the release before, which recorded no format, is read as
+// format 1: its history and IDs resume, and it is marked format 1.
+func TestFileWithoutFormatIsRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "history.db")
+	b := started(t, path, hub.Retention{Count: 10})
+	before := publish(t, b, 3)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	setMeta(t, path, keyFormat, nil)
+
+	b = started(t, path, hub.Retention{Count: 10})
+	msgs, gap := since(t, b, before[0], before[2])
+	if gap != nil || !slices.Equal(ids(msgs), before[1:]) {
+		t.Fatalf("file without a format: Since(%s) = %v gap %+v; want %v", before[0], ids(msgs), gap, before[1:])
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(getMeta(t, path, keyFormat)); got != "1" {
+		t.Fatalf("format after opening is %q, want 1", got)
+	}
+}
+
+// setMeta writes (or with nil deletes) a key of the closed file's meta
+// bucket, as another release would have.
+func setMeta(t *testing.T, path string, key, value []byte) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		if value == nil {
+			return tx.Bucket(bucketMeta).Delete(key)
+		}
+		return tx.Bucket(bucketMeta).Put(key, value)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// getMeta reads a key of the closed file's meta bucket.
+func getMeta(t *testing.T, path string, key []byte) []byte {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v []byte
+	if err := db.View(func(tx *bbolt.Tx) error {
+		v = slices.Clone(tx.Bucket(bucketMeta).Get(key))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func started(t *testing.T, path string, r hub.Retention) *Broker {

@@ -9,13 +9,23 @@ import (
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
-// A stored message is: format version 1, time (Unix nanoseconds, varint),
-// topic and event (length-prefixed), then data up to the end.
-const recordVersion = 1
+// formatVersion is the history file's format this build writes and the
+// newest it reads. The file's meta bucket says which format it was written
+// with (keyFormat; files from before it had the key are format 1), and
+// every record begins with its own format version: a build refuses a file
+// of a newer format, and skips any record of a version it cannot read,
+// rather than misread either. A change that older builds can read whole
+// (a new meta key, a new bucket they need not know) keeps the version;
+// any other change bumps it.
+//
+// Format 1: a stored message is the version byte 1, time (Unix
+// nanoseconds, varint), topic and event (length-prefixed), then data up to
+// the end.
+const formatVersion = 1
 
 func encode(m *hub.Message) []byte {
 	b := make([]byte, 0, 1+binary.MaxVarintLen64*3+len(m.Topic)+len(m.Event)+len(m.Data))
-	b = append(b, recordVersion)
+	b = append(b, formatVersion)
 	b = binary.AppendVarint(b, m.Time.UnixNano())
 	b = binary.AppendUvarint(b, uint64(len(m.Topic)))
 	b = append(b, m.Topic...)
@@ -25,7 +35,7 @@ func encode(m *hub.Message) []byte {
 }
 
 func decodeTime(v []byte) (int64, bool) {
-	if len(v) < 2 || v[0] != recordVersion {
+	if len(v) < 2 || v[0] != formatVersion {
 		return 0, false
 	}
 	t, n := binary.Varint(v[1:])

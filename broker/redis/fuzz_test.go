@@ -70,7 +70,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add("1-2", "", "a", "", "")
 	f.Add("18446744073709551615-0", "e", "t", "", "")
 	f.Fuzz(func(t *testing.T, id, epoch, topic, event, data string) {
-		e, ok := decode(goredis.XMessage{ID: id, Values: map[string]any{"epoch": epoch, "topic": topic, "event": event, "data": data}})
+		e, _, ok := decode(goredis.XMessage{ID: id, Values: map[string]any{"epoch": epoch, "topic": topic, "event": event, "data": data}})
 		if !ok {
 			return
 		}
@@ -88,8 +88,9 @@ func FuzzDecode(f *testing.F) {
 }
 
 // Whatever arrives on the signal channel (anyone with access to Redis may
-// publish there): decoding never panics, never takes an oversized payload,
-// and yields only signals with a valid topic and no ID.
+// publish there): decoding never panics, never takes an oversized payload
+// or one of a newer format, and yields only signals with a valid topic and
+// no ID.
 func FuzzSignal(f *testing.F) {
 	for _, seed := range []string{
 		`{"topic":"$pubsub/subscribe","data":"{\"id\":\"x-1\"}","time":1795307561868}`,
@@ -98,16 +99,24 @@ func FuzzSignal(f *testing.F) {
 		`{"topic":"a","event":"e","data":"x","time":9223372036854775807}`,
 		`[{"topic":"a"}]`,
 		`{"topic":"` + strings.Repeat("a", 300) + `"}`,
+		`{"v":1,"topic":"a","data":"x","time":1,"added":[1]}`,
+		`{"v":2,"topic":"a","data":"x","time":1}`,
+		`{"v":2,"topic":"a","data":"x","time":"later"}`,
+		`{"v":-1,"topic":"a","data":"x","time":1}`,
+		`{"v":1000,"topic":"a","data":"x","time":1}`,
 		``,
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, payload string) {
-		m, ok := decodeSignal(payload)
+		m, version, ok := decodeSignal(payload)
+		if version > maxVersion {
+			t.Fatalf("%q: version %d taken for one", payload, version)
+		}
 		if !ok {
 			return
 		}
-		if len(payload) > maxSignalPayload || m.ID != "" || hub.ValidateTopic(m.Topic) != nil {
+		if len(payload) > maxSignalPayload || version > formatVersion || m.ID != "" || hub.ValidateTopic(m.Topic) != nil {
 			t.Fatalf("%q decoded as %+v", payload, m)
 		}
 	})

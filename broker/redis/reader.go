@@ -75,12 +75,13 @@ func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 		}
 		for _, st := range streams {
 			for _, x := range st.Messages {
-				m, ok := decode(x)
+				m, version, ok := decode(x)
 				if id, valid := parseStreamID(x.ID); valid {
 					pos.id = id
 				}
+				b.newerFormat("stream entries", version)
 				if !ok {
-					continue // not an entry this broker wrote
+					continue // not an entry this build can read
 				}
 				if lastEpoch != "" && m.epoch != lastEpoch {
 					// A new epoch: what clients saw of the old one may be

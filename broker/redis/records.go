@@ -24,9 +24,15 @@ type entry struct {
 }
 
 // decode turns a stream entry into a message; ok is false for entries
-// this broker did not write (a foreign writer on the key) and for any that
-// fail hub.ValidateMessage, which are skipped.
-func decode(x goredis.XMessage) (entry, bool) {
+// this broker did not write (a foreign writer on the key), for any that
+// fail hub.ValidateMessage, and for entries of a format version newer than
+// formatVersion, which are skipped. version is the entry's format version,
+// 0 when it has none that parses.
+func decode(x goredis.XMessage) (e entry, version uint64, ok bool) {
+	version, ok = parseVersion(x.Values["v"])
+	if !ok || version > formatVersion {
+		return entry{}, version, false
+	}
 	id, ok := parseStreamID(x.ID)
 	field := func(name string) string {
 		s, valid := x.Values[name].(string)
@@ -35,7 +41,7 @@ func decode(x goredis.XMessage) (entry, bool) {
 	}
 	epoch, topic, event, data := field("epoch"), field("topic"), field("event"), field("data")
 	if !ok || !validEpoch(epoch) {
-		return entry{}, false
+		return entry{}, version, false
 	}
 	m := &hub.Message{
 		ID:    epoch + "-" + x.ID,
@@ -45,10 +51,10 @@ func decode(x goredis.XMessage) (entry, bool) {
 		Time:  time.UnixMilli(int64(min(id.ms, 1<<62))),
 	}
 	if hub.ValidateMessage(m) != nil {
-		return entry{}, false
+		return entry{}, version, false
 	}
 	seq, _ := parseSeq(x.Values["seq"])
-	return entry{Message: m, epoch: epoch, id: id, seq: seq}, true
+	return entry{Message: m, epoch: epoch, id: id, seq: seq}, version, true
 }
 
 // validEpoch reports whether e has the form newEpoch gives epochs: anyone

@@ -59,7 +59,9 @@ type Broker struct {
 	logger   *zap.Logger
 
 	retention atomic.Pointer[hub.Retention]
-	skipped   atomic.Uint64 // stream entries Since left out as not valid messages
+	skipped   atomic.Uint64 // stream entries Since left out as not valid messages or of a newer format
+
+	newestUnread atomic.Uint64 // the newest format version met and skipped (format.go)
 
 	startMu    sync.Mutex
 	startedAt  time.Time
@@ -130,7 +132,8 @@ func (b *Broker) Start(deliver func(*hub.Message)) error {
 // publishScript appends messages to the stream and trims it, atomically.
 // It renews the epoch when the stream does not exist (new, or lost by
 // Redis) and when the append counter is behind what the publisher saw
-// (loss.go). Each entry carries its number. With an idempotency key
+// (loss.go). Each entry carries its format version (format.go) and its
+// number. With an idempotency key
 // (KEYS[4]) it remembers the IDs for the window, and a key it remembers
 // appends nothing and answers the IDs again.
 //
@@ -160,7 +163,7 @@ end
 local out = {epoch, lost, 0}
 for i = 8, #ARGV, 3 do
 	seq = seq + 1
-	out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'epoch', epoch,
+	out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'v', '` + strconv.Itoa(formatVersion) + `', 'epoch', epoch,
 		'topic', ARGV[i], 'event', ARGV[i + 1], 'data', ARGV[i + 2], 'seq', seq)
 end
 redis.call('SET', KEYS[3], seq)
@@ -327,8 +330,8 @@ func (b *Broker) ensureStart(ctx context.Context) (position, error) {
 	return b.start, nil
 }
 
-// Skipped returns how many stream entries that are not valid messages
-// Since has skipped.
+// Skipped returns how many stream entries that are not valid messages, or
+// are of a newer format, Since has skipped.
 func (b *Broker) Skipped() uint64 { return b.skipped.Load() }
 
 // After implements hub.Sequencer: messages of one epoch are ordered by

@@ -34,7 +34,7 @@ func (s snapshot) holds(epoch string) bool {
 	if s.first == nil {
 		return false
 	}
-	e, ok := decode(*s.first)
+	e, _, ok := decode(*s.first)
 	return ok && e.epoch == epoch
 }
 
@@ -168,7 +168,7 @@ func (b *Broker) Since(ctx context.Context, q hub.Query) (hub.Page, error) {
 	}
 	page.Gap = &hub.Gap{LastID: q.After, FirstID: firstKept}
 	if firstKept == "" && s.first != nil && keep {
-		if m, ok := decode(*s.first); ok && m.id.ms >= cutoff {
+		if m, _, ok := decode(*s.first); ok && m.id.ms >= cutoff {
 			page.Gap.FirstID = m.ID
 		}
 	}
@@ -207,20 +207,20 @@ func (b *Broker) countCut(ctx context.Context, start string, end streamID, count
 }
 
 // headerScript returns, for up to ARGV[3] entries in [ARGV[1], ARGV[2]]
-// (XRANGE bounds), the ID, epoch, topic and event, without the data, as
-// one string of length-prefixed fields ("LEN:BYTES", four per entry): one
-// reply to read rather than four per entry. Each field is cut one byte
-// past what a valid one may hold, so a hostile entry costs no more than a
-// valid one and still fails validation.
+// (XRANGE bounds), the ID, format version, epoch, topic and event, without
+// the data, as one string of length-prefixed fields ("LEN:BYTES", five per
+// entry; a missing field is empty): one reply to read rather than five per
+// entry. Each field is cut one byte past what a valid one may hold, so a
+// hostile entry costs no more than a valid one and still fails validation.
 var headerScript = goredis.NewScript(`
 local out = {}
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])) do
-	local v = {epoch = '', topic = '', event = ''}
+	local v = {v = '', epoch = '', topic = '', event = ''}
 	local f = e[2]
 	for i = 1, #f - 1, 2 do
 		if v[f[i]] then v[f[i]] = string.sub(f[i + 1], 1, 257) end
 	end
-	for _, x in ipairs({e[1], v.epoch, v.topic, v.event}) do
+	for _, x in ipairs({e[1], v.v, v.epoch, v.topic, v.event}) do
 		out[#out + 1] = #x .. ':' .. x
 	end
 end
@@ -241,18 +241,20 @@ func (b *Broker) scan(ctx context.Context, q hub.Query, start string, end stream
 		}
 		entries, last := 0, ""
 		for ; h != ""; entries++ {
-			var f [4]string
+			var f [5]string
 			for i := range f {
 				var ok bool
 				if f[i], h, ok = cutField(h); !ok {
 					return nil, false, 0, "", errors.New("malformed reply from the header script")
 				}
 			}
-			id, epoch, topic, event := f[0], f[1], f[2], f[3]
+			id, epoch, topic, event := f[0], f[2], f[3], f[4]
 			last = id
 			sid, ok := parseStreamID(id)
+			version, known := parseVersion(f[1])
+			b.newerFormat("stream entries", version)
 			switch {
-			case !ok || !validEpoch(epoch):
+			case !ok || !known || version > formatVersion || !validEpoch(epoch):
 				skipped++
 				continue
 			case sid.ms < cutoff:
@@ -314,7 +316,8 @@ func (b *Broker) fetch(ctx context.Context, ids []string, skipped *int) (msgs []
 			missing++
 		}
 		for _, x := range c.Val() {
-			m, ok := decode(x)
+			m, version, ok := decode(x)
+			b.newerFormat("stream entries", version)
 			if !ok {
 				*skipped++
 				continue

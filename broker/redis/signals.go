@@ -36,8 +36,10 @@ type signals struct {
 	done   chan struct{}      // closed when the listener has returned
 }
 
-// signalEntry is a signal on the channel, as JSON.
+// signalEntry is a signal on the channel, as JSON, versioned as stream
+// entries are (format.go).
 type signalEntry struct {
+	V     uint64 `json:"v"` // format version; 0 (missing): 1
 	Topic string `json:"topic"`
 	Event string `json:"event,omitempty"`
 	Data  string `json:"data"`
@@ -87,23 +89,42 @@ func (b *Broker) StartSignals(signal func(*hub.Message)) error {
 func (b *Broker) listen(ps *goredis.PubSub, signal func(*hub.Message)) {
 	defer close(b.sig.done)
 	for msg := range ps.Channel(goredis.WithChannelSize(signalBuffer)) {
-		if m, ok := decodeSignal(msg.Payload); ok {
+		m, version, ok := decodeSignal(msg.Payload)
+		b.newerFormat("signals", version)
+		if ok {
 			signal(m)
 		}
 	}
 }
 
 // decodeSignal decodes one signal; ok is false for anything this broker
-// would not have written.
-func decodeSignal(payload string) (*hub.Message, bool) {
+// would not have written and for signals of a format version newer than
+// formatVersion. version is the signal's format version, 0 when it has
+// none that parses.
+func decodeSignal(payload string) (m *hub.Message, version uint64, ok bool) {
 	if len(payload) > maxSignalPayload {
-		return nil, false
+		return nil, 0, false
 	}
 	var e signalEntry
-	if err := json.Unmarshal([]byte(payload), &e); err != nil || hub.ValidateTopic(e.Topic) != nil || e.Time < 0 {
-		return nil, false
+	if err := json.Unmarshal([]byte(payload), &e); err != nil {
+		// A newer format may give a member another type: say which
+		// version it is rather than calling it invalid.
+		var head struct {
+			V uint64 `json:"v"`
+		}
+		if json.Unmarshal([]byte(payload), &head) == nil && head.V > formatVersion && head.V <= maxVersion {
+			return nil, head.V, false
+		}
+		return nil, 0, false
 	}
-	return &hub.Message{Topic: e.Topic, Event: e.Event, Data: e.Data, Time: time.UnixMilli(e.Time)}, true
+	if e.V > maxVersion {
+		return nil, 0, false
+	}
+	version = max(e.V, 1)
+	if version > formatVersion || hub.ValidateTopic(e.Topic) != nil || e.Time < 0 {
+		return nil, version, false
+	}
+	return &hub.Message{Topic: e.Topic, Event: e.Event, Data: e.Data, Time: time.UnixMilli(e.Time)}, version, true
 }
 
 // Signal implements hub.Signaler: one PUBLISH per message, in one round
@@ -112,7 +133,7 @@ func (b *Broker) Signal(ctx context.Context, msgs []hub.Message) error {
 	pipe := b.client.Pipeline()
 	channel := b.signalChannel()
 	for _, m := range msgs {
-		payload, _ := json.Marshal(signalEntry{Topic: m.Topic, Event: m.Event, Data: m.Data, Time: m.Time.UnixMilli()})
+		payload, _ := json.Marshal(signalEntry{V: formatVersion, Topic: m.Topic, Event: m.Event, Data: m.Data, Time: m.Time.UnixMilli()})
 		if len(payload) > maxSignalPayload {
 			return fmt.Errorf("redis broker: signal on %s: %d bytes, more than %d", m.Topic, len(payload), maxSignalPayload)
 		}

@@ -1,0 +1,78 @@
+package redis
+
+// The versioned format of what the broker stores in Redis, so that
+// instances of two releases can share a stream during a rolling upgrade.
+//
+// Stream entries carry their format version in the field v, and signal
+// payloads in their JSON member v. The rule:
+//
+//   - A change that readers of the current version can still read keeps
+//     the version: new fields or members, which readers ignore. Such an
+//     entry must keep every field of the version with its meaning.
+//   - Any other change (a field removed, renamed or meaning something
+//     else) bumps the version. Readers skip and count entries of a
+//     version newer than they read, and log the version once, so they
+//     never misread one. An upgrade across such a change goes through a
+//     release that reads both versions and still writes the old one;
+//     once every instance runs it, the next release writes the new one.
+//   - An entry without v was written before the field existed: version 1.
+//   - The keys beside the stream (KEY:epoch, KEY:seq, KEY:once:*) keep
+//     their values' layout within a version; a layout older instances
+//     cannot read goes to a key of a new name, never into the old one.
+//
+// Version 1: fields epoch (the hub's epoch, hex), topic, event, data and
+// seq (the append's number; missing on entries written before numbers);
+// signals {"topic","event","data","time"} (Unix milliseconds).
+
+import (
+	"strconv"
+
+	"go.uber.org/zap"
+)
+
+// formatVersion is the format this build writes and the newest it reads.
+const formatVersion = 1
+
+// maxVersion bounds the versions taken for one: a writer that is not a
+// release of this broker cannot have each of its entries logged as yet
+// another newer version for long.
+const maxVersion = 999
+
+// parseVersion reads an entry's v field: missing or empty is version 1
+// (written before entries had it). ok is false for a value that is not a
+// version number; such an entry is invalid, not newer.
+func parseVersion(v any) (version uint64, ok bool) {
+	if v == nil {
+		return 1, true
+	}
+	s, isString := v.(string)
+	if !isString {
+		return 0, false
+	}
+	if s == "" {
+		return 1, true
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n == 0 || n > maxVersion {
+		return 0, false
+	}
+	return n, true
+}
+
+// newerFormat notes the format version of an entry or signal that was
+// read; one newer than this build reads is skipped by the caller. Each
+// version higher than any met before is logged, so the log says once which
+// version an upgrade brought, and a stream full of them does not repeat it.
+func (b *Broker) newerFormat(what string, version uint64) {
+	for {
+		met := b.newestUnread.Load()
+		if version <= max(met, formatVersion) {
+			return
+		}
+		if b.newestUnread.CompareAndSwap(met, version) {
+			b.logger.Warn("skipping "+what+" of a storage format newer than this build reads: an instance of a later release wrote them; upgrade this one (docs/operations.md, Upgrades)",
+				zap.Uint64("version", version), zap.Uint64("reads_up_to", formatVersion))
+			return
+		}
+	}
+}
