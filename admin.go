@@ -24,8 +24,9 @@ func init() {
 // running is the app of the config Caddy runs, for the admin API.
 var running atomic.Pointer[App]
 
-// AdminStats serves GET /pubsub/stats on Caddy's admin API: a JSON view of
-// every hub of the running config. See the README's "Operations" section.
+// AdminStats serves the pubsub routes of Caddy's admin API: GET
+// /pubsub/stats, a JSON view of every hub of the running config, and the
+// control routes of admincontrol.go. See docs/operations.md.
 type AdminStats struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -38,7 +39,11 @@ func (AdminStats) CaddyModule() caddy.ModuleInfo {
 
 // Routes implements caddy.AdminRouter.
 func (AdminStats) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/pubsub/stats", Handler: caddy.AdminHandlerFunc(serveStats)}}
+	return []caddy.AdminRoute{
+		{Pattern: "/pubsub/stats", Handler: caddy.AdminHandlerFunc(serveStats)},
+		{Pattern: "/pubsub/publish", Handler: caddy.AdminHandlerFunc(servePublish)},
+		{Pattern: "/pubsub/disconnect", Handler: caddy.AdminHandlerFunc(serveDisconnect)},
+	}
 }
 
 // Limits of the stats view.

@@ -17,6 +17,9 @@ var (
 	// ErrMessagesLost ends the subscriptions of a hub whose broker lost
 	// messages (LossReporter): resuming tells each client with a gap.
 	ErrMessagesLost = errors.New("the broker lost messages: resume from your last ID")
+	// ErrDisconnected ends the subscriptions the server's operator
+	// disconnects (DisconnectTopic).
+	ErrDisconnected = errors.New("disconnected by the server")
 )
 
 // Hub fans the messages of one broker out to local subscribers. Every
@@ -257,6 +260,35 @@ func (h *Hub) Disconnect(reason error) {
 	defer h.mu.Unlock()
 	h.catchUpLocked() // what was published before goes out first
 	h.disconnectLocked(reason)
+}
+
+// DisconnectTopic ends with reason every current subscription that a
+// message on topic would reach (its filters, and its Allow, accept the
+// topic), and returns how many it ended. What was published before goes
+// out first.
+func (h *Hub) DisconnectTopic(topic string, reason error) (int, error) {
+	if err := ValidateTopic(topic); err != nil {
+		return 0, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.catchUpLocked()
+	var hit []*Subscriber
+	seen := make(map[*Subscriber]bool)
+	h.index.match(topic, func(s *Subscriber) {
+		if !seen[s] && (s.allow == nil || s.allow(topic)) {
+			seen[s] = true
+			hit = append(hit, s)
+		}
+	})
+	n := 0
+	for _, s := range hit {
+		if h.removeLocked(s) {
+			s.end(reason)
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Close ends every subscription with ErrHubClosed and closes the broker.
