@@ -96,9 +96,10 @@ func servePublish(w http.ResponseWriter, r *http.Request) error {
 	return json.NewEncoder(w).Encode(map[string][]string{"ids": ids})
 }
 
-// serveDisconnect ends the subscriptions a message on ?topic= would reach,
-// with the reason "disconnected by the server"; their clients reconnect
-// and resume, and are authorised anew.
+// serveDisconnect ends the subscriptions a message on ?topic= would reach
+// and that the JWT subject ?subject= made (either may be left out, not
+// both), with the reason "disconnected by the server"; their clients
+// reconnect and resume, and are authorised anew.
 func serveDisconnect(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("use POST")}
@@ -107,9 +108,10 @@ func serveDisconnect(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	n, err := h.DisconnectTopic(r.URL.Query().Get("topic"), hub.ErrDisconnected)
+	q := r.URL.Query()
+	n, err := h.DisconnectMatching(q.Get("topic"), q.Get("subject"), hub.ErrDisconnected)
 	if err != nil {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("topic: %w", err)}
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("disconnect: %w", err)}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(map[string]int{"disconnected": n})

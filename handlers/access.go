@@ -219,10 +219,11 @@ func (id *identity) subscription(filters []string) ([]hub.SubscribeOption, *deni
 			check = true
 		}
 	}
+	subject := hub.Subject(id.token.Subject)
 	if check {
-		return []hub.SubscribeOption{hub.Allow(id.token.Subscribe.Allows)}, nil
+		return []hub.SubscribeOption{hub.Allow(id.token.Subscribe.Allows), subject}, nil
 	}
-	return []hub.SubscribeOption{hub.Allow(nil)}, nil
+	return []hub.SubscribeOption{hub.Allow(nil), subject}, nil
 }
 
 // mayReceive reports whether a message on topic may reach the identity,

@@ -18,7 +18,7 @@ var (
 	// messages (LossReporter): resuming tells each client with a gap.
 	ErrMessagesLost = errors.New("the broker lost messages: resume from your last ID")
 	// ErrDisconnected ends the subscriptions the server's operator
-	// disconnects (DisconnectTopic).
+	// disconnects (DisconnectMatching).
 	ErrDisconnected = errors.New("disconnected by the server")
 )
 
@@ -262,25 +262,36 @@ func (h *Hub) Disconnect(reason error) {
 	h.disconnectLocked(reason)
 }
 
-// DisconnectTopic ends with reason every current subscription that a
+// DisconnectMatching ends with reason every current subscription that a
 // message on topic would reach (its filters, and its Allow, accept the
-// topic), and returns how many it ended. What was published before goes
-// out first.
-func (h *Hub) DisconnectTopic(topic string, reason error) (int, error) {
-	if err := ValidateTopic(topic); err != nil {
-		return 0, err
+// topic) and that subject made (Subject), and returns how many it ended.
+// An empty topic or subject matches every subscription; both empty is an
+// error. What was published before goes out first.
+func (h *Hub) DisconnectMatching(topic, subject string, reason error) (int, error) {
+	if topic == "" && subject == "" {
+		return 0, errors.New("name a topic, a subject or both")
+	}
+	if topic != "" {
+		if err := ValidateTopic(topic); err != nil {
+			return 0, err
+		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.catchUpLocked()
 	var hit []*Subscriber
 	seen := make(map[*Subscriber]bool)
-	h.index.match(topic, func(s *Subscriber) {
-		if !seen[s] && (s.allow == nil || s.allow(topic)) {
+	visit := func(s *Subscriber) {
+		if !seen[s] && (subject == "" || s.subject == subject) && (topic == "" || s.allow == nil || s.allow(topic)) {
 			seen[s] = true
 			hit = append(hit, s)
 		}
-	})
+	}
+	if topic != "" {
+		h.index.match(topic, visit)
+	} else {
+		h.index.root.walk(visit)
+	}
 	n := 0
 	for _, s := range hit {
 		if h.removeLocked(s) {

@@ -32,6 +32,8 @@ type Subscriber struct {
 
 	// allow, when set, keeps out topics the filters match (Allow).
 	allow func(topic string) bool
+	// subject is who subscribed, as the transport knows them (Subject).
+	subject string
 
 	// replay is the history still to send from Subscribe; nil when done.
 	// Only the owner uses it.
@@ -190,6 +192,12 @@ type SubscribeOption func(*Subscriber)
 // (a long-poll answer) reads no more. It applies to Subscribe only.
 func ReplayLimit(n int) SubscribeOption {
 	return func(s *Subscriber) { s.page = n }
+}
+
+// Subject records who subscribed (a token's sub claim), so that the
+// server can end that subject's subscriptions (Hub.DisconnectMatching).
+func Subject(sub string) SubscribeOption {
+	return func(s *Subscriber) { s.subject = sub }
 }
 
 // Allow keeps a subscription to the topics allow accepts, whatever its

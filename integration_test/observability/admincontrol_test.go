@@ -4,8 +4,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // The admin API publishes into a hub (to any topic, batch included), and
@@ -73,5 +75,47 @@ http://127.0.0.1:{PORT} {
 	}
 	if code, _, _ := testserver.Request(t, http.MethodGet, s.Admin+"/pubsub/publish", "", "", nil); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /pubsub/publish: %d, want 405", code)
+	}
+}
+
+// With jwt, the admin API ends the subscriptions of one token subject,
+// on any topic, and leaves the others.
+func TestAdminDisconnectSubject(t *testing.T) {
+	const secret = "a-test-secret-of-at-least-32-bytes!"
+	s := start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		jwt {
+			secret `+secret+`
+		}
+	}
+}
+`)
+	token := func(sub string) http.Header {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": sub, "exp": time.Now().Add(time.Hour).Unix(), "pubsub": map[string]any{"subscribe": []string{"#"}},
+		}).SignedString([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return http.Header{"Authorization": {"Bearer " + tok}}
+	}
+	alice := testserver.Subscribe(t, nil, s.Base+"/events?topic=a", token("alice"))
+	aliceToo := testserver.Subscribe(t, nil, s.Base+"/events?topic=b", token("alice"))
+	bob := testserver.Subscribe(t, nil, s.Base+"/events?topic=a", token("bob"))
+
+	code, body, _ := testserver.Request(t, http.MethodPost, s.Admin+"/pubsub/disconnect?subject=alice", "", "", nil)
+	if code != 200 || !strings.Contains(body, `"disconnected":2`) {
+		t.Fatalf("disconnect alice: %d %s", code, body)
+	}
+	for _, sub := range []*testserver.SSEStream{alice, aliceToo} {
+		sub.ExpectEnd()
+	}
+	code, body, _ = testserver.Request(t, http.MethodPost, s.Admin+"/pubsub/publish", "application/json", `{"topic":"a","data":"bob stays"}`, nil)
+	if code != 200 {
+		t.Fatalf("publish: %d %s", code, body)
+	}
+	if ev := bob.Next(); ev.Data != "bob stays" {
+		t.Fatalf("bob got %+v", ev)
 	}
 }
