@@ -24,11 +24,13 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/caddy-pubsub/caddy-pubsub/auth"
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
@@ -148,6 +150,7 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
+	c.token.Store(id.token)
 	go c.write(backlog, gap)
 	c.read()
 	// Stop the writer now, even if it is waiting on the broker or on a
@@ -169,12 +172,15 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // wsConn is one WebSocket connection.
 type wsConn struct {
-	ep   *Endpoint
-	r    *http.Request // the upgrade request
-	id   identity      // who the upgrade request is: decides publish and subscribe frames
-	rq   Request
-	ctx  context.Context
-	conn *websocket.Conn
+	ep *Endpoint
+	r  *http.Request // the upgrade request
+	id identity      // who the upgrade request is; its token is token's (ident)
+	// token is the connection's token, which a refresh frame replaces:
+	// the reader swaps it, the writer reads it.
+	token atomic.Pointer[auth.Token]
+	rq    Request
+	ctx   context.Context
+	conn  *websocket.Conn
 
 	sub *hub.Subscriber // owned by the writer; nil while no topics
 
@@ -246,8 +252,8 @@ func (c *wsConn) write(backlog []*hub.Message, gap *hub.Gap) {
 	}
 	ping, leave := joinBeats(c.ep.Heartbeat)
 	defer leave()
-	expired, stopExpiry := c.id.expiry()
-	defer stopExpiry()
+	expired, stopExpiry := c.ident().expiry()
+	defer func() { stopExpiry() }()
 	// Without topics the connection ends with the hub's subscribers.
 	hubEnded, hubReason := c.ep.Hub.Ended()
 	for {
@@ -273,6 +279,11 @@ func (c *wsConn) write(backlog []*hub.Message, gap *hub.Gap) {
 				err = c.writeMessage(m)
 			}
 		case cmd := <-c.cmds:
+			if cmd.kind == "refresh" {
+				// The new token's expiry replaces the old one's.
+				stopExpiry()
+				expired, stopExpiry = c.ident().expiry()
+			}
 			err = c.run(*cmd)
 		case <-ping.C():
 			ping.Next()

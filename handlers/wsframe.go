@@ -16,7 +16,7 @@ import (
 // wsCommand is work the reader hands the writer: a subscription change,
 // or a frame to send.
 type wsCommand struct {
-	kind   string // "subscribe", "unsubscribe", or "" to send frame
+	kind   string // "subscribe", "unsubscribe", "refresh", or "" to send frame
 	topics []string
 	lastID string
 	ref    json.RawMessage
@@ -40,6 +40,8 @@ type clientFrame struct {
 	// IdempotencyKey makes a publish once (hub.PublishOnce), as the
 	// Idempotency-Key header does over HTTP.
 	IdempotencyKey string `json:"idempotency_key"`
+	// refresh: the token that replaces the connection's
+	Token string `json:"token"`
 }
 
 // Server frames. A message frame is the envelope with "type":"message".
@@ -94,8 +96,10 @@ func (c *wsConn) command(data []byte) wsCommand {
 		return wsCommand{kind: f.Type, topics: f.Topics, lastID: f.LastID, ref: f.Ref}
 	case "publish":
 		return wsCommand{frame: c.publish(f)}
+	case "refresh":
+		return c.refresh(f)
 	default:
-		return wsCommand{frame: errorFrame(f.Ref, fmt.Sprintf("unknown frame type %q: use subscribe, unsubscribe or publish", f.Type))}
+		return wsCommand{frame: errorFrame(f.Ref, fmt.Sprintf("unknown frame type %q: use subscribe, unsubscribe, publish or refresh", f.Type))}
 	}
 }
 
@@ -156,7 +160,7 @@ func checkSubscription(f clientFrame, maxTopics int) error {
 // checked before the messages are decoded, and they are decoded one at a
 // time up to the batch limit, so a huge frame costs little.
 func (c *wsConn) publish(f clientFrame) []byte {
-	if denied := c.id.mayPublish(); denied != nil {
+	if denied := c.ident().mayPublish(); denied != nil {
 		return errorFrame(f.Ref, denied.reason)
 	}
 	if string(f.Messages) == "null" {
@@ -187,7 +191,7 @@ func (c *wsConn) publish(f clientFrame) []byte {
 	if err != nil {
 		return errorFrame(f.Ref, err.Error())
 	}
-	ids, denied := c.ep.publish(c.ctx, c.id, c.rq, c.r, msgs, batch, f.IdempotencyKey)
+	ids, denied := c.ep.publish(c.ctx, *c.ident(), c.rq, c.r, msgs, batch, f.IdempotencyKey)
 	if denied != nil {
 		return errorFrame(f.Ref, denied.reason)
 	}

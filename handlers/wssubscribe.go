@@ -17,6 +17,8 @@ func (c *wsConn) run(cmd wsCommand) error {
 		return c.subscribe(cmd)
 	case "unsubscribe":
 		return c.unsubscribe(cmd)
+	case "refresh":
+		return c.regrant(cmd)
 	default:
 		return c.writeFrame(cmd.frame)
 	}
@@ -29,7 +31,7 @@ func (c *wsConn) run(cmd wsCommand) error {
 // topics match and the old ones do not, then the ack.
 func (c *wsConn) subscribe(cmd wsCommand) error {
 	if c.sub == nil {
-		opts, denied := c.id.subscription(cmd.topics)
+		opts, denied := c.ident().subscription(cmd.topics)
 		if denied != nil {
 			return c.writeFrame(errorFrame(cmd.ref, denied.reason))
 		}
@@ -54,7 +56,7 @@ func (c *wsConn) subscribe(cmd wsCommand) error {
 	if err := checkFilters(topics, c.ep.Limits.topics(), " on one connection"); err != nil {
 		return c.writeFrame(errorFrame(cmd.ref, err.Error()))
 	}
-	opts, denied := c.id.subscription(topics)
+	opts, denied := c.ident().subscription(topics)
 	if denied != nil {
 		return c.writeFrame(errorFrame(cmd.ref, denied.reason))
 	}
@@ -69,7 +71,7 @@ func (c *wsConn) subscribe(cmd wsCommand) error {
 		// The broker filters and pages the history: one page in memory
 		// at a time, each sent before the next is read.
 		q := hub.Query{After: cmd.lastID, Upto: head, Match: func(topic string) bool {
-			return matchesAny(cmd.topics, topic) && !matchesAny(old, topic) && c.id.mayReceive(topic)
+			return matchesAny(cmd.topics, topic) && !matchesAny(old, topic) && c.ident().mayReceive(topic)
 		}}
 		for {
 			page, err := c.ep.Hub.History(c.ctx, q)
