@@ -15,11 +15,7 @@ import (
 func TestPublishRateBySubject(t *testing.T) {
 	ep := startHMAC(t, hmacSite("0s", "limits {\n\t\t\tpublish_rate 2/m\n\t\t\tpublish_burst 2\n\t\t}"))
 	as := func(sub string) http.Header {
-		c := claims{
-			RegisteredClaims: jwt.RegisteredClaims{Subject: sub, ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
-			PubSub:           grants{Publish: []string{"chat/#"}},
-		}
-		return bearer(must(jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))))
+		return bearer(signedFor(t, sub, jwt.SigningMethodHS256, []byte(secret), time.Hour, grants{Publish: []string{"chat/#"}}))
 	}
 	alice, bob := as("alice"), as("bob")
 	for i := range 2 {
