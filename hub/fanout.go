@@ -24,7 +24,10 @@ import (
 const (
 	// maxPending bounds the messages handed over and not yet fanned out;
 	// past it the broker's deliver call waits, which slows publishers
-	// down to the pace of the fan-out.
+	// down to the pace of the fan-out. It is the last resort: the bound
+	// on the backlog's age (Options.PublishWait, backpressure.go) holds
+	// publishers back first, before they store anything, unless a burst
+	// hands over this many messages within PublishWait.
 	maxPending = 4096
 	// fanOutWork bounds the deliveries made per hold of h.mu (at least one
 	// message is fanned out), so a Subscribe or a Close waits for a few
