@@ -132,9 +132,14 @@ func (r *rates) evict(now time.Time) {
 func (h *Hub) admitPublish(ctx context.Context, n int) error {
 	publisher, _ := ctx.Value(publisherKey{}).(string)
 	if wait, ok := h.rates.take(publisher, n, time.Now()); !ok {
+		h.obs.rateLimited.Add(uint64(n))
 		return &RetryError{Err: ErrRateLimited, After: wait}
 	}
-	return h.waitBacklog(ctx)
+	err := h.waitBacklog(ctx)
+	if errors.Is(err, ErrOverloaded) {
+		h.obs.overloaded.Add(uint64(n))
+	}
+	return err
 }
 
 // waitBacklog returns once the oldest message waiting for the fan-out is

@@ -39,6 +39,9 @@ func TestPublishWaitsForBacklog(t *testing.T) {
 	if took < wait || took > wait+time.Second {
 		t.Fatalf("refused after %v, want after PublishWait (%v) and soon after", took, wait)
 	}
+	if n := h.obs.overloaded.Load(); n != 1 {
+		t.Fatalf("%d messages counted overloaded, want 1", n)
+	}
 
 	// SetOptions would wait for the stuck fan-out (presence takes h.mu).
 	h.publishWait.Store(int64(time.Minute))
@@ -89,6 +92,9 @@ func TestPublishRate(t *testing.T) {
 	var re *RetryError
 	if !errors.Is(err, ErrRateLimited) || !errors.As(err, &re) || re.After <= 0 || re.After > time.Second {
 		t.Fatalf("over the rate: %v, want ErrRateLimited with a retry within 1s", err)
+	}
+	if st := h.Stats(); st.RateLimited != 1 || st.Overloaded != 0 {
+		t.Fatalf("Stats: rate limited %d, overloaded %d; want 1, 0", st.RateLimited, st.Overloaded)
 	}
 	if _, err := h.Publish(light, msg); err != nil {
 		t.Fatalf("another publisher: %v", err)
