@@ -24,42 +24,26 @@ func TestPublishRatePerPublisher(t *testing.T) {
 	ep := start(t, "limits {\n\t\t\tpublish_rate 3/s\n\t\t\tpublish_burst 3\n\t\t}")
 	heavy := fromAddress(t, "127.0.0.2")
 	form := url.Values{"topic": {"x"}, "data": {"d"}}.Encode()
-	post := func(c *http.Client) (int, string, http.Header) {
-		resp, err := c.Post(ep, "application/x-www-form-urlencoded", strings.NewReader(form))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body), resp.Header
+	post := func(c *http.Client) answer {
+		return postTo(t, c, ep, "application/x-www-form-urlencoded", form)
 	}
 	for i := range 3 {
-		if got, body, _ := post(heavy); got != http.StatusOK {
-			t.Fatalf("publish %d within the burst: %d %s", i, got, body)
+		if a := post(heavy); a.status != http.StatusOK {
+			t.Fatalf("publish %d within the burst: %d %s", i, a.status, a.body)
 		}
 	}
-	got, body, header := post(heavy)
-	if got != http.StatusTooManyRequests || !strings.HasPrefix(body, "publish rate exceeded: retry in ") || header.Get("Retry-After") != "1" {
-		t.Fatalf("publish over the rate: %d %q Retry-After %q, want 429, a reason, Retry-After 1", got, body, header.Get("Retry-After"))
+	a := post(heavy)
+	if a.status != http.StatusTooManyRequests || !strings.HasPrefix(a.body, "publish rate exceeded: retry in ") || a.retryAfter != "1" {
+		t.Fatalf("publish over the rate: %d %q Retry-After %q, want 429, a reason, Retry-After 1", a.status, a.body, a.retryAfter)
 	}
 	for i := range 3 {
-		if got, body, _ := post(http.DefaultClient); got != http.StatusOK {
-			t.Fatalf("publish %d from another address while the first is limited: %d %s", i, got, body)
+		if a := post(http.DefaultClient); a.status != http.StatusOK {
+			t.Fatalf("publish %d from another address while the first is limited: %d %s", i, a.status, a.body)
 		}
 	}
 	testserver.Eventually(t, "the limited publisher publishes again once its bucket refilled", func() bool {
-		got, _, _ := post(heavy)
-		return got == http.StatusOK
+		return post(heavy).status == http.StatusOK
 	})
-}
-
-// fromAddress returns a client whose connections come from the loopback
-// address ip.
-func fromAddress(t *testing.T, ip string) *http.Client {
-	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	transport := &http.Transport{DialContext: dialer.DialContext}
-	t.Cleanup(transport.CloseIdleConnections)
-	return &http.Client{Transport: transport}
 }
 
 // When publishers outrun delivery, a publish waits at most publish_wait
@@ -68,52 +52,8 @@ func fromAddress(t *testing.T, ip string) *http.Client {
 // backlog drains, publishes succeed again.
 func TestOverloadAnswers503WithinPublishWait(t *testing.T) {
 	const wait = 50 * time.Millisecond
-	s := testserver.Start(t, `
-http://127.0.0.1:{PORT} {
-	pubsub /events* {
-		queue 1000000
-		limits {
-			publish_wait 50ms
-		}
-	}
-}
-`)
-	ep := s.Base + "/events"
-	// Fan-out work: subscribers that never read, each costing the fan-out
-	// a queued message per message published.
-	for range 300 {
-		idleSubscriber(t, s.Base, "/events?topic=x")
-	}
-
-	type answer struct {
-		status     int
-		body       string
-		retryAfter string
-		took       time.Duration
-	}
-	answers := make(chan answer, 1024)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				got, body, header := testserver.Request(t, http.MethodPost, ep, "application/json", batch("x", 20), nil)
-				select {
-				case answers <- answer{got, body, header.Get("Retry-After"), time.Since(start)}:
-				case <-stop:
-					return
-				}
-			}
-		}()
-	}
+	ep := startLoaded(t, "publish_wait 50ms")
+	answers, stop := flood(t, http.DefaultClient, ep)
 	deadline := time.After(30 * time.Second)
 	var refused answer
 	var accepted int
@@ -137,8 +77,7 @@ http://127.0.0.1:{PORT} {
 			t.Fatal("publishers outran 300 subscribers for 30s and were never held back")
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	t.Logf("%d publishes accepted before the first 503, which came after %v; the slowest answer took %v", accepted, refused.took, slowest)
 	if !strings.HasPrefix(refused.body, "delivery is behind: retry in ") {
 		t.Errorf("503 reason %q", refused.body)
@@ -153,6 +92,115 @@ http://127.0.0.1:{PORT} {
 		got, _ := publishJSON(t, ep, batch("x", 1))
 		return got == http.StatusOK
 	})
+}
+
+// With publish_rate, one publisher flooding the same hub as above is held
+// to its rate with 429s, so delivery keeps up and another publisher's
+// publishes all go through: none gets 503.
+func TestFloodingPublisherLeavesOthersRoom(t *testing.T) {
+	ep := startLoaded(t, "publish_wait 50ms\n\t\t\tpublish_rate 100/s")
+	answers, stop := flood(t, fromAddress(t, "127.0.0.2"), ep)
+	defer stop()
+	deadline := time.After(30 * time.Second)
+	for limited := false; !limited; {
+		select {
+		case a := <-answers:
+			switch a.status {
+			case http.StatusOK:
+			case http.StatusTooManyRequests:
+				limited = true
+			default:
+				t.Fatalf("flooding publisher: %d %s, want 200 or 429", a.status, a.body)
+			}
+		case <-deadline:
+			t.Fatal("the flooding publisher was never held to its rate")
+		}
+	}
+	form := url.Values{"topic": {"x"}, "data": {"light"}}.Encode()
+	for i := range 50 {
+		if a := postTo(t, http.DefaultClient, ep, "application/x-www-form-urlencoded", form); a.status != http.StatusOK {
+			t.Fatalf("the other publisher's publish %d, beside the flood: %d %s", i, a.status, a.body)
+		}
+	}
+}
+
+// startLoaded runs a hub with limits and 300 subscribers to topic x that
+// never read: each costs the fan-out a queued message per message.
+func startLoaded(t *testing.T, limits string) string {
+	t.Helper()
+	s := testserver.Start(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events* {
+		queue 1000000
+		limits {
+			`+limits+`
+		}
+	}
+}
+`)
+	for range 300 {
+		idleSubscriber(t, s.Base, "/events?topic=x")
+	}
+	return s.Base + "/events"
+}
+
+// answer is what a publish got, and how long it took.
+type answer struct {
+	status     int
+	body       string
+	retryAfter string
+	took       time.Duration
+}
+
+// postTo publishes body with client; a failed request answers status 0.
+func postTo(t *testing.T, client *http.Client, ep, contentType, body string) answer {
+	start := time.Now()
+	resp, err := client.Post(ep, contentType, strings.NewReader(body))
+	if err != nil {
+		t.Errorf("publish: %v", err)
+		return answer{body: err.Error()}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, strings.TrimSuffix(string(b), "\n"), resp.Header.Get("Retry-After"), time.Since(start)}
+}
+
+// flood publishes batches of 20 messages to topic x from 4 goroutines
+// with client, as fast as answers come, until stop is called (it returns
+// once they have stopped), and sends each answer.
+func flood(t *testing.T, client *http.Client, ep string) (answers <-chan answer, stop func()) {
+	out := make(chan answer, 64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				case out <- postTo(t, client, ep, "application/json", batch("x", 20)):
+				}
+			}
+		})
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return out, stop
+}
+
+// fromAddress returns a client whose connections come from the loopback
+// address ip.
+func fromAddress(t *testing.T, ip string) *http.Client {
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	transport := &http.Transport{DialContext: dialer.DialContext}
+	t.Cleanup(transport.CloseIdleConnections)
+	return &http.Client{Transport: transport}
 }
 
 // idleSubscriber opens an SSE stream to path, waits for its response
