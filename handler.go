@@ -265,7 +265,7 @@ func (h *Handler) where() string {
 // ServeHTTP picks the endpoint for r. The handler answers every request it
 // gets, so next is never called.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	rq := handlers.Request{Scheme: forwardedScheme(r)}
+	rq := handlers.Request{Scheme: forwardedScheme(r), Client: clientAddr(r)}
 	if h.Topic != "" {
 		rq.DefaultTopic = func() (string, error) { return h.defaultTopic(r) }
 	}

@@ -136,6 +136,9 @@ func (c *HubConfig) hubSettings() []string {
 	add(len(c.CaddyEvents) > 0, "caddy_events")
 	add(c.Limits != nil && c.Limits.Subscribers != 0, "limits subscribers")
 	add(c.Limits != nil && c.Limits.PerIP != 0, "limits per_ip")
+	add(c.Limits != nil && c.Limits.PublishWait != 0, "limits publish_wait")
+	add(c.Limits != nil && c.Limits.PublishRate != 0, "limits publish_rate")
+	add(c.Limits != nil && c.Limits.PublishBurst != 0, "limits publish_burst")
 	return set
 }
 
@@ -147,6 +150,9 @@ func (c *HubConfig) options() hub.Options {
 		Presence:       c.Presence,
 		MaxSubscribers: c.Limits.Subscribers,
 		MaxPerClient:   c.Limits.PerIP,
+		PublishWait:    time.Duration(c.Limits.PublishWait),
+		PublishRate:    c.Limits.PublishRate,
+		PublishBurst:   c.Limits.PublishBurst,
 	}
 }
 
@@ -307,7 +313,7 @@ func errAt(tok caddyfile.Token, err error) error {
 // they belong to the handlers.
 func (c *HubConfig) checkGlobalLimits() error {
 	if l := c.Limits; l != nil && (l.Topics != 0 || l.Batch != 0 || l.PollBatch != 0) {
-		return errors.New("limits: a hub takes only subscribers and per_ip; topics, batch and poll_batch are endpoint limits: set them in the pubsub handler")
+		return errors.New("limits: a hub takes only subscribers, per_ip, publish_wait, publish_rate and publish_burst; topics, batch and poll_batch are endpoint limits: set them in the pubsub handler")
 	}
 	return nil
 }

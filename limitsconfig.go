@@ -10,10 +10,15 @@ package pubsub
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -28,6 +33,7 @@ const (
 	DefaultLimitSubscribers = 100_000
 	DefaultLimitBatch       = handlers.MaxBatch
 	DefaultLimitPollBatch   = handlers.DefaultPollBatch
+	DefaultLimitPublishWait = hub.DefaultPublishWait
 )
 
 // Bounds of the limits: past them a limit protects nothing.
@@ -35,6 +41,10 @@ const (
 	maxLimitTopics      = 1024
 	maxLimitSubscribers = 10_000_000
 	maxLimitBatch       = 10_000
+
+	minLimitPublishWait = 10 * time.Millisecond
+	maxLimitPublishWait = time.Minute
+	maxLimitPublishRate = 1_000_000 // messages a second, and of a burst
 )
 
 // Limits bounds what clients may ask of an endpoint and its hub. A request
@@ -68,6 +78,23 @@ type Limits struct {
 	// answer's last_id lets the next poll go on from there. 1 to 10000.
 	// Default: 100.
 	PollBatch int `json:"poll_batch,omitempty"`
+
+	// PublishWait bounds how far behind delivery may fall: once the oldest
+	// message waiting for the hub's fan-out is older, a publish waits for
+	// it to catch up, at most PublishWait, then gets 503 with Retry-After.
+	// Handlers naming one hub must agree on it. 10ms to 1m. Default: 2s.
+	PublishWait caddy.Duration `json:"publish_wait,omitempty"`
+
+	// PublishRate is the messages a second each publisher may publish (a
+	// JWT subject, the publish key, or a client address); over it, 429
+	// with Retry-After. A batch counts each message. Handlers naming one
+	// hub must agree on it. Up to 1000000. Default: 0, no limit.
+	PublishRate float64 `json:"publish_rate,omitempty"`
+
+	// PublishBurst is the most messages a publisher may publish at once
+	// within PublishRate. 1 to 1000000. Default: PublishRate rounded up
+	// (one second's worth).
+	PublishBurst int `json:"publish_burst,omitempty"`
 }
 
 // withDefaults returns l (which may be nil) with every unset limit at its
@@ -89,6 +116,12 @@ func (l *Limits) withDefaults() *Limits {
 	if out.PollBatch == 0 {
 		out.PollBatch = DefaultLimitPollBatch
 	}
+	if out.PublishWait == 0 {
+		out.PublishWait = caddy.Duration(DefaultLimitPublishWait)
+	}
+	if out.PublishBurst == 0 && out.PublishRate > 0 {
+		out.PublishBurst = int(math.Ceil(out.PublishRate))
+	}
 	return &out
 }
 
@@ -102,7 +135,24 @@ func (l *Limits) check() error {
 		checkLimit("per_ip", l.PerIP, 0, maxLimitSubscribers),
 		checkLimit("batch", l.Batch, 1, maxLimitBatch),
 		checkLimit("poll_batch", l.PollBatch, 1, maxLimitBatch),
+		checkPublishWait(time.Duration(l.PublishWait)),
+		checkPublishRate(l.PublishRate),
+		checkLimit("publish_burst", l.PublishBurst, 1, maxLimitPublishRate),
 	)
+}
+
+func checkPublishWait(d time.Duration) error {
+	if d == 0 || d >= minLimitPublishWait && d <= maxLimitPublishWait {
+		return nil
+	}
+	return fmt.Errorf("limits: publish_wait %v out of range %v..%v", d, minLimitPublishWait, maxLimitPublishWait)
+}
+
+func checkPublishRate(r float64) error {
+	if r >= 0 && r <= maxLimitPublishRate {
+		return nil
+	}
+	return fmt.Errorf("limits: publish_rate %v out of range 0..%d a second", r, maxLimitPublishRate)
 }
 
 // checkLimit checks a limit that is set; 0 (unset) takes its default.
@@ -126,6 +176,9 @@ func (l *Limits) endpoint() handlers.Limits {
 //		per_ip      <n>  # subscriber connections per client address (0: no cap)
 //		batch       <n>  # messages in one publish (100)
 //		poll_batch  <n>  # messages in one long-poll answer (100)
+//		publish_wait  <duration>  # how far behind delivery may fall (2s)
+//		publish_rate  <n>/s|<n>/m # messages per publisher (none)
+//		publish_burst <n>         # at once within publish_rate (a second's worth)
 //	}
 func (c *HubConfig) parseLimits(d *caddyfile.Dispenser, args []string) error {
 	if len(args) != 0 {
@@ -145,6 +198,18 @@ func (c *HubConfig) parseLimits(d *caddyfile.Dispenser, args []string) error {
 		var field *int
 		lowest, highest := 1, maxLimitBatch
 		switch name {
+		case "publish_wait":
+			c.parsedAt(d.Token())
+			if err := parsePublishWait(d, l); err != nil {
+				return err
+			}
+			continue
+		case "publish_rate":
+			c.parsedAt(d.Token())
+			if err := parsePublishRate(d, l); err != nil {
+				return err
+			}
+			continue
 		case "topics":
 			field, highest = &l.Topics, maxLimitTopics
 		case "subscribers":
@@ -153,12 +218,15 @@ func (c *HubConfig) parseLimits(d *caddyfile.Dispenser, args []string) error {
 		case "per_ip":
 			field, lowest, highest = &l.PerIP, 0, maxLimitSubscribers
 			c.parsedAt(d.Token())
+		case "publish_burst":
+			field, highest = &l.PublishBurst, maxLimitPublishRate
+			c.parsedAt(d.Token())
 		case "batch":
 			field = &l.Batch
 		case "poll_batch":
 			field = &l.PollBatch
 		default:
-			return d.Errf("unknown limit %q: use topics, subscribers, per_ip, batch or poll_batch", name)
+			return d.Errf("unknown limit %q: use topics, subscribers, per_ip, batch, poll_batch, publish_wait, publish_rate or publish_burst", name)
 		}
 		if !d.NextArg() {
 			return d.ArgErr()
@@ -173,6 +241,43 @@ func (c *HubConfig) parseLimits(d *caddyfile.Dispenser, args []string) error {
 		*field = n
 	}
 	c.Limits = l
+	return nil
+}
+
+// parsePublishWait reads "publish_wait <duration>".
+func parsePublishWait(d *caddyfile.Dispenser, l *Limits) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	w, err := caddy.ParseDuration(d.Val())
+	if err == nil {
+		err = checkPublishWait(w)
+	}
+	if err != nil || w == 0 {
+		return d.Errf("limits: publish_wait %q: want a duration from %v to %v", d.Val(), minLimitPublishWait, maxLimitPublishWait)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	l.PublishWait = caddy.Duration(w)
+	return nil
+}
+
+// parsePublishRate reads "publish_rate <n>/s" (or <n>/m, a minute's).
+func parsePublishRate(d *caddyfile.Dispenser, l *Limits) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	num, per, _ := strings.Cut(d.Val(), "/")
+	n, err := strconv.ParseFloat(num, 64)
+	seconds := map[string]float64{"s": 1, "m": 60}[per]
+	if err != nil || seconds == 0 || n <= 0 || math.IsInf(n, 0) || checkPublishRate(n/seconds) != nil {
+		return d.Errf("limits: publish_rate %q: want messages a second or a minute, like 10/s or 30/m, up to %d/s", d.Val(), maxLimitPublishRate)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	l.PublishRate = n / seconds
 	return nil
 }
 

@@ -5,7 +5,9 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -22,12 +24,51 @@ func TestUnmarshalLimits(t *testing.T) {
 	if err := h.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
-	want := &Limits{Topics: 8, Subscribers: DefaultLimitSubscribers, PerIP: 4, Batch: DefaultLimitBatch, PollBatch: DefaultLimitPollBatch}
+	want := &Limits{Topics: 8, Subscribers: DefaultLimitSubscribers, PerIP: 4, Batch: DefaultLimitBatch, PollBatch: DefaultLimitPollBatch, PublishWait: caddy.Duration(DefaultLimitPublishWait)}
 	if got := h.Limits.withDefaults(); !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 	if got := (*Limits)(nil).withDefaults(); got.PerIP != 0 || got.Subscribers != DefaultLimitSubscribers {
 		t.Errorf("defaults: got %+v", got)
+	}
+}
+
+// publish_wait and publish_rate parse to the JSON a config would give:
+// the rate per second; an unset burst is one second's worth, at least 1,
+// the same default whichever way the config came.
+func TestUnmarshalPublishLimits(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want Limits
+	}{
+		{"publish_wait 300ms", Limits{PublishWait: caddy.Duration(300 * time.Millisecond)}},
+		{"publish_rate 30/m", Limits{PublishRate: 0.5}},
+		{"publish_rate 2.5/s\npublish_burst 7", Limits{PublishRate: 2.5, PublishBurst: 7}},
+	} {
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("pubsub {\n limits {\n" + tc.body + "\n}\n}")); err != nil {
+			t.Fatalf("%s: %v", tc.body, err)
+		}
+		if got := *h.Limits; got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.body, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		in    Limits
+		wait  time.Duration
+		rate  float64
+		burst int
+	}{
+		{Limits{}, DefaultLimitPublishWait, 0, 0},
+		{Limits{PublishRate: 0.5}, DefaultLimitPublishWait, 0.5, 1},
+		{Limits{PublishRate: 2.5}, DefaultLimitPublishWait, 2.5, 3},
+		{Limits{PublishWait: caddy.Duration(time.Second), PublishRate: 10, PublishBurst: 50}, time.Second, 10, 50},
+	} {
+		got := HubConfig{Limits: &tc.in}.withDefaults()
+		opts := got.options()
+		if opts.PublishWait != tc.wait || opts.PublishRate != tc.rate || opts.PublishBurst != tc.burst {
+			t.Errorf("%+v: hub options %v %v %v, want %v %v %v", tc.in, opts.PublishWait, opts.PublishRate, opts.PublishBurst, tc.wait, tc.rate, tc.burst)
+		}
 	}
 }
 
@@ -44,6 +85,10 @@ func TestValidateLimits(t *testing.T) {
 		{Limits{Batch: 10_001}, "limits: batch 10001 out of range 1..10000"},
 		{Limits{PollBatch: -5}, "limits: poll_batch -5 out of range 1..10000"},
 		{Limits{Topics: 1024, Subscribers: 1, PerIP: 0, Batch: 1, PollBatch: 10_000}, ""},
+		{Limits{PublishWait: caddy.Duration(time.Millisecond)}, "limits: publish_wait 1ms out of range 10ms..1m0s"},
+		{Limits{PublishRate: -1}, "limits: publish_rate -1 out of range 0..1000000 a second"},
+		{Limits{PublishRate: 5, PublishBurst: -1}, "limits: publish_burst -1 out of range 1..1000000"},
+		{Limits{PublishWait: caddy.Duration(time.Minute), PublishRate: 0.5, PublishBurst: 1}, ""},
 	} {
 		err := tc.limits.check()
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || err.Error() != tc.err) {

@@ -54,6 +54,8 @@ var (
 		"Messages retained for resume (brokers that report it cheaply: memory).", []string{"hub"}, nil)
 	descPresenceDropped = prometheus.NewDesc("caddy_pubsub_presence_events_dropped_total",
 		"Presence events lost because their queue was full or the broker refused them.", []string{"hub"}, nil)
+	descRefused = prometheus.NewDesc("caddy_pubsub_messages_refused_total",
+		"Messages of publishes refused for back-pressure: reason overloaded (delivery stayed behind past publish_wait) or rate_limited (over publish_rate).", []string{"hub", "reason"}, nil)
 	descLinkUp = prometheus.NewDesc("caddy_pubsub_link_up",
 		"1 while the link to an outside server (kind mqtt or redis) is connected, else 0.", []string{"hub", "kind", "link"}, nil)
 	descLinkReconnects = prometheus.NewDesc("caddy_pubsub_link_reconnects_total",
@@ -86,7 +88,7 @@ func newCollector(cat *catalogue) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSubscribers, descPublished, descDelivered, descDropped, descSlow,
-		descHistory, descPresenceDropped, descLinkUp, descLinkReconnects, descLinkLosses} {
+		descHistory, descPresenceDropped, descRefused, descLinkUp, descLinkReconnects, descLinkLosses} {
 		ch <- d
 	}
 	c.publish.Describe(ch)
@@ -115,6 +117,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDropped, st.Dropped, v.name)
 		counter(descSlow, st.SlowConsumers, v.name)
 		counter(descPresenceDropped, st.PresenceDropped, v.name)
+		counter(descRefused, st.Overloaded, v.name, "overloaded")
+		counter(descRefused, st.RateLimited, v.name, "rate_limited")
 		if r, ok := v.hub.Retained(); ok {
 			gauge(descHistory, float64(r.Messages), v.name)
 		}

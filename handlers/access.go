@@ -7,7 +7,10 @@ package handlers
 import (
 	"errors"
 	"fmt"
+	"math"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +30,25 @@ type identity struct {
 	notLoopback string // why not, for the reason of a refusal
 }
 
+// publisher names who publishes, for the hub's per-publisher rate: a
+// token's subject, else the publish key (all its holders are one
+// publisher), else the client's address (rq.Client, or the TCP peer).
+func (id identity) publisher(r *http.Request, rq Request) string {
+	switch {
+	case id.token != nil && id.token.Subject != "":
+		return "sub:" + id.token.Subject
+	case id.key:
+		return "key"
+	case rq.Client != "":
+		return "addr:" + rq.Client
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "addr:" + host
+}
+
 // denial is a refused request: a status and a one-line reason.
 type denial struct {
 	status int
@@ -34,6 +56,9 @@ type denial struct {
 	// invalidToken marks a 401 for a token that was sent but is not (or
 	// no longer) valid, so the client knows to get a new one.
 	invalidToken bool
+	// retryAfter, when set, is sent as Retry-After (whole seconds, at
+	// least 1): the publish was held back, not refused for good.
+	retryAfter time.Duration
 }
 
 // send answers the denial; a 401 carries the WWW-Authenticate challenge.
@@ -44,6 +69,9 @@ func (d *denial) send(w http.ResponseWriter) {
 			challenge += `, error="invalid_token"`
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
+	}
+	if d.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(d.retryAfter.Seconds())))))
 	}
 	fail(w, d.status, d.reason)
 }

@@ -73,6 +73,10 @@ type Request struct {
 	// trusted proxy's X-Forwarded-Proto, else the connection's. "" means
 	// the connection's.
 	Scheme string
+	// Client is the client's address as the module counts it (Caddy's
+	// client_ip, which a trusted proxy may forward), naming an anonymous
+	// publisher for the hub's per-publisher rate. "" means the TCP peer.
+	Client string
 	// Release, when set, is called once the subscriber is gone: when the
 	// transport's serve returns, or, for a stream handed to the parked
 	// core (park), when its connection closes. The module's admission

@@ -78,12 +78,20 @@ func (ep *Endpoint) publish(ctx context.Context, id identity, rq Request, r *htt
 	}
 	var ids []string
 	var err error
+	ctx = hub.WithPublisher(ctx, id.publisher(r, rq))
 	if key != "" {
 		ids, err = ep.Hub.PublishOnce(ctx, key, msgs...)
 	} else {
 		ids, err = ep.Hub.Publish(ctx, msgs...)
 	}
+	var held *hub.RetryError
 	switch {
+	case errors.As(err, &held):
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, hub.ErrRateLimited) {
+			status = http.StatusTooManyRequests
+		}
+		return nil, &denial{status: status, reason: err.Error(), retryAfter: held.After}
 	case errors.Is(err, hub.ErrInvalidTopic), errors.Is(err, hub.ErrInvalidMessage), errors.Is(err, hub.ErrInvalidIdempotencyKey):
 		return nil, &denial{status: http.StatusBadRequest, reason: err.Error()}
 	case errors.Is(err, hub.ErrUnavailable), errors.Is(err, hub.ErrHubClosed):

@@ -3,6 +3,7 @@ package hub
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The hub fans messages out on its own goroutine, so a publish returns once
@@ -23,7 +24,10 @@ import (
 const (
 	// maxPending bounds the messages handed over and not yet fanned out;
 	// past it the broker's deliver call waits, which slows publishers
-	// down to the pace of the fan-out.
+	// down to the pace of the fan-out. It is the last resort: the bound
+	// on the backlog's age (Options.PublishWait, backpressure.go) holds
+	// publishers back first, before they store anything, unless a burst
+	// hands over this many messages within PublishWait.
 	maxPending = 4096
 	// fanOutWork bounds the deliveries made per hold of h.mu (at least one
 	// message is fanned out), so a Subscribe or a Close waits for a few
@@ -46,6 +50,10 @@ type fanout struct {
 	pending []*Message // pending[first:] wait, oldest first
 	first   int
 	stopped bool
+	// room, when a publish waits for the backlog (waitBacklog), is closed
+	// once the oldest pending message is young enough again, or the
+	// fan-out stopped.
+	room chan struct{}
 
 	wake chan struct{} // a token when pending may hold messages
 	stop chan struct{} // closed by Close
@@ -71,6 +79,7 @@ func (h *Hub) stopFanOut() {
 	f.mu.Lock()
 	f.stopped = true
 	f.pending, f.first = nil, 0
+	f.openRoom()
 	if f.space.L != nil {
 		f.space.Broadcast()
 	}
@@ -110,6 +119,7 @@ func (h *Hub) deliver(m *Message) {
 		f.mu.Unlock()
 		return
 	}
+	m.queued = clock()
 	f.pending = append(f.pending, m)
 	f.mu.Unlock()
 	select {
@@ -165,7 +175,27 @@ func (h *Hub) takePending() (m *Message, more bool) {
 		f.pending, f.first = f.pending[:n], 0
 	}
 	f.space.Broadcast()
+	if f.room != nil && f.backlogAge(clock()) <= time.Duration(h.publishWait.Load()) {
+		f.openRoom()
+	}
 	return m, f.first < len(f.pending)
+}
+
+// backlogAge is how long the oldest pending message has waited at now; 0
+// when none waits. f.mu is held.
+func (f *fanout) backlogAge(now time.Duration) time.Duration {
+	if f.first == len(f.pending) {
+		return 0
+	}
+	return now - f.pending[f.first].queued
+}
+
+// openRoom wakes the publishes waiting for the backlog. f.mu is held.
+func (f *fanout) openRoom() {
+	if f.room != nil {
+		close(f.room)
+		f.room = nil
+	}
 }
 
 // catchUpLocked fans out the messages pending when it is called, not those

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Reasons a subscription ends, as seen by Subscriber.Err.
@@ -44,6 +45,11 @@ type Hub struct {
 
 	admission admission // subscriber connections let in (limits.go)
 
+	// publishWait (a time.Duration) and rates hold back publishers when
+	// the fan-out falls behind or one publishes too fast (backpressure.go).
+	publishWait atomic.Int64
+	rates       rates
+
 	once onceCache // idempotency keys, for a broker that is no OncePublisher (once.go)
 
 	// replays holds a slot per history page being read: with one replay
@@ -66,6 +72,16 @@ type Options struct {
 	// MaxPerClient caps the subscriber connections Admit lets in at once
 	// from one client address; 0 means no cap.
 	MaxPerClient int
+	// PublishWait bounds the fan-out's backlog by age: once the oldest
+	// message waiting for it is older, a publish waits for it to catch
+	// up, at most PublishWait, then fails with ErrOverloaded. 0 means
+	// DefaultPublishWait; negative, no bound.
+	PublishWait time.Duration
+	// PublishRate is the messages a second each publisher (WithPublisher)
+	// may publish, PublishBurst the most at once (at least 1); over it a
+	// publish fails with ErrRateLimited. 0 means no limit.
+	PublishRate  float64
+	PublishBurst int
 }
 
 // New returns a hub on broker. The broker starts with the hub's first
@@ -104,6 +120,8 @@ func (h *Hub) SetOptions(opts Options) {
 	h.broker.SetRetention(opts.Retention)
 	h.obs.opts.Store(&opts)
 	h.admission.setLimits(opts)
+	h.publishWait.Store(int64(publishWaitOf(opts)))
+	h.rates.setLimits(opts)
 	h.setPresence(opts.Presence)
 }
 
@@ -112,7 +130,7 @@ func (h *Hub) SetOptions(opts Options) {
 // for the edge that takes it to check (ValidateMessage), once: brokers
 // check it again only on what they read back.
 func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
-	return h.publish(msgs, func() ([]string, bool, error) {
+	return h.publish(ctx, msgs, func() ([]string, bool, error) {
 		ids, err := h.broker.Publish(ctx, msgs)
 		return ids, true, err
 	})
@@ -120,7 +138,7 @@ func (h *Hub) Publish(ctx context.Context, msgs ...Message) ([]string, error) {
 
 // publish checks msgs and the hub, then stores them with store, which
 // says whether it stored them or answered a repeated idempotency key.
-func (h *Hub) publish(msgs []Message, store func() ([]string, bool, error)) ([]string, error) {
+func (h *Hub) publish(ctx context.Context, msgs []Message, store func() ([]string, bool, error)) ([]string, error) {
 	for _, m := range msgs {
 		if err := ValidateTopic(m.Topic); err != nil {
 			return nil, err
@@ -133,6 +151,9 @@ func (h *Hub) publish(msgs []Message, store func() ([]string, bool, error)) ([]s
 		return nil, ErrHubClosed
 	}
 	if err := h.Start(); err != nil {
+		return nil, err
+	}
+	if err := h.admitPublish(ctx, len(msgs)); err != nil {
 		return nil, err
 	}
 	ids, stored, err := store()

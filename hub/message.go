@@ -26,6 +26,7 @@ type Message struct {
 	Time  time.Time
 
 	frames []frameSlot
+	queued time.Duration // clock() when handed to the fan-out
 }
 
 // FrameKind names one wire encoding of messages (an SSE event, a

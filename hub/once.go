@@ -56,7 +56,7 @@ func (h *Hub) PublishOnce(ctx context.Context, key string, msgs ...Message) ([]s
 		return nil, err
 	}
 	if op, ok := h.broker.(OncePublisher); ok {
-		return h.publish(msgs, func() ([]string, bool, error) {
+		return h.publish(ctx, msgs, func() ([]string, bool, error) {
 			return op.PublishOnce(ctx, key, IdempotencyWindow, msgs)
 		})
 	}

@@ -53,6 +53,7 @@ func clientOf(ctx context.Context) Client {
 type observed struct {
 	published, delivered, dropped, slow atomic.Uint64
 	presenceDropped                     atomic.Uint64
+	overloaded, rateLimited             atomic.Uint64 // messages refused (backpressure.go)
 	opts                                atomic.Pointer[Options]
 
 	// Guarded by Hub.mu.
@@ -82,8 +83,11 @@ type Stats struct {
 	// the broker did not take them. Changes coalesced by the per-connection
 	// budget are not lost, and not counted.
 	PresenceDropped uint64
-	Head            string // ID of the last message delivered
-	Options         Options
+	// Overloaded and RateLimited count the messages of publishes refused
+	// for back-pressure: ErrOverloaded and ErrRateLimited.
+	Overloaded, RateLimited uint64
+	Head                    string // ID of the last message delivered
+	Options                 Options
 }
 
 // Stats returns the hub's current counts.
@@ -106,6 +110,8 @@ func (h *Hub) Stats() Stats {
 	st.Dropped = h.obs.dropped.Load()
 	st.SlowConsumers = h.obs.slow.Load()
 	st.PresenceDropped = h.obs.presenceDropped.Load()
+	st.Overloaded = h.obs.overloaded.Load()
+	st.RateLimited = h.obs.rateLimited.Load()
 	if o := h.obs.opts.Load(); o != nil {
 		st.Options = *o
 	}

@@ -194,7 +194,7 @@ func (l *Link) storeOne(ctx context.Context, d delivery) {
 		}
 		wait := b.next()
 		if ok, skipped := l.retryWarn.allow(time.Now()); ok {
-			l.log.Warn("mqtt message not stored: hub unavailable; retrying", zap.Error(err),
+			l.log.Warn("mqtt message not stored: hub unavailable or behind; retrying", zap.Error(err),
 				zap.Duration("retry_in", wait), zap.Int("waiting", len(l.queue.items)+1), zap.Int("similar_not_logged", skipped))
 		}
 		t := time.NewTimer(wait)
@@ -211,9 +211,11 @@ func (l *Link) storeOne(ctx context.Context, d delivery) {
 }
 
 // transient reports whether a failed publish may succeed later: the hub's
-// broker is down, or the hub is being replaced by a reload (the broker
-// keeps the message for the link of the next config).
+// broker is down, the hub is being replaced by a reload (the broker keeps
+// the message for the link of the next config), or its delivery is behind
+// (limits publish_wait): waiting is the back-pressure the hub asks for.
 func transient(err error) bool {
 	return errors.Is(err, hub.ErrUnavailable) || errors.Is(err, hub.ErrHubClosed) ||
-		errors.Is(err, hub.ErrShutdown) || errors.Is(err, context.DeadlineExceeded)
+		errors.Is(err, hub.ErrShutdown) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, hub.ErrOverloaded)
 }

@@ -90,8 +90,14 @@ type claims struct {
 // ttl and grants g.
 func signed(t testing.TB, method jwt.SigningMethod, key any, ttl time.Duration, g grants) string {
 	t.Helper()
+	return signedFor(t, "tester", method, key, ttl, g)
+}
+
+// signedFor is signed for the subject sub.
+func signedFor(t testing.TB, sub string, method jwt.SigningMethod, key any, ttl time.Duration, g grants) string {
+	t.Helper()
 	c := claims{
-		RegisteredClaims: jwt.RegisteredClaims{Subject: "tester", ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl))},
+		RegisteredClaims: jwt.RegisteredClaims{Subject: sub, ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl))},
 		PubSub:           g,
 	}
 	s, err := jwt.NewWithClaims(method, c).SignedString(key)

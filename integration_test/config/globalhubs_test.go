@@ -127,7 +127,7 @@ http://127.0.0.1:1 {
 		hub chat
 	}
 }
-`, "", "a hub takes only subscribers and per_ip", 3},
+`, "", "a hub takes only subscribers, per_ip, publish_wait, publish_rate and publish_burst", 3},
 		{"bad history in a hub", "\tpubsub {\n\t\thub chat {\n\t\t\thistory 0 1h\n\t\t}\n\t}", `
 http://127.0.0.1:1 {
 	pubsub {

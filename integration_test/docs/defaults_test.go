@@ -52,6 +52,7 @@ func TestDocumentedDefaultsAreTheCodes(t *testing.T) {
 		{rows, "subscribers", fmt.Sprint(pubsub.DefaultLimitSubscribers)},
 		{rows, "batch", fmt.Sprint(pubsub.DefaultLimitBatch)},
 		{rows, "poll_batch", fmt.Sprint(pubsub.DefaultLimitPollBatch)},
+		{rows, "publish_wait", duration(pubsub.DefaultLimitPublishWait)},
 		{rows, "queue", fmt.Sprint(pubsub.DefaultQueue)},
 	} {
 		if got, ok := c.where[c.name]; !ok || got != c.want {
