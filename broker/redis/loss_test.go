@@ -198,7 +198,7 @@ func (s *sink) ids() []string {
 // was stored.
 func TestPublishWaitsForReplicas(t *testing.T) {
 	master, replica := startReplicated(t)
-	b, err := redis.New(redis.Config{URL: master.URL, Stream: streamKey(), Replicas: 1, ReplicaTimeout: 300 * time.Millisecond}, hub.Retention{Count: 10})
+	b, err := redis.New(redis.Config{URL: master.URL, Stream: streamKey(), Replicas: 1, ReplicaTimeout: 2 * time.Second}, hub.Retention{Count: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestPublishWaitsForReplicas(t *testing.T) {
 	replica.Pause()
 	defer replica.Resume()
 	_, err = b.Publish(context.Background(), []hub.Message{{Topic: "t", Data: "not replicated"}})
-	if !errors.Is(err, hub.ErrUnavailable) || !strings.Contains(err.Error(), "stored, but 0 of 1 replicas had it after 300ms") {
+	if !errors.Is(err, hub.ErrUnavailable) || !strings.Contains(err.Error(), "stored, but 0 of 1 replicas had it after 2s") {
 		t.Fatalf("publish with the replica frozen: %v", err)
 	}
 }
