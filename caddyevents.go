@@ -72,8 +72,8 @@ func (f eventFeed) Handle(ctx context.Context, e caddy.Event) error {
 // feedEvents registers, once per hub in this config, an eventFeed for
 // the events names with Caddy's events app.
 func (a *App) feedEvents(ctx caddy.Context, name string, hb *hub.Hub, names []string, logger *zap.Logger) error {
-	names = slices.Sorted(slices.Values(names))
-	key := strings.Join(slices.Compact(names), " ")
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	key := strings.Join(names, " ")
 	a.mu.Lock()
 	prev, seen := a.feeds[name]
 	if !seen {
@@ -91,7 +91,7 @@ func (a *App) feedEvents(ctx caddy.Context, name string, hb *hub.Hub, names []st
 		return fmt.Errorf("loading events app: %w", err)
 	}
 	feed := eventFeed{hub: hb, logger: logger}
-	for _, n := range slices.Compact(names) {
+	for _, n := range names {
 		if err := events.(*caddyevents.App).On(n, feed); err != nil {
 			return err
 		}

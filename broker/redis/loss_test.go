@@ -64,7 +64,7 @@ func TestLostTailIsFoundAndTold(t *testing.T) {
 	}
 	start := func(name string) instance {
 		b := newBroker(t, srv.URL, key, hub.Retention{Count: 100})
-		s := &sinkWithLoss{sink: newSink(), lost: make(chan int, 4)}
+		s := newSinkWithLoss()
 		b.OnLoss(s.onLoss)
 		if err := b.Start(s.deliver); err != nil {
 			t.Fatal(err)
@@ -123,7 +123,7 @@ func TestLossFoundAfterAnOutage(t *testing.T) {
 	link := newProxy(t, srv.Addr)
 	key := streamKey()
 	b := newBroker(t, "redis://"+link.addr, key, hub.Retention{Count: 100})
-	s := &sinkWithLoss{sink: newSink(), lost: make(chan int, 4)}
+	s := newSinkWithLoss()
 	b.OnLoss(s.onLoss)
 	if err := b.Start(s.deliver); err != nil {
 		t.Fatal(err)
@@ -167,21 +167,31 @@ func startReplicated(t testing.TB) (master, replica *testserver.Redis) {
 }
 
 // sinkWithLoss is a sink that also records when the broker reported a
-// loss, counted in deliveries before it.
+// loss: lost is closed then, and at holds the deliveries before it.
 type sinkWithLoss struct {
 	*sink
-	lost chan int
+	lost chan struct{}
+	at   int
+}
+
+func newSinkWithLoss() *sinkWithLoss {
+	return &sinkWithLoss{sink: newSink(), lost: make(chan struct{})}
 }
 
 func (s *sinkWithLoss) onLoss() {
 	s.mu.Lock()
-	n := len(s.got)
+	s.at = len(s.got)
 	s.mu.Unlock()
-	s.lost <- n
-	s.lost <- n // lostAt reads the second
+	close(s.lost)
 }
 
-func (s *sinkWithLoss) lostAt() int { return <-s.lost }
+// lostAt is how many deliveries came before the loss was reported; call
+// it once lost is closed.
+func (s *sinkWithLoss) lostAt() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.at
+}
 
 func (s *sink) ids() []string {
 	s.mu.Lock()
