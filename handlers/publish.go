@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -51,11 +52,40 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if batch {
-		_ = json.NewEncoder(w).Encode(map[string][]string{"ids": ids})
-		return
+	_, _ = w.Write(appendIDs(make([]byte, 0, 16+24*len(ids)), ids, batch))
+}
+
+// appendIDs appends the answer to a publish, {"id":ID} or for a batch
+// {"ids":[ID,…]}, and a newline: the bytes json.Encoder writes for them,
+// without its map, encoder and reflection for every publish.
+func appendIDs(b []byte, ids []string, batch bool) []byte {
+	if !batch {
+		b = append(b, `{"id":`...)
+		return append(appendJSONString(b, ids[0]), "}\n"...)
 	}
-	_ = json.NewEncoder(w).Encode(map[string]string{"id": ids[0]})
+	b = append(b, `{"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, id)
+	}
+	return append(b, "]}\n"...)
+}
+
+// appendJSONString appends s as a JSON string. IDs are printable ASCII:
+// they go as they are; anything json.Marshal would escape (a broker of
+// another module may make such IDs) takes json.Marshal's path.
+func appendJSONString(b []byte, s string) []byte {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // publish is the publish path of every transport: it gives each message
@@ -103,6 +133,40 @@ func (ep *Endpoint) publish(ctx context.Context, id identity, rq Request, r *htt
 	return ids, nil
 }
 
+// mediaType is the media type of a Content-Type header: the header
+// itself in the common case of no parameters, else mime.ParseMediaType's.
+func mediaType(ctype string) string {
+	switch ctype {
+	case "application/json", "application/x-www-form-urlencoded":
+		return ctype
+	}
+	media, _, _ := mime.ParseMediaType(ctype)
+	return media
+}
+
+// readBody reads the request's body, in one allocation when the client
+// said how long it is (r.Body is bounded by max_message_size).
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength <= 0 {
+		return io.ReadAll(r.Body)
+	}
+	// Room for one byte more than announced: the read that finds EOF
+	// needs a place to try.
+	body := make([]byte, 0, r.ContentLength+1)
+	for {
+		n, err := r.Body.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		switch {
+		case errors.Is(err, io.EOF):
+			return body, nil
+		case err != nil:
+			return nil, err
+		case len(body) == cap(body):
+			body = slices.Grow(body, 512)
+		}
+	}
+}
+
 type errUnsupportedType struct{ got string }
 
 func (e errUnsupportedType) Error() string {
@@ -113,10 +177,9 @@ func (e errUnsupportedType) Error() string {
 // JSON array.
 func (ep *Endpoint) parsePublish(r *http.Request) (msgs []hub.Message, batch bool, err error) {
 	ctype := r.Header.Get("Content-Type")
-	media, _, _ := mime.ParseMediaType(ctype)
-	switch media {
+	switch media := mediaType(ctype); media {
 	case "application/json":
-		body, err := io.ReadAll(r.Body)
+		body, err := readBody(r)
 		if err != nil {
 			return nil, false, err
 		}

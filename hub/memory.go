@@ -49,26 +49,22 @@ func (m *MemoryBroker) Publish(_ context.Context, msgs []Message) ([]string, err
 	defer m.mu.Unlock()
 	now := m.now()
 	ids := make([]string, len(msgs))
-	stored := make([]*Message, len(msgs))
+	// Fresh messages, in one allocation: a copy of a delivered one must
+	// not share its encoded frames.
+	stored := make([]Message, len(msgs))
+	var id []byte
 	for i := range msgs {
 		m.seq++
-		// A fresh message: a copy of a delivered one must not share its
-		// encoded frames.
-		msg := Message{
-			ID:    m.epoch + "-" + strconv.FormatUint(m.seq, 10),
-			Topic: msgs[i].Topic,
-			Event: msgs[i].Event,
-			Data:  msgs[i].Data,
-			Time:  now,
-		}
+		id = strconv.AppendUint(append(append(id[:0], m.epoch...), '-'), m.seq, 10)
+		msg := &stored[i]
+		*msg = Message{ID: string(id), Topic: msgs[i].Topic, Event: msgs[i].Event, Data: msgs[i].Data, Time: now}
 		ids[i] = msg.ID
-		stored[i] = &msg
-		m.push(&msg)
+		m.push(msg)
 	}
 	m.trim(now)
 	if m.deliver != nil {
-		for _, msg := range stored {
-			m.deliver(msg)
+		for i := range stored {
+			m.deliver(&stored[i])
 		}
 	}
 	return ids, nil

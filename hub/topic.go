@@ -41,11 +41,15 @@ func validate(s string, wildcards bool) error {
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		return fmt.Errorf("%w: %q has a control character", ErrInvalidTopic, s)
 	}
-	levels := strings.Split(s, "/")
-	if len(levels) > MaxTopicDepth {
+	if strings.Count(s, "/") >= MaxTopicDepth {
 		return fmt.Errorf("%w: %q is deeper than %d levels", ErrInvalidTopic, s, MaxTopicDepth)
 	}
-	for i, level := range levels {
+	if !strings.ContainsAny(s, "+#") {
+		return nil
+	}
+	for rest, more := s, true; more; {
+		var level string
+		level, rest, more = strings.Cut(rest, "/")
 		if !strings.ContainsAny(level, "+#") {
 			continue
 		}
@@ -54,7 +58,7 @@ func validate(s string, wildcards bool) error {
 		}
 		switch {
 		case level == "+":
-		case level == "#" && i == len(levels)-1:
+		case level == "#" && !more:
 		case level == "#":
 			return fmt.Errorf("%w: %q: # must be the last level", ErrInvalidTopic, s)
 		default:
