@@ -22,6 +22,10 @@ func startWorkers(ctx context.Context, cfg Config, procs int, topic, startID str
 	for k := range procs {
 		first, next := k*cfg.Subscribers/procs, (k+1)*cfg.Subscribers/procs
 		wc := workerConfig{
+			Peer:         cfg.Peer,
+			Addrs:        cfg.target.addrs,
+			Hosts:        cfg.target.hosts,
+			Topics:       cfg.Topics,
 			Transport:    cfg.Transport,
 			Addr:         cfg.target.addr,
 			Host:         cfg.target.host,
@@ -42,6 +46,7 @@ func startWorkers(ctx context.Context, cfg Config, procs int, topic, startID str
 			CAPEM:        cfg.caPEM,
 			Insecure:     cfg.Insecure,
 			HTTP2:        cfg.HTTP2,
+			HTTP2OwnConn: cfg.OwnConn,
 			Token:        cfg.Token,
 			ConnectBy:    connectBy,
 			Deadline:     deadline,
@@ -129,6 +134,12 @@ func (ws workers) stop() (workerResult, error) {
 		t.Skipped += r.Skipped
 		t.Gaps += r.Gaps
 		t.Foreign += r.Foreign
+		for i, n := range r.PerServer {
+			if i >= len(t.PerServer) {
+				t.PerServer = append(t.PerServer, make([]int64, i+1-len(t.PerServer))...)
+			}
+			t.PerServer[i] += n
+		}
 		t.ConnectErrors = addCounts(t.ConnectErrors, r.ConnectErrors)
 		t.DisconnectReasons = addCounts(t.DisconnectReasons, r.DisconnectReasons)
 		t.Latency.Merge(r.Latency)

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+)
+
+// peerOrder is the order of the side-by-side table's columns.
+var peerOrder = []string{peerPubsub, peerMercure, peerNchan}
+
+// printSideBySide reads the JSON reports in files and prints them as one
+// Markdown table: a row per scenario (the report's label), a column per
+// peer.
+func printSideBySide(w io.Writer, files []string) error {
+	if len(files) == 0 {
+		return fmt.Errorf("-side-by-side: name the JSON reports to compare")
+	}
+	reports := make([]Report, 0, len(files))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var r Report
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		reports = append(reports, r)
+	}
+	_, err := io.WriteString(w, sideBySide(reports))
+	return err
+}
+
+// sideBySide is the table of printSideBySide. Rows keep the order in which
+// their scenarios first appear.
+func sideBySide(reports []Report) string {
+	var scenarios, peers []string
+	cells := map[[2]string]string{}
+	for _, r := range reports {
+		peer := r.Peer
+		if peer == "" {
+			peer = peerPubsub
+		}
+		name := r.Label
+		if name == "" {
+			name = r.Mode
+		}
+		if !slices.Contains(scenarios, name) {
+			scenarios = append(scenarios, name)
+		}
+		if !slices.Contains(peers, peer) {
+			peers = append(peers, peer)
+		}
+		cells[[2]string{name, peer}] = r.sideBySideCell()
+	}
+	slices.SortStableFunc(peers, func(a, b string) int {
+		return orderOf(a) - orderOf(b)
+	})
+	var b strings.Builder
+	b.WriteString("| scenario | " + strings.Join(peers, " | ") + " |\n| --- |")
+	b.WriteString(strings.Repeat(" ---: |", len(peers)) + "\n")
+	for _, s := range scenarios {
+		row := []string{s}
+		for _, p := range peers {
+			c, ok := cells[[2]string{s, p}]
+			if !ok {
+				c = "—"
+			}
+			row = append(row, c)
+		}
+		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
+	}
+	return b.String()
+}
+
+func orderOf(peer string) int {
+	if i := slices.Index(peerOrder, peer); i >= 0 {
+		return i
+	}
+	return len(peerOrder)
+}
+
+// sideBySideCell is the report's figures that judge a server in its
+// mode: RSS per idle subscriber; p99 and server CPU-s per 1M deliveries
+// (µs per delivery) for a fan-out; deliveries/s too under sustained load;
+// and any loss, drop or gap.
+func (r *Report) sideBySideCell() string {
+	s := r.Server
+	var c string
+	switch {
+	case r.Mode == modeIdle && s != nil:
+		c = bytesText(s.BytesPerSubscriber)
+	case r.Mode == modeIdle:
+		c = fmt.Sprintf("%d connected", r.Connected-r.Disconnected)
+	default:
+		c = "p99 " + msText(r.Latency.P99MS)
+		if s != nil {
+			c += fmt.Sprintf(" / %.1f", s.CPUSecondsPerMillionDeliveries)
+		}
+		if r.Mode != modeFanout {
+			c = fmt.Sprintf("%s/s, %s", countText(r.DeliveriesPerSec), c)
+		}
+	}
+	var bad []string
+	if r.ConnectFailed > 0 {
+		bad = append(bad, fmt.Sprintf("%d not connected", r.ConnectFailed))
+	}
+	if r.Disconnected > 0 {
+		bad = append(bad, fmt.Sprintf("%d dropped", r.Disconnected))
+	}
+	if r.Lost > 0 {
+		bad = append(bad, fmt.Sprintf("lost %d", r.Lost))
+	}
+	if r.Gaps > 0 {
+		bad = append(bad, fmt.Sprintf("%d gaps", r.Gaps))
+	}
+	if r.PublishFailed > 0 {
+		bad = append(bad, fmt.Sprintf("%d publishes failed", r.PublishFailed))
+	}
+	if len(bad) > 0 {
+		c += " (" + strings.Join(bad, ", ") + ")"
+	}
+	return c
+}
+
+// countText writes a rate in thousands past 10,000: 195k.
+func countText(v float64) string {
+	if v >= 10_000 {
+		return fmt.Sprintf("%.0fk", v/1000)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
