@@ -16,23 +16,43 @@ var peerOrder = []string{peerPubsub, peerMercure, peerNchan}
 // Markdown table: a row per scenario (the report's label), a column per
 // peer.
 func printSideBySide(w io.Writer, files []string) error {
+	reports, err := readReports(files)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, sideBySide(reports))
+	return err
+}
+
+// printScaleOut reads the JSON reports of scale-out runs in files and
+// prints them as one Markdown table, a row per run.
+func printScaleOut(w io.Writer, files []string) error {
+	reports, err := readReports(files)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, scaleOutTable(reports))
+	return err
+}
+
+// readReports reads JSON reports.
+func readReports(files []string) ([]Report, error) {
 	if len(files) == 0 {
-		return fmt.Errorf("-side-by-side: name the JSON reports to compare")
+		return nil, fmt.Errorf("name the JSON reports to tabulate")
 	}
 	reports := make([]Report, 0, len(files))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		var r Report
 		if err := json.Unmarshal(b, &r); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		reports = append(reports, r)
 	}
-	_, err := io.WriteString(w, sideBySide(reports))
-	return err
+	return reports, nil
 }
 
 // sideBySide is the table of printSideBySide. Rows keep the order in which
@@ -133,4 +153,33 @@ func countText(v float64) string {
 		return fmt.Sprintf("%.0fk", v/1000)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// scaleOutTable is the table of printScaleOut: per run, the instances,
+// subscribers, deliveries/s and p99, the servers' CPU per delivery summed
+// over the instances, and redis-server's CPU and commands per message.
+func scaleOutTable(reports []Report) string {
+	var b strings.Builder
+	b.WriteString("| instances | subscribers | msg/s | deliveries/s | p99 | server CPU-s / 1M deliveries (all instances) | redis CPU-s / 1M messages (less idle) | redis commands / message | lost |\n")
+	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n")
+	for _, r := range reports {
+		var cpu, redisCPU, cmds string
+		if r.Server != nil {
+			cpu = fmt.Sprintf("%.2f", r.Server.CPUSecondsPerMillionDeliveries)
+		}
+		if rd := r.Redis; rd != nil {
+			redisCPU = fmt.Sprintf("%.1f (%.1f)", rd.CPUSecondsPerMillionMessages, rd.BusyCPUSecondsPerMillionMessages)
+			cmds = fmt.Sprintf("%.1f %s", rd.CallsPerMessage, commandsText(rd.Commands))
+		}
+		fmt.Fprintf(&b, "| %d | %d | %.1f | %s | %s | %s | %s | %s | %d |\n", max(1, r.Instances), r.Connected-r.Disconnected,
+			r.PublishPerSec, countText(r.DeliveriesPerSec), msText(r.Latency.P99MS), cpu, dashIfEmpty(redisCPU), dashIfEmpty(cmds), r.Lost)
+	}
+	return b.String()
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
 }

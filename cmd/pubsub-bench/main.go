@@ -74,6 +74,7 @@ type Config struct {
 	Start     bool   `json:"start,omitempty"`
 	ServerBin string `json:"server_bin,omitempty"`
 	Instances int    `json:"instances"`
+	Redis     bool   `json:"redis,omitempty"`
 	TLS       bool   `json:"tls,omitempty"`
 
 	// resolved by validate, or by startServers
@@ -112,7 +113,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	var cfg Config
 	var asJSON bool
 	var out string
-	var report, compare bool
+	var report, compare, scaleOut bool
 	fs.StringVar(&cfg.Peer, "peer", peerPubsub, "the server's kind: pubsub (this project; -url is its endpoint), nchan (nginx+nchan; -url is its base, /sub/ID and /pub/ID below it) or mercure (-url is the hub, /.well-known/mercure; JWTs signed with $"+mercureKeyEnv+")")
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8399/events", "pubsub endpoint (loopback only)")
 	fs.StringVar(&cfg.Transport, "transport", "sse", "subscriber transport: sse, ws or poll")
@@ -132,6 +133,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Start, "start", false, "start the server (-peer) on a free loopback port from a template in cmd/pubsub-bench/peers/, measure it, stop it; -url and -pid are then not used")
 	fs.StringVar(&cfg.ServerBin, "server-bin", "", "with -start: the server's program (default: /tmp/bench-caddy for pubsub, nginx for nchan, /tmp/mercure-caddy for mercure)")
 	fs.IntVar(&cfg.Instances, "instances", 1, "with -start -peer pubsub: instances sharing one hub through a redis-server the tool starts too; subscriber i connects to instance i mod K, the publisher to the first")
+	fs.BoolVar(&cfg.Redis, "redis", false, "with -start -peer pubsub: the hub kept in a redis-server the tool starts too (implied by -instances above 1)")
 	fs.BoolVar(&cfg.TLS, "tls", false, "with -start: serve HTTPS with a self-signed certificate for 127.0.0.1, which the clients trust")
 	fs.StringVar(&cfg.Key, "key", "", "publish key, sent as Authorization: Bearer (default $PUBSUB_BENCH_KEY)")
 	fs.StringVar(&cfg.Token, "token", "", "token (a JWT) every subscriber sends as Authorization: Bearer; publishers send it too when there is no -key (default $PUBSUB_BENCH_TOKEN)")
@@ -150,9 +152,10 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of a table")
 	fs.StringVar(&out, "out", "", "also write the JSON report to this file")
 	fs.BoolVar(&report, "report", false, "print a Markdown table of the JSON reports named as arguments, and exit")
+	fs.BoolVar(&scaleOut, "scale-out", false, "print the JSON reports of -instances runs named as arguments as one Markdown table (servers' and redis-server's cost against instances), and exit")
 	fs.BoolVar(&compare, "side-by-side", false, "print the JSON reports named as arguments as one Markdown table, a row per -label and a column per -peer, and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: pubsub-bench [flags]\n       pubsub-bench -report FILE.json...\n       pubsub-bench -side-by-side FILE.json...\n\n")
+		fmt.Fprintf(stderr, "usage: pubsub-bench [flags]\n       pubsub-bench -report FILE.json...\n       pubsub-bench -side-by-side FILE.json...\n       pubsub-bench -scale-out FILE.json...\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -171,10 +174,13 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			cfg.Rate = 0
 		}
 	}
-	if report || compare {
+	if report || compare || scaleOut {
 		print := printMarkdown
-		if compare {
+		switch {
+		case compare:
 			print = printSideBySide
+		case scaleOut:
+			print = printScaleOut
 		}
 		if err := print(stdout, fs.Args()); err != nil {
 			fmt.Fprintln(stderr, "pubsub-bench:", err)
@@ -245,6 +251,8 @@ func (c *Config) validate() error {
 		return errors.New("-instances: 1 to 64")
 	case c.Instances > 1 && (!c.Start || c.Peer != peerPubsub || c.HTTP2):
 		return errors.New("-instances: with -start and -peer pubsub, over HTTP/1.1")
+	case c.Redis && (!c.Start || c.Peer != peerPubsub):
+		return errors.New("-redis: with -start and -peer pubsub")
 	case !c.Start && (c.TLS || c.ServerBin != ""):
 		return errors.New("-tls and -server-bin: with -start")
 	}
@@ -297,6 +305,9 @@ func (c *Config) validate() error {
 		return errors.New("-progress must not be negative")
 	case c.Dials < 1:
 		return errors.New("-dials: at least 1")
+	}
+	if c.Instances > 1 {
+		c.Redis = true
 	}
 	if c.Sources == 0 {
 		c.Sources = max(1, (c.Subscribers+4999)/5000)

@@ -191,10 +191,11 @@ func TestParseCommandStats(t *testing.T) {
 	if len(got) != 2 || got["xadd"] != 12 || got["evalsha"] != 5 {
 		t.Errorf("parsed %v; want xadd 12, evalsha 5", got)
 	}
-	r := &RedisReport{}
-	r.measure(procSample{}, procSample{cpu: time.Second}, map[string]int64{"xadd": 2}, map[string]int64{"xadd": 12, "info": 9, "get": 20}, 10)
-	if r.CPUSecondsPerMillionMessages != 1e5 || r.CallsPerMessage != 3 || r.Commands["xadd"] != 1 || r.Commands["get"] != 2 || r.Commands["info"] != 0 {
-		t.Errorf("measured %+v; want 1e5 CPU-s per 1M, 3 calls per message: xadd 1, get 2, no info", r)
+	r := &RedisReport{IdleCPUCores: 0.25}
+	at := time.Now()
+	r.measure(procSample{at: at}, procSample{at: at.Add(2 * time.Second), cpu: time.Second}, map[string]int64{"xadd": 2}, map[string]int64{"xadd": 12, "info": 9, "get": 20}, 10)
+	if r.CPUSecondsPerMillionMessages != 1e5 || r.BusyCPUSecondsPerMillionMessages != 5e4 || r.CallsPerMessage != 3 || r.Commands["xadd"] != 1 || r.Commands["get"] != 2 || r.Commands["info"] != 0 {
+		t.Errorf("measured %+v; want 1e5 CPU-s per 1M (5e4 less 0.5 s idle), 3 calls per message: xadd 1, get 2, no info", r)
 	}
 }
 
@@ -213,5 +214,21 @@ func TestWithDescendants(t *testing.T) {
 	pids := withDescendants(cmd.Process.Pid)
 	if pids[0] != cmd.Process.Pid {
 		t.Errorf("pids %v: want the shell %d first", pids, cmd.Process.Pid)
+	}
+}
+
+func TestScaleOutTable(t *testing.T) {
+	rs := []Report{
+		{Instances: 1, Connected: 1000, PublishPerSec: 5, DeliveriesPerSec: 5000, Latency: Percentiles{P99MS: 12.5}, Server: &ServerReport{CPUSecondsPerMillionDeliveries: 20}},
+		{Instances: 2, Connected: 2000, Disconnected: 1, PublishPerSec: 5, DeliveriesPerSec: 10_000, Latency: Percentiles{P99MS: 15}, Lost: 4, Server: &ServerReport{CPUSecondsPerMillionDeliveries: 21},
+			Redis: &RedisReport{CPUSecondsPerMillionMessages: 500, BusyCPUSecondsPerMillionMessages: 400, CallsPerMessage: 3, Commands: map[string]float64{"xread": 2, "evalsha": 1}}},
+	}
+	want := `| instances | subscribers | msg/s | deliveries/s | p99 | server CPU-s / 1M deliveries (all instances) | redis CPU-s / 1M messages (less idle) | redis commands / message | lost |
+| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |
+| 1 | 1000 | 5.0 | 5000 | 12.50ms | 20.00 | — | — | 0 |
+| 2 | 1999 | 5.0 | 10k | 15.00ms | 21.00 | 500.0 (400.0) | 3.0 (xread 2.00, evalsha 1.00) | 4 |
+`
+	if got := scaleOutTable(rs); got != want {
+		t.Errorf("scale-out table:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -16,8 +16,12 @@ type RedisReport struct {
 	PID  int    `json:"pid"`
 	Addr string `json:"addr"`
 	// CPUSecondsPerMillionMessages is redis-server's CPU per million
-	// published messages.
-	CPUSecondsPerMillionMessages float64 `json:"cpu_s_per_million_messages"`
+	// published messages; ...Busy leaves out what it spends idle with
+	// the subscribers connected (IdleCPUCores: its timers, the
+	// instances' pings and blocked reads), which dominates at low rates.
+	CPUSecondsPerMillionMessages     float64 `json:"cpu_s_per_million_messages"`
+	BusyCPUSecondsPerMillionMessages float64 `json:"busy_cpu_s_per_million_messages"`
+	IdleCPUCores                     float64 `json:"idle_cpu_cores"`
 	// CallsPerMessage is all commands per message; Commands splits them
 	// by command (INFO commandstats).
 	CallsPerMessage float64            `json:"calls_per_message"`
@@ -30,7 +34,10 @@ func (r *RedisReport) measure(before, after procSample, callsBefore, callsAfter 
 	if messages <= 0 {
 		return
 	}
-	r.CPUSecondsPerMillionMessages = (after.cpu - before.cpu).Seconds() / float64(messages) * 1e6
+	cpu := (after.cpu - before.cpu).Seconds()
+	r.CPUSecondsPerMillionMessages = cpu / float64(messages) * 1e6
+	busy := max(0, cpu-r.IdleCPUCores*after.at.Sub(before.at).Seconds())
+	r.BusyCPUSecondsPerMillionMessages = busy / float64(messages) * 1e6
 	r.Commands = map[string]float64{}
 	var total int64
 	for cmd, n := range callsAfter {

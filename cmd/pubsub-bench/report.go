@@ -211,7 +211,7 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintln(tw)
 	}
 	if rd := r.Redis; rd != nil && r.Mode != modeIdle {
-		fmt.Fprintf(tw, "redis\t%.2f CPU-s per 1M messages\t%.1f commands per message %s\n", rd.CPUSecondsPerMillionMessages, rd.CallsPerMessage, commandsText(rd.Commands))
+		fmt.Fprintf(tw, "redis\t%.2f CPU-s per 1M messages (%.2f less its idle %.3f cores)\t%.1f commands per message %s\n", rd.CPUSecondsPerMillionMessages, rd.BusyCPUSecondsPerMillionMessages, rd.IdleCPUCores, rd.CallsPerMessage, commandsText(rd.Commands))
 	}
 	if r.Mode != modeIdle {
 		fmt.Fprintf(tw, "client\t%.2f cores under load\t%.2f CPU-s per 1M deliveries\n", r.Client.LoadCPUCores, r.Client.CPUSecondsPerMillionDeliveries)

@@ -141,11 +141,18 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		return nil, err
 	}
 	prog.setPhase("idle")
-	idleStart := server.sample()
+	redis := newServerMeter()
+	if rep.Redis != nil {
+		redis = newServerMeter(rep.Redis.PID)
+	}
+	idleStart, redisIdleStart := server.sample(), redis.sample()
 	if err := sleep(ctx, cfg.Idle); err != nil {
 		return nil, err
 	}
-	idleEnd := server.sample()
+	idleEnd, redisIdleEnd := server.sample(), redis.sample()
+	if rep.Redis != nil {
+		rep.Redis.IdleCPUCores = cores(redisIdleEnd.cpu-redisIdleStart.cpu, redisIdleEnd.at.Sub(redisIdleStart.at))
+	}
 	live := ws.progress().live()
 	if rep.Server != nil {
 		rep.Server.RSSBaselineBytes = baseline.rssBytes

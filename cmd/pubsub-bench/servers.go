@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/template"
 	"time"
@@ -75,8 +76,8 @@ type startedServers struct {
 }
 
 // startServers starts cfg.Instances servers of cfg.Peer from cfg.ServerBin
-// on free loopback ports (and a redis-server they share when there are
-// several), waits until they listen, and points cfg at them. Their logs
+// on free loopback ports (and a redis-server they share with cfg.Redis),
+// waits until they listen, and points cfg at them. Their logs
 // go to files in their directory, which log names when one fails.
 func startServers(ctx context.Context, cfg *Config, log io.Writer) (_ *startedServers, err error) {
 	dir, err := os.MkdirTemp("", "pubsub-bench-servers-")
@@ -106,21 +107,17 @@ func startServers(ctx context.Context, cfg *Config, log io.Writer) (_ *startedSe
 	if err := cfg.startSecrets(); err != nil {
 		return nil, err
 	}
-	if cfg.Instances > 1 {
+	if cfg.Redis {
 		if err := s.startRedis(ctx); err != nil {
 			return nil, err
 		}
 	}
 	for k := range cfg.Instances {
 		c := serverConfig{Dir: filepath.Join(dir, fmt.Sprintf("%s-%d", cfg.Peer, k)), TLS: cfg.TLS, Cert: cert, Key: key, Redis: s.redisAddr}
-		if c.Port, err = freePort(); err != nil {
-			return nil, err
-		}
-		cmd, err := serverCommand(ctx, cfg, bin, c)
-		if err != nil {
-			return nil, err
-		}
-		p, err := run(cmd, c.Dir, c.Port)
+		p, err := startOnFreePort(func(port int) (*exec.Cmd, error) {
+			c.Port = port
+			return serverCommand(ctx, cfg, bin, c)
+		}, c.Dir)
 		if err != nil {
 			return nil, err
 		}
@@ -135,7 +132,7 @@ func startServers(ctx context.Context, cfg *Config, log io.Writer) (_ *startedSe
 		case peerMercure:
 			path = "/.well-known/mercure"
 		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port))
 		s.urls = append(s.urls, scheme+"://"+addr+path)
 		s.addrs, s.hosts = append(s.addrs, addr), append(s.hosts, addr)
 	}
@@ -242,28 +239,53 @@ func (s *startedServers) startRedis(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("-instances: %w (apt-get install redis-server)", err)
 	}
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
 	dir := filepath.Join(s.dir, "redis")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	p, err := run(cmd, dir, port)
+	p, err := startOnFreePort(func(port int) (*exec.Cmd, error) {
+		cmd := exec.CommandContext(ctx, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		cmd.WaitDelay = 10 * time.Second
+		return cmd, nil
+	}, dir)
 	if err != nil {
 		return err
 	}
-	s.redis, s.redisAddr = p, net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.redis, s.redisAddr = p, net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port))
 	return nil
+}
+
+// startOnFreePort runs the command made for a free loopback port and
+// waits until it listens there. A port free a moment ago may be taken by
+// then (other programs' sockets on 127.0.0.2 and up hold the same port
+// numbers), so it tries up to three ports.
+func startOnFreePort(command func(port int) (*exec.Cmd, error), dir string) (*process, error) {
+	var err error
+	for range 3 {
+		var port int
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+		var cmd *exec.Cmd
+		if cmd, err = command(port); err != nil {
+			return nil, err
+		}
+		var p *process
+		if p, err = run(cmd, dir, port); err == nil {
+			return p, nil
+		}
+		if !strings.Contains(err.Error(), "in use") {
+			return nil, err
+		}
+	}
+	return nil, err
 }
 
 // process is a server the tool started.
 type process struct {
 	cmd    *exec.Cmd
+	port   int
 	exited chan struct{}
 }
 
@@ -280,7 +302,7 @@ func run(cmd *exec.Cmd, dir string, port int) (*process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", cmd.Path, err)
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
+	p := &process{cmd: cmd, port: port, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(p.exited)
