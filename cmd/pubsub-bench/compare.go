@@ -106,8 +106,8 @@ func orderOf(peer string) int {
 
 // sideBySideCell is the report's figures that judge a server in its
 // mode: RSS per idle subscriber; p99 and server CPU-s per 1M deliveries
-// (µs per delivery) for a fan-out; deliveries/s too under sustained load;
-// and any loss, drop or gap.
+// (µs per delivery) for a fan-out; under sustained load also the publish
+// rate the server took and the deliveries/s; and any loss, drop or gap.
 func (r *Report) sideBySideCell() string {
 	s := r.Server
 	var c string
@@ -122,7 +122,9 @@ func (r *Report) sideBySideCell() string {
 			c += fmt.Sprintf(" / %.1f", s.CPUSecondsPerMillionDeliveries)
 		}
 		if r.Mode != modeFanout {
-			c = fmt.Sprintf("%s/s, %s", countText(r.DeliveriesPerSec), c)
+			// Whether the server held the offered rate, then what it
+			// delivered.
+			c = fmt.Sprintf("%s msg/s → %s/s, %s", countText(r.PublishPerSec), countText(r.DeliveriesPerSec), c)
 		}
 	}
 	var bad []string

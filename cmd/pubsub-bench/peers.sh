@@ -104,6 +104,8 @@ run "TLS: RSS per idle WebSocket, $(n 5000)" "$ws" -mode idle -tls -transport ws
 
 echo
 echo "JSON reports in $OUT; machine in $OUT/machine.txt; load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Cells: RSS per idle subscriber; or p99 / server CPU-s per 1M deliveries (= µs per delivery),"
+echo "after the publishes/s the server took and the deliveries/s; loss, drops and gaps in brackets."
 echo
 "$BENCH" -side-by-side "$OUT"/[0-9]*.json
 exit $failed

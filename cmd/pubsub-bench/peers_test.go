@@ -173,13 +173,13 @@ func TestSideBySide(t *testing.T) {
 		{Label: "idle 10k", Peer: peerNchan, Mode: modeIdle, Server: &ServerReport{BytesPerSubscriber: 10240}},
 		{Label: "idle 10k", Mode: modeIdle, Server: &ServerReport{BytesPerSubscriber: 38093}},
 		{Label: "fanout 10k", Peer: peerMercure, Mode: modeFanout, Latency: Percentiles{P99MS: 307}, Server: &ServerReport{CPUSecondsPerMillionDeliveries: 35.5}},
-		{Label: "10k × 30/s", Peer: peerPubsub, Mode: modeSustained, DeliveriesPerSec: 195_000, Latency: Percentiles{P99MS: 10500}, Lost: 3, Disconnected: 2, Server: &ServerReport{CPUSecondsPerMillionDeliveries: 14.6}},
+		{Label: "10k × 30/s", Peer: peerPubsub, Mode: modeSustained, PublishPerSec: 29.9, DeliveriesPerSec: 195_000, Latency: Percentiles{P99MS: 10500}, Lost: 3, Disconnected: 2, Server: &ServerReport{CPUSecondsPerMillionDeliveries: 14.6}},
 	}
 	want := `| scenario | pubsub | mercure | nchan |
 | --- | ---: | ---: | ---: |
 | idle 10k | 37.2 KiB | — | 10.0 KiB |
 | fanout 10k | — | p99 307ms / 35.5 | — |
-| 10k × 30/s | 195k/s, p99 10500ms / 14.6 (2 dropped, lost 3) | — | — |
+| 10k × 30/s | 30 msg/s → 195k/s, p99 10500ms / 14.6 (2 dropped, lost 3) | — | — |
 `
 	if got := sideBySide(rs); got != want {
 		t.Errorf("side by side:\n%s\nwant:\n%s", got, want)

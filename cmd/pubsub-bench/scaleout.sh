@@ -47,7 +47,7 @@ for k in $KS; do
 	echo
 	echo "== $(date +%T) $k instances × $PER_INSTANCE subscribers"
 	if ! "$BENCH" -start -server-bin "$CADDY" -redis -instances "$k" -n $((k * PER_INSTANCE)) \
-		-mode sustained -rate "$RATE" -duration "$DURATION" -publishers 1 -settle 3s -idle 2s -progress 0 \
+		-mode sustained -rate "$RATE" -duration "$DURATION" -publishers 1 -settle 3s -idle 5s -progress 0 \
 		-label "scale-out $k" -out "$OUT/k$(printf %02d "$k").json"; then
 		failed=1
 	fi
