@@ -104,9 +104,9 @@ func (p *publisher) expected(live int64) int64 {
 	return all * live / int64(p.subscribers)
 }
 
-// post sends body to url and returns the answer's body.
-func (p *publisher) post(ctx context.Context, url, contentType string, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+// post sends body to target and returns the answer's body.
+func (p *publisher) post(ctx context.Context, target, contentType string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

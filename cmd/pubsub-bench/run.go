@@ -50,6 +50,12 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 			rep.Redis = &RedisReport{PID: srv.redis.cmd.Process.Pid, Addr: srv.redisAddr}
 		}
 	}
+	if cfg.Peer == peerMercure && !cfg.Start && cfg.Key == "" && cfg.Token == "" {
+		// A hub started elsewhere: its JWTs from its key.
+		if cfg.Key, cfg.Token, err = mercureTokens(os.Getenv(mercureKeyEnv), 24*time.Hour); err != nil {
+			return nil, fmt.Errorf("-peer mercure: %w, the key the hub verifies JWTs with (or give -key and -token)", err)
+		}
+	}
 	if len(cfg.pids) > 0 {
 		pid := cfg.pids[0]
 		for _, p := range cfg.pids {

@@ -104,7 +104,8 @@ func startServers(ctx context.Context, cfg *Config, log io.Writer) (_ *startedSe
 			return nil, err
 		}
 	}
-	if err := cfg.startSecrets(); err != nil {
+	env, err := cfg.startSecrets()
+	if err != nil {
 		return nil, err
 	}
 	if cfg.Redis {
@@ -116,7 +117,7 @@ func startServers(ctx context.Context, cfg *Config, log io.Writer) (_ *startedSe
 		c := serverConfig{Dir: filepath.Join(dir, fmt.Sprintf("%s-%d", cfg.Peer, k)), TLS: cfg.TLS, Cert: cert, Key: key, Redis: s.redisAddr}
 		p, err := startOnFreePort(func(port int) (*exec.Cmd, error) {
 			c.Port = port
-			return serverCommand(ctx, cfg, bin, c)
+			return serverCommand(ctx, cfg, bin, c, env)
 		}, c.Dir)
 		if err != nil {
 			return nil, err
@@ -153,8 +154,10 @@ func startServers(ctx context.Context, cfg *Config, log io.Writer) (_ *startedSe
 }
 
 // startSecrets makes up the publish key, or the Mercure key and the JWTs
-// signed with it, unless the environment gives them.
-func (c *Config) startSecrets() error {
+// signed with it, unless the environment gives them, and returns what the
+// server's environment needs of them. This process's environment stays as
+// it was.
+func (c *Config) startSecrets() ([]string, error) {
 	random := func() string {
 		var b [24]byte
 		_, _ = rand.Read(b[:])
@@ -165,32 +168,26 @@ func (c *Config) startSecrets() error {
 		if c.Key == "" {
 			c.Key = random()
 		}
-		return os.Setenv("PUBSUB_BENCH_KEY", c.Key)
+		return []string{"PUBSUB_BENCH_KEY=" + c.Key}, nil
 	case peerMercure:
-		if os.Getenv(mercureKeyEnv) == "" {
-			if err := os.Setenv(mercureKeyEnv, random()); err != nil {
-				return err
-			}
+		key := os.Getenv(mercureKeyEnv)
+		if key == "" {
+			key = random()
 		}
-		return c.mercureSecrets()
+		pub, sub, err := mercureTokens(key, 24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		c.Key, c.Token = pub, sub
+		return []string{mercureKeyEnv + "=" + key}, nil
 	}
-	return nil
-}
-
-// mercureSecrets signs the publisher's and the subscribers' JWTs with
-// $PUBSUB_BENCH_MERCURE_KEY.
-func (c *Config) mercureSecrets() error {
-	pub, sub, err := mercureTokens(os.Getenv(mercureKeyEnv), 24*time.Hour)
-	if err != nil {
-		return err
-	}
-	c.Key, c.Token = pub, sub
-	return nil
+	return nil, nil
 }
 
 // serverCommand renders the peer's configuration into c.Dir and returns
-// the command that runs it in the foreground.
-func serverCommand(ctx context.Context, cfg *Config, bin string, c serverConfig) (*exec.Cmd, error) {
+// the command that runs it in the foreground, with env added to its
+// environment.
+func serverCommand(ctx context.Context, cfg *Config, bin string, c serverConfig, env []string) (*exec.Cmd, error) {
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -225,7 +222,7 @@ func serverCommand(ctx context.Context, cfg *Config, bin string, c serverConfig)
 		cmd = exec.CommandContext(ctx, bin, "-p", c.Dir+"/", "-c", path, "-e", filepath.Join(c.Dir, "error.log"), "-g", "daemon off;")
 	} else {
 		cmd = exec.CommandContext(ctx, bin, "run", "--config", path, "--adapter", "caddyfile")
-		cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+c.Dir, "XDG_DATA_HOME="+c.Dir)
+		cmd.Env = append(append(os.Environ(), env...), "XDG_CONFIG_HOME="+c.Dir, "XDG_DATA_HOME="+c.Dir)
 	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
