@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"net/url"
 	"os"
@@ -230,5 +231,30 @@ func TestScaleOutTable(t *testing.T) {
 `
 	if got := scaleOutTable(rs); got != want {
 		t.Errorf("scale-out table:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// Flags that do not fit together are refused before anything starts.
+func TestPeerFlagsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-peer", "zeromq"}, "want pubsub, nchan or mercure"},
+		{[]string{"-peer", "mercure", "-transport", "ws"}, "-peer mercure offers sse"},
+		{[]string{"-peer", "nchan", "-transport", "poll"}, "-peer nchan offers sse, ws"},
+		{[]string{"-peer", "nchan", "-mode", "publish"}, "-peer pubsub only"},
+		{[]string{"-peer", "nchan", "-batch", "5"}, "-peer pubsub only"},
+		{[]string{"-topics", "0"}, "-topics: 1 to"},
+		{[]string{"-instances", "2"}, "-instances: with -start"},
+		{[]string{"-start", "-peer", "nchan", "-instances", "2"}, "-instances: with -start and -peer pubsub"},
+		{[]string{"-redis"}, "-redis: with -start"},
+		{[]string{"-tls"}, "-tls and -server-bin: with -start"},
+		{[]string{"-own-conn"}, "-own-conn: with -http2"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := cli(tc.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
+		}
 	}
 }
