@@ -12,27 +12,17 @@ import (
 // peerOrder is the order of the side-by-side table's columns.
 var peerOrder = []string{peerPubsub, peerMercure, peerNchan}
 
-// printSideBySide reads the JSON reports in files and prints them as one
-// Markdown table: a row per scenario (the report's label), a column per
-// peer.
-func printSideBySide(w io.Writer, files []string) error {
-	reports, err := readReports(files)
-	if err != nil {
+// printTable returns a printer of the JSON reports in files as the
+// Markdown table that table makes of them.
+func printTable(table func([]Report) string) func(io.Writer, []string) error {
+	return func(w io.Writer, files []string) error {
+		reports, err := readReports(files)
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(w, table(reports))
 		return err
 	}
-	_, err = io.WriteString(w, sideBySide(reports))
-	return err
-}
-
-// printScaleOut reads the JSON reports of scale-out runs in files and
-// prints them as one Markdown table, a row per run.
-func printScaleOut(w io.Writer, files []string) error {
-	reports, err := readReports(files)
-	if err != nil {
-		return err
-	}
-	_, err = io.WriteString(w, scaleOutTable(reports))
-	return err
 }
 
 // readReports reads JSON reports.
@@ -55,8 +45,8 @@ func readReports(files []string) ([]Report, error) {
 	return reports, nil
 }
 
-// sideBySide is the table of printSideBySide. Rows keep the order in which
-// their scenarios first appear.
+// sideBySide is the side-by-side table: a row per scenario (the report's
+// label), in the order in which they first appear, and a column per peer.
 func sideBySide(reports []Report) string {
 	var scenarios, peers []string
 	cells := map[[2]string]string{}
@@ -157,7 +147,7 @@ func countText(v float64) string {
 	return fmt.Sprintf("%.0f", v)
 }
 
-// scaleOutTable is the table of printScaleOut: per run, the instances,
+// scaleOutTable is the scale-out table: per run, the instances,
 // subscribers, deliveries/s and p99, the servers' CPU per delivery summed
 // over the instances, and redis-server's CPU and commands per message.
 func scaleOutTable(reports []Report) string {

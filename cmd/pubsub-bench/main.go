@@ -178,9 +178,9 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		print := printMarkdown
 		switch {
 		case compare:
-			print = printSideBySide
+			print = printTable(sideBySide)
 		case scaleOut:
-			print = printScaleOut
+			print = printTable(scaleOutTable)
 		}
 		if err := print(stdout, fs.Args()); err != nil {
 			fmt.Fprintln(stderr, "pubsub-bench:", err)

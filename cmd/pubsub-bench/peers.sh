@@ -25,17 +25,8 @@ MERCURE_BIN=${MERCURE_BIN:-/tmp/mercure-caddy}
 PEERS=${PEERS:-pubsub mercure nchan}
 BENCH=$OUT/pubsub-bench
 
-mkdir -p "$OUT"
+. cmd/pubsub-bench/build.sh
 rm -f "$OUT"/[0-9]*.json
-ulimit -n "$(ulimit -Hn)"
-
-if [ -n "${CADDY_BIN:-}" ]; then
-	CADDY=$CADDY_BIN
-else
-	echo "building $CADDY"
-	go build -o "$CADDY" ./cmd/caddy
-fi
-go build -o "$BENCH" ./cmd/pubsub-bench
 if [[ " $PEERS " == *" mercure "* ]] && [ ! -x "$MERCURE_BIN" ]; then
 	echo "building $MERCURE_BIN with xcaddy (Mercure v0.20.0 on Caddy v2.11.9)"
 	scratch=$(mktemp -d)

@@ -30,16 +30,8 @@ OUT=${OUT:-/tmp/pubsub-bench-scaleout}
 CADDY=${BENCH_CADDY:-/tmp/bench-caddy}
 BENCH=$OUT/pubsub-bench
 
-mkdir -p "$OUT"
+. cmd/pubsub-bench/build.sh
 rm -f "$OUT"/k*.json
-ulimit -n "$(ulimit -Hn)"
-if [ -n "${CADDY_BIN:-}" ]; then
-	CADDY=$CADDY_BIN
-else
-	echo "building $CADDY"
-	go build -o "$CADDY" ./cmd/caddy
-fi
-go build -o "$BENCH" ./cmd/pubsub-bench
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); $PER_INSTANCE subscribers per instance, $RATE msg/s for $DURATION, one publisher"
 
 failed=0

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -179,11 +178,7 @@ func describeCounts(m map[string]int64) string {
 	if len(m) == 0 {
 		return "no error reported"
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(a, b int) bool { return m[keys[a]] > m[keys[b]] })
+	keys := byCount(m)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%d× %s", m[k], k)
