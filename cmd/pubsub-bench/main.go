@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +39,7 @@ const (
 
 // Config is one benchmark run.
 type Config struct {
+	Peer        string        `json:"peer"`
 	URL         string        `json:"url"`
 	Transport   string        `json:"transport"`
 	Mode        string        `json:"mode"`
@@ -52,6 +54,7 @@ type Config struct {
 	Publishers  int           `json:"publishers"`
 	Batch       int           `json:"batch"`
 	Topic       string        `json:"topic"`
+	Topics      int           `json:"topics"`
 	PID         int           `json:"pid"`
 	Settle      time.Duration `json:"settle_ns"`
 	Idle        time.Duration `json:"idle_ns"`
@@ -65,10 +68,20 @@ type Config struct {
 	CAFile      string        `json:"ca_file,omitempty"`
 	Insecure    bool          `json:"insecure,omitempty"`
 	HTTP2       bool          `json:"http2,omitempty"`
+	OwnConn     bool          `json:"http2_own_conn,omitempty"`
+	// Start runs the server itself (startServers): Instances of them, from
+	// ServerBin, over TLS with a self-signed certificate when TLS.
+	Start     bool   `json:"start,omitempty"`
+	ServerBin string `json:"server_bin,omitempty"`
+	Instances int    `json:"instances"`
+	Redis     bool   `json:"redis,omitempty"`
+	TLS       bool   `json:"tls,omitempty"`
 
-	// resolved by validate
+	// resolved by validate, or by startServers
 	target target
 	caPEM  []byte
+	// pids are the server processes to meter, each with its descendants.
+	pids []int
 }
 
 // target is the endpoint, resolved to a loopback address.
@@ -82,6 +95,9 @@ type target struct {
 	// must hold.
 	tls        bool
 	serverName string
+	// addrs and hosts are every instance of a scale-out run (-start
+	// -instances): the subscribers are spread over them.
+	addrs, hosts []string
 }
 
 func main() {
@@ -97,7 +113,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	var cfg Config
 	var asJSON bool
 	var out string
-	var report bool
+	var report, compare, scaleOut bool
+	fs.StringVar(&cfg.Peer, "peer", peerPubsub, "the server's kind: pubsub (this project; -url is its endpoint), nchan (nginx+nchan; -url is its base, /sub/ID and /pub/ID below it) or mercure (-url is the hub, /.well-known/mercure; JWTs signed with $"+mercureKeyEnv+")")
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8399/events", "pubsub endpoint (loopback only)")
 	fs.StringVar(&cfg.Transport, "transport", "sse", "subscriber transport: sse, ws or poll")
 	fs.StringVar(&cfg.Mode, "mode", modeSustained, "idle, fanout, sustained or publish")
@@ -112,12 +129,19 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Publishers, "publishers", 0, "concurrent publishers with keep-alive connections (0: 8 in publish mode, 2 and one more per 200 msg/s in sustained mode, 1 in fanout mode)")
 	fs.IntVar(&cfg.Batch, "batch", 1, "messages per publish request (>1 sends a JSON array; the server's default limit is 100)")
 	fs.StringVar(&cfg.Topic, "topic", "", "topic (default: bench/RANDOM, new each run)")
+	fs.IntVar(&cfg.Topics, "topics", 1, "topics: subscriber i listens to TOPIC/(i mod K), publishes go round the K topics (1: TOPIC itself)")
+	fs.BoolVar(&cfg.Start, "start", false, "start the server (-peer) on a free loopback port from a template in cmd/pubsub-bench/peers/, measure it, stop it; -url and -pid are then not used")
+	fs.StringVar(&cfg.ServerBin, "server-bin", "", "with -start: the server's program (default: /tmp/bench-caddy for pubsub, nginx for nchan, /tmp/mercure-caddy for mercure)")
+	fs.IntVar(&cfg.Instances, "instances", 1, "with -start -peer pubsub: instances sharing one hub through a redis-server the tool starts too; subscriber i connects to instance i mod K, the publisher to the first")
+	fs.BoolVar(&cfg.Redis, "redis", false, "with -start -peer pubsub: the hub kept in a redis-server the tool starts too (implied by -instances above 1)")
+	fs.BoolVar(&cfg.TLS, "tls", false, "with -start: serve HTTPS with a self-signed certificate for 127.0.0.1, which the clients trust")
 	fs.StringVar(&cfg.Key, "key", "", "publish key, sent as Authorization: Bearer (default $PUBSUB_BENCH_KEY)")
 	fs.StringVar(&cfg.Token, "token", "", "token (a JWT) every subscriber sends as Authorization: Bearer; publishers send it too when there is no -key (default $PUBSUB_BENCH_TOKEN)")
 	fs.StringVar(&cfg.CAFile, "cacert", "", "PEM file of the certificates to trust for an https:// -url (default: the system's roots)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "do not verify the certificate of an https:// -url (a loopback server with a self-signed certificate)")
 	fs.BoolVar(&cfg.HTTP2, "http2", false, "SSE subscribers and publishers over HTTP/2 (https:// only): each worker process's subscribers are streams of a few shared connections")
-	fs.IntVar(&cfg.PID, "pid", 0, "server process ID, for its CPU and memory from /proc (0: not measured)")
+	fs.BoolVar(&cfg.OwnConn, "own-conn", false, "with -http2: each subscriber on an HTTP/2 connection of its own, as browsers are, instead of streams of a few shared ones")
+	fs.IntVar(&cfg.PID, "pid", 0, "server process ID, for its CPU and memory (with its child processes': nginx's workers) from /proc (0: not measured)")
 	fs.DurationVar(&cfg.Settle, "settle", 5*time.Second, "wait after all subscribers connect, before measuring")
 	fs.DurationVar(&cfg.Idle, "idle", 0, "window measuring the server's idle CPU with all subscribers connected (0: 16s in idle mode, one heartbeat period and more; else 3s)")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "longest wait for deliveries after the last publish")
@@ -128,8 +152,10 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON instead of a table")
 	fs.StringVar(&out, "out", "", "also write the JSON report to this file")
 	fs.BoolVar(&report, "report", false, "print a Markdown table of the JSON reports named as arguments, and exit")
+	fs.BoolVar(&scaleOut, "scale-out", false, "print the JSON reports of -instances runs named as arguments as one Markdown table (servers' and redis-server's cost against instances), and exit")
+	fs.BoolVar(&compare, "side-by-side", false, "print the JSON reports named as arguments as one Markdown table, a row per -label and a column per -peer, and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: pubsub-bench [flags]\n       pubsub-bench -report FILE.json...\n\n")
+		fmt.Fprintf(stderr, "usage: pubsub-bench [flags]\n       pubsub-bench -report FILE.json...\n       pubsub-bench -side-by-side FILE.json...\n       pubsub-bench -scale-out FILE.json...\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -148,8 +174,15 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			cfg.Rate = 0
 		}
 	}
-	if report {
-		if err := printMarkdown(stdout, fs.Args()); err != nil {
+	if report || compare || scaleOut {
+		print := printMarkdown
+		switch {
+		case compare:
+			print = printTable(sideBySide)
+		case scaleOut:
+			print = printTable(scaleOutTable)
+		}
+		if err := print(stdout, fs.Args()); err != nil {
 			fmt.Fprintln(stderr, "pubsub-bench:", err)
 			return 1
 		}
@@ -202,10 +235,26 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("-mode %q: want idle, fanout, sustained or publish", c.Mode)
 	}
-	switch c.Transport {
-	case "sse", "ws", "poll":
-	default:
-		return fmt.Errorf("-transport %q: want sse, ws or poll", c.Transport)
+	transports, ok := peerTransports[c.Peer]
+	if !ok {
+		return fmt.Errorf("-peer %q: want pubsub, nchan or mercure", c.Peer)
+	}
+	if !slices.Contains(transports, c.Transport) {
+		return fmt.Errorf("-transport %q: -peer %s offers %s", c.Transport, c.Peer, strings.Join(transports, ", "))
+	}
+	switch {
+	case c.Peer != peerPubsub && (c.Mode == modePublish || c.Batch > 1):
+		return errors.New("-mode publish and -batch measure this project's publish path: -peer pubsub only")
+	case c.Topics < 1 || c.Topics > 1_000_000:
+		return errors.New("-topics: 1 to 1,000,000")
+	case c.Instances < 1 || c.Instances > 64:
+		return errors.New("-instances: 1 to 64")
+	case c.Instances > 1 && (!c.Start || c.Peer != peerPubsub || c.HTTP2):
+		return errors.New("-instances: with -start and -peer pubsub, over HTTP/1.1")
+	case c.Redis && (!c.Start || c.Peer != peerPubsub):
+		return errors.New("-redis: with -start and -peer pubsub")
+	case !c.Start && (c.TLS || c.ServerBin != ""):
+		return errors.New("-tls and -server-bin: with -start")
 	}
 	if c.Batch < 1 || c.Batch > 10_000 {
 		return errors.New("-batch: 1 to 10000 (the server takes 100 unless its limits block says more)")
@@ -257,8 +306,18 @@ func (c *Config) validate() error {
 	case c.Dials < 1:
 		return errors.New("-dials: at least 1")
 	}
+	if c.Instances > 1 {
+		c.Redis = true
+	}
 	if c.Sources == 0 {
 		c.Sources = max(1, (c.Subscribers+4999)/5000)
+	}
+	if c.Start {
+		// startServers points the run at what it starts.
+		c.URL = "http://127.0.0.1:1/"
+		if c.TLS {
+			c.URL = "https://127.0.0.1:1/"
+		}
 	}
 	t, err := resolveTarget(c.URL)
 	if err != nil {
@@ -269,6 +328,8 @@ func (c *Config) validate() error {
 		return errors.New("-cacert, -insecure and -http2 need an https:// -url")
 	case c.CAFile != "" && c.Insecure:
 		return errors.New("-cacert and -insecure: use one (-insecure verifies nothing)")
+	case c.OwnConn && !c.HTTP2:
+		return errors.New("-own-conn: with -http2")
 	case c.HTTP2 && c.Transport != "sse":
 		return errors.New("-http2: for -transport sse (WebSocket and long-poll subscribers use HTTP/1.1)")
 	case !headerSafe(c.Token) || !headerSafe(c.Key):
@@ -287,6 +348,10 @@ func (c *Config) validate() error {
 		c.Sources = 1
 	}
 	c.target = t
+	c.pids = nil
+	if c.PID > 0 {
+		c.pids = []int{c.PID}
+	}
 	return nil
 }
 

@@ -132,3 +132,24 @@ func ephemeralPorts() int {
 	}
 	return hi - lo + 1
 }
+
+// withDescendants returns pid and the processes below it, from the
+// children lists of its threads in /proc.
+func withDescendants(pid int) []int {
+	all := []int{pid}
+	for i := 0; i < len(all) && len(all) < 1024; i++ {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", all[i]))
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", all[i], t.Name()))
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if c, err := strconv.Atoi(f); err == nil {
+					all = append(all, c)
+				}
+			}
+		}
+	}
+	return all
+}

@@ -73,7 +73,7 @@ func (p *progressLog) print() {
 	published := p.pub.acked.Load()
 	delivered := fmt.Sprintf("%d", c.Unique)
 	if live := p.live.Load(); live > 0 {
-		delivered = fmt.Sprintf("%d of %d", c.Unique, published*live)
+		delivered = fmt.Sprintf("%d of %d", c.Unique, p.pub.expected(live))
 	}
 	p99 := "-"
 	if l := p.ws.latencySoFar().Percentiles(); l.Count > 0 {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,23 +19,29 @@ import (
 )
 
 // publisher posts stamped messages to the endpoint over keep-alive
-// connections. Each publisher ID numbers its messages 1, 2, 3, ... and
-// waits for each answer before the next request, so the hub orders them as
-// numbered and a subscriber can tell lost from duplicated ones.
+// connections. Each publisher ID numbers its messages to each topic 1, 2,
+// 3, ... and waits for each answer before the next request, so the server
+// orders them as numbered and a subscriber can tell lost from duplicated
+// ones.
 type publisher struct {
+	peer   string
 	client *http.Client
 	url    string
 	host   string
 	key    string
 	topic  string
-	size   int
-	batch  int
+	topics int
+	// subscribers is the run's N, spread over the topics.
+	subscribers int
+	size        int
+	batch       int
 
-	acked    atomic.Int64 // messages the server answered 200 for
-	requests atomic.Int64
-	failures atomic.Int64
-	errors   errorCounts
-	latency  Histogram // per request
+	acked      atomic.Int64   // messages the server accepted
+	topicAcked []atomic.Int64 // the same, per topic index
+	requests   atomic.Int64
+	failures   atomic.Int64
+	errors     errorCounts
+	latency    Histogram // per request
 }
 
 // newPublisher returns the publisher of cfg, which sends -key, or -token
@@ -64,26 +71,47 @@ func newPublisher(cfg Config, topic string, conns int) (*publisher, error) {
 		key = cfg.Token
 	}
 	return &publisher{
-		client: &http.Client{Timeout: 30 * time.Second, Transport: transport},
-		url:    scheme + cfg.target.addr + cfg.target.path,
-		host:   cfg.target.host,
-		key:    key,
-		topic:  topic,
-		size:   cfg.Size,
-		batch:  cfg.Batch,
+		peer:        cfg.Peer,
+		client:      &http.Client{Timeout: 30 * time.Second, Transport: transport},
+		url:         scheme + cfg.target.addr + cfg.target.path,
+		host:        cfg.target.host,
+		key:         key,
+		topic:       topic,
+		topics:      cfg.Topics,
+		subscribers: cfg.Subscribers,
+		size:        cfg.Size,
+		batch:       cfg.Batch,
+		topicAcked:  make([]atomic.Int64, cfg.Topics),
 	}, nil
 }
 
 func (p *publisher) close() { p.client.CloseIdleConnections() }
 
-// post sends body and returns the answer's body.
-func (p *publisher) post(ctx context.Context, body []byte) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
+// expected is the deliveries the accepted messages make to live of the
+// run's subscribers: each message goes to the subscribers of its topic,
+// and subscribers missing from a topic are assumed spread evenly.
+func (p *publisher) expected(live int64) int64 {
+	if p.topics <= 1 {
+		return p.acked.Load() * live
+	}
+	var all int64
+	for k := range p.topicAcked {
+		all += p.topicAcked[k].Load() * subscribersOn(k, p.topics, p.subscribers)
+	}
+	if live >= int64(p.subscribers) {
+		return all
+	}
+	return all * live / int64(p.subscribers)
+}
+
+// post sends body to target and returns the answer's body.
+func (p *publisher) post(ctx context.Context, target, contentType string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Host = p.host
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	if p.key != "" {
 		req.Header.Set("Authorization", "Bearer "+p.key)
 	}
@@ -96,20 +124,41 @@ func (p *publisher) post(ctx context.Context, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	// nchan answers 201 or 202.
+	if resp.StatusCode < 200 || resp.StatusCode > 202 {
 		reason, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 		return nil, statusError{code: resp.StatusCode, reason: reason}
 	}
 	return b, nil
 }
 
+// publishOne sends one message to topic in the peer's way: this project's
+// JSON, nchan's body to /pub/ID, or Mercure's form.
+func (p *publisher) publishOne(ctx context.Context, topic string, data []byte) ([]byte, error) {
+	switch p.peer {
+	case peerNchan:
+		return p.post(ctx, strings.TrimSuffix(p.url, "/")+"/pub/"+url.PathEscape(nchanChannel(topic)), "application/json", data)
+	case peerMercure:
+		form := url.Values{"topic": {topic}, "data": {string(data)}}
+		return p.post(ctx, p.url, "application/x-www-form-urlencoded", []byte(form.Encode()))
+	}
+	body := append([]byte(`{"topic":`), strconv.Quote(topic)...)
+	body = append(append(append(body, `,"data":`...), data...), '}')
+	return p.post(ctx, p.url, "application/json", body)
+}
+
 // marker publishes an unstamped message and returns its ID: subscribers
-// start after it, so none misses what follows however late it connects.
+// of this project start after it, so none misses what follows however late
+// it connects. The peers' subscribers get only what is published after
+// they connect, which the run waits for: there it checks that the server
+// takes publishes, and its ID is not used.
 func (p *publisher) marker(ctx context.Context) (string, error) {
-	body, _ := json.Marshal(map[string]any{"topic": p.topic, "data": map[string]bool{"marker": true}})
-	b, err := p.post(ctx, body)
+	b, err := p.publishOne(ctx, p.topic, []byte(`{"marker":true}`))
 	if err != nil {
 		return "", fmt.Errorf("publishing to %s: %w", p.url, err)
+	}
+	if p.peer != peerPubsub {
+		return "", nil
 	}
 	var a struct{ ID string }
 	if err := json.Unmarshal(b, &a); err != nil || a.ID == "" {
@@ -133,25 +182,60 @@ func (p *publisher) waitMarker(ctx context.Context, wait time.Duration) (string,
 	}
 }
 
-// send publishes the next p.batch messages of publisher pub, numbered from
-// *seq, which it advances whatever the outcome.
-func (p *publisher) send(ctx context.Context, pub int, seq *int64) {
-	var body []byte
-	if p.batch > 1 {
-		body = append(body, '[')
+// pubState is one publisher's place: the topic index its next message goes
+// to and the next number of each topic.
+type pubState struct {
+	next int
+	seq  []int64
+}
+
+// newPubState starts publisher pub at its own topic, so that publishers
+// running side by side spread their messages over the topics.
+func newPubState(pub, topics int) *pubState {
+	st := &pubState{next: pub % topics, seq: make([]int64, topics)}
+	for k := range st.seq {
+		st.seq[k] = 1
 	}
-	for i := range p.batch {
-		if i > 0 {
-			body = append(body, ',')
+	return st
+}
+
+// take returns the topic index of the next message and its number, and
+// moves on to the next topic.
+func (st *pubState) take() (topic int, seq int64) {
+	topic, seq = st.next, st.seq[st.next]
+	st.seq[topic]++
+	st.next = (st.next + 1) % len(st.seq)
+	return topic, seq
+}
+
+// send publishes the next p.batch messages of publisher pub, each to the
+// next topic of st, which it advances whatever the outcome.
+func (p *publisher) send(ctx context.Context, pub int, st *pubState) {
+	var err error
+	var sent []int
+	var start time.Time
+	if p.batch > 1 {
+		body := []byte{'['}
+		for i := range p.batch {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			k, seq := st.take()
+			sent = append(sent, k)
+			body = append(body, `{"topic":`...)
+			body = strconv.AppendQuote(body, topicName(p.topic, k, p.topics))
+			body = append(body, `,"data":`...)
+			body = append(p.appendStamp(body, pub, seq), '}')
 		}
-		body = p.appendMessage(body, pub, *seq)
-		*seq++
+		start = time.Now()
+		_, err = p.post(ctx, p.url, "application/json", append(body, ']'))
+	} else {
+		k, seq := st.take()
+		sent = append(sent, k)
+		data := p.appendStamp(nil, pub, seq)
+		start = time.Now()
+		_, err = p.publishOne(ctx, topicName(p.topic, k, p.topics), data)
 	}
-	if p.batch > 1 {
-		body = append(body, ']')
-	}
-	start := time.Now()
-	_, err := p.post(ctx, body)
 	p.requests.Add(1)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -161,15 +245,15 @@ func (p *publisher) send(ctx context.Context, pub int, seq *int64) {
 		return
 	}
 	p.latency.Record(time.Since(start))
+	for _, k := range sent {
+		p.topicAcked[k].Add(1)
+	}
 	p.acked.Add(int64(p.batch))
 }
 
-// appendMessage appends one JSON message whose data is the stamp, padded
-// to p.size bytes when the stamp is shorter.
-func (p *publisher) appendMessage(b []byte, pub int, seq int64) []byte {
-	b = append(b, `{"topic":`...)
-	b = strconv.AppendQuote(b, p.topic)
-	b = append(b, `,"data":`...)
+// appendStamp appends one message's data, the stamp, padded to p.size
+// bytes when the stamp is shorter.
+func (p *publisher) appendStamp(b []byte, pub int, seq int64) []byte {
 	start := len(b)
 	b = append(b, `{"pub":`...)
 	b = strconv.AppendInt(b, int64(pub), 10)
@@ -181,12 +265,12 @@ func (p *publisher) appendMessage(b []byte, pub int, seq int64) []byte {
 	for range p.size - (len(b) - start) - len(`"}`) {
 		b = append(b, 'x')
 	}
-	return append(b, `"}}`...)
+	return append(b, `"}`...)
 }
 
 // fanout publishes count messages from publisher 0, interval apart.
 func (p *publisher) fanout(ctx context.Context, count int, interval time.Duration) {
-	seq := int64(1)
+	st := newPubState(0, p.topics)
 	for i := range count {
 		if i > 0 {
 			t := time.NewTimer(interval)
@@ -197,7 +281,7 @@ func (p *publisher) fanout(ctx context.Context, count int, interval time.Duratio
 				return
 			}
 		}
-		p.send(ctx, 0, &seq)
+		p.send(ctx, 0, st)
 	}
 }
 
@@ -219,7 +303,7 @@ func (p *publisher) sustain(ctx context.Context, n int, rate float64, d time.Dur
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			seq := int64(1)
+			st := newPubState(pub, p.topics)
 			for {
 				if tokens != nil {
 					select {
@@ -231,7 +315,7 @@ func (p *publisher) sustain(ctx context.Context, n int, rate float64, d time.Dur
 				if pacing.Err() != nil {
 					return
 				}
-				p.send(ctx, pub, &seq)
+				p.send(ctx, pub, st)
 			}
 		}()
 	}

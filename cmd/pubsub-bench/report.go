@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,11 +15,16 @@ import (
 type Report struct {
 	Label       string    `json:"label,omitempty"`
 	Started     time.Time `json:"started"`
+	Peer        string    `json:"peer,omitempty"`
 	Mode        string    `json:"mode"`
 	Transport   string    `json:"transport"`
 	HTTP2       bool      `json:"http2,omitempty"`
+	OwnConn     bool      `json:"http2_own_conn,omitempty"`
 	URL         string    `json:"url"`
 	Topic       string    `json:"topic"`
+	Topics      int       `json:"topics,omitempty"`
+	TLS         bool      `json:"tls,omitempty"`
+	Instances   int       `json:"instances,omitempty"`
 	Subscribers int       `json:"subscribers"`
 	Procs       int       `json:"procs"`
 	Sources     int       `json:"sources"`
@@ -45,26 +51,31 @@ type Report struct {
 	PublishPerSec   float64          `json:"publish_per_s"`
 	PublishLatency  Percentiles      `json:"publish_latency"`
 
-	Expected         int64       `json:"expected"`
-	Delivered        int64       `json:"delivered"`
-	Lost             int64       `json:"lost"`
-	Duplicated       int64       `json:"duplicated"`
-	Gaps             int64       `json:"gaps"`
-	Foreign          int64       `json:"foreign"`
-	LoadSeconds      float64     `json:"load_s"`
-	DeliveriesPerSec float64     `json:"deliveries_per_s"`
-	Latency          Percentiles `json:"latency"`
+	Expected   int64 `json:"expected"`
+	Delivered  int64 `json:"delivered"`
+	Lost       int64 `json:"lost"`
+	Duplicated int64 `json:"duplicated"`
+	Gaps       int64 `json:"gaps"`
+	Foreign    int64 `json:"foreign"`
+	// DeliveredPerInstance splits Delivered by instance (-instances).
+	DeliveredPerInstance []int64     `json:"delivered_per_instance,omitempty"`
+	LoadSeconds          float64     `json:"load_s"`
+	DeliveriesPerSec     float64     `json:"deliveries_per_s"`
+	Latency              Percentiles `json:"latency"`
 
 	Server *ServerReport `json:"server,omitempty"`
+	Redis  *RedisReport  `json:"redis,omitempty"`
 	Client ClientReport  `json:"client"`
 	Notes  []string      `json:"notes,omitempty"`
 }
 
 // ServerReport is the server process as /proc saw it.
 type ServerReport struct {
-	PID                 int  `json:"pid"`
-	SameProcessAsClient bool `json:"same_process_as_client,omitempty"`
-	OpenFilesLimit      int  `json:"open_files_limit"`
+	PID int `json:"pid"`
+	// PIDs are every server of a scale-out run, metered together.
+	PIDs                []int `json:"pids,omitempty"`
+	SameProcessAsClient bool  `json:"same_process_as_client,omitempty"`
+	OpenFilesLimit      int   `json:"open_files_limit"`
 	// RSS before any subscriber, idle with them all, highest and last
 	// under load.
 	RSSBaselineBytes   int64   `json:"rss_baseline_bytes"`
@@ -93,9 +104,14 @@ func newReport(cfg Config) *Report {
 	r := &Report{
 		Label:       cfg.Label,
 		Started:     time.Now().UTC().Truncate(time.Second),
+		Peer:        cfg.Peer,
+		Topics:      cfg.Topics,
+		TLS:         cfg.target.tls,
+		Instances:   cfg.Instances,
 		Mode:        cfg.Mode,
 		Transport:   cfg.Transport,
 		HTTP2:       cfg.HTTP2,
+		OwnConn:     cfg.OwnConn,
 		URL:         cfg.URL,
 		Subscribers: cfg.Subscribers,
 		Sources:     cfg.Sources,
@@ -137,6 +153,7 @@ func (r *Report) finish(res workerResult, pub *publisher) {
 	r.Duplicated = res.Duplicated
 	r.Gaps = res.Gaps
 	r.Foreign = res.Foreign
+	r.DeliveredPerInstance = res.PerServer
 	r.Latency = res.Latency.Percentiles()
 	if r.PublishFailed > 0 {
 		r.Notes = append(r.Notes, "some publishes failed: deliveries of those are not expected, but may arrive")
@@ -151,6 +168,15 @@ func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
 	title := fmt.Sprintf("pubsub-bench %s over %s: %d subscribers (%d procs, %d source addresses)", r.Mode, r.transportText(), r.Subscribers, r.Procs, r.Sources)
+	if r.Peer != "" && r.Peer != peerPubsub {
+		title = r.Peer + ": " + title
+	}
+	if r.Topics > 1 {
+		title += fmt.Sprintf(", %d topics", r.Topics)
+	}
+	if r.Instances > 1 {
+		title += fmt.Sprintf(", %d instances on one redis-server", r.Instances)
+	}
 	if r.Label != "" {
 		title += " — " + r.Label
 	}
@@ -171,6 +197,9 @@ func (r *Report) WriteTable(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "published\t%d messages in %d requests, %d failed\t%srequest p50 %s, p99 %s\n", r.Published, r.PublishRequests, r.PublishFailed, rate, msText(r.PublishLatency.P50MS), msText(r.PublishLatency.P99MS))
 		fmt.Fprintf(tw, "delivered\t%d of %d: lost %d, duplicated %d, gaps %d\t%s\n", r.Delivered, r.Expected, r.Lost, r.Duplicated, r.Gaps, perSec)
+		if len(r.DeliveredPerInstance) > 0 {
+			fmt.Fprintf(tw, "per instance\t%v\n", r.DeliveredPerInstance)
+		}
 		l := r.Latency
 		fmt.Fprintf(tw, "latency\tp50 %s  p90 %s  p99 %s  max %s\t(mean %s, %d samples)\n", msText(l.P50MS), msText(l.P90MS), msText(l.P99MS), msText(l.MaxMS), msText(l.MeanMS), l.Count)
 	}
@@ -180,6 +209,9 @@ func (r *Report) WriteTable(w io.Writer) {
 			fmt.Fprintf(tw, "load CPU %.2f cores (%.2f s), RSS peak %s", s.LoadCPUCores, s.LoadCPUSeconds, bytesText(float64(s.RSSLoadPeakBytes)))
 		}
 		fmt.Fprintln(tw)
+	}
+	if rd := r.Redis; rd != nil && r.Mode != modeIdle {
+		fmt.Fprintf(tw, "redis\t%.2f CPU-s per 1M messages (%.2f less its idle %.3f cores)\t%.1f commands per message %s\n", rd.CPUSecondsPerMillionMessages, rd.BusyCPUSecondsPerMillionMessages, rd.IdleCPUCores, rd.CallsPerMessage, commandsText(rd.Commands))
 	}
 	if r.Mode != modeIdle {
 		fmt.Fprintf(tw, "client\t%.2f cores under load\t%.2f CPU-s per 1M deliveries\n", r.Client.LoadCPUCores, r.Client.CPUSecondsPerMillionDeliveries)
@@ -197,13 +229,41 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 }
 
-// transportText is the subscribers' transport, and HTTP/2 when they used
-// it.
+// transportText is the subscribers' transport, with TLS and HTTP/2 when
+// they used them.
 func (r *Report) transportText() string {
-	if r.HTTP2 {
+	switch {
+	case r.HTTP2 && r.OwnConn:
+		return r.Transport + " (HTTP/2, a connection each)"
+	case r.HTTP2:
 		return r.Transport + " (HTTP/2)"
+	case r.TLS:
+		return r.Transport + " (TLS)"
 	}
 	return r.Transport
+}
+
+// commandsText lists commands per message, most first: "(xadd 1.00, ...)".
+func commandsText(m map[string]float64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := byCount(m)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %.2f", k, m[k])
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+// byCount returns m's keys, largest value first, then by name.
+func byCount[V int64 | float64](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(a, b int) bool { return m[keys[a]] > m[keys[b]] || m[keys[a]] == m[keys[b]] && keys[a] < keys[b] })
+	return keys
 }
 
 func msText(v float64) string {

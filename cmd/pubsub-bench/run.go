@@ -39,16 +39,40 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		return nil, fmt.Errorf("%d subscribers over %d source addresses need more than the %d local ports each address has (net.ipv4.ip_local_port_range): use -sources %d or more",
 			cfg.Subscribers, cfg.Sources, ports, (cfg.Subscribers+ports-1)/ports)
 	}
-	if cfg.PID > 0 {
-		if _, err := readProc(cfg.PID); err != nil {
-			return nil, fmt.Errorf("-pid %d: %w", cfg.PID, err)
+	if cfg.Start {
+		srv, err := startServers(ctx, &cfg, log)
+		if err != nil {
+			return nil, err
 		}
-		rep.Server = &ServerReport{PID: cfg.PID, SameProcessAsClient: cfg.PID == os.Getpid()}
-		if lim, err := openFilesLimit(cfg.PID); err == nil {
+		defer srv.stop()
+		rep.URL = cfg.URL
+		if srv.redis != nil {
+			rep.Redis = &RedisReport{PID: srv.redis.cmd.Process.Pid, Addr: srv.redisAddr}
+		}
+	}
+	if cfg.Peer == peerMercure && !cfg.Start && cfg.Key == "" && cfg.Token == "" {
+		// A hub started elsewhere: its JWTs from its key.
+		if cfg.Key, cfg.Token, err = mercureTokens(os.Getenv(mercureKeyEnv), 24*time.Hour); err != nil {
+			return nil, fmt.Errorf("-peer mercure: %w, the key the hub verifies JWTs with (or give -key and -token)", err)
+		}
+	}
+	if len(cfg.pids) > 0 {
+		pid := cfg.pids[0]
+		for _, p := range cfg.pids {
+			if _, err := readProc(p); err != nil {
+				return nil, fmt.Errorf("-pid %d: %w", p, err)
+			}
+		}
+		rep.Server = &ServerReport{PID: pid, SameProcessAsClient: pid == os.Getpid()}
+		if len(cfg.pids) > 1 {
+			rep.Server.PIDs = cfg.pids
+		}
+		perServer := (cfg.Subscribers + len(cfg.pids) - 1) / len(cfg.pids)
+		if lim, err := openFilesLimit(pid); err == nil {
 			rep.Server.OpenFilesLimit = lim
-			if cfg.Subscribers+fdReserve > lim {
+			if perServer+fdReserve > lim {
 				rep.note(log, "server PID %d may open at most %d files (its RLIMIT_NOFILE): it can hold about %d subscribers; start it under a higher `ulimit -n` (or LimitNOFILE= in its systemd unit)",
-					cfg.PID, lim, lim-fdReserve)
+					pid, lim, lim-fdReserve)
 			}
 		}
 		if rep.Server.SameProcessAsClient {
@@ -79,7 +103,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		}
 		return nil, err
 	}
-	server := newServerMeter(cfg.PID)
+	server := newServerMeter(cfg.pids...)
 	baseline := server.sample()
 
 	// The workers stop by themselves by this deadline, whatever happens here.
@@ -123,11 +147,18 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (*Report, error) {
 		return nil, err
 	}
 	prog.setPhase("idle")
-	idleStart := server.sample()
+	redis := newServerMeter()
+	if rep.Redis != nil {
+		redis = newServerMeter(rep.Redis.PID)
+	}
+	idleStart, redisIdleStart := server.sample(), redis.sample()
 	if err := sleep(ctx, cfg.Idle); err != nil {
 		return nil, err
 	}
-	idleEnd := server.sample()
+	idleEnd, redisIdleEnd := server.sample(), redis.sample()
+	if rep.Redis != nil {
+		rep.Redis.IdleCPUCores = cores(redisIdleEnd.cpu-redisIdleStart.cpu, redisIdleEnd.at.Sub(redisIdleStart.at))
+	}
 	live := ws.progress().live()
 	if rep.Server != nil {
 		rep.Server.RSSBaselineBytes = baseline.rssBytes
@@ -164,6 +195,13 @@ func (rep *Report) load(ctx context.Context, cfg Config, pub *publisher, ws work
 	peak := server.watchPeak(200 * time.Millisecond)
 	start := server.sample()
 	clientStart := ws.clientCPU()
+	var redisMeter *serverMeter
+	var redisStart procSample
+	var redisCallsStart map[string]int64
+	if rep.Redis != nil {
+		redisMeter = newServerMeter(rep.Redis.PID)
+		redisStart, redisCallsStart = redisMeter.sample(), redisCommandCalls(rep.Redis.Addr)
+	}
 	switch cfg.Mode {
 	case modeFanout:
 		pub.fanout(ctx, cfg.Count, cfg.Interval)
@@ -175,7 +213,7 @@ func (rep *Report) load(ctx context.Context, cfg Config, pub *publisher, ws work
 		peak()
 		return err
 	}
-	rep.Expected = pub.acked.Load() * live
+	rep.Expected = pub.expected(live)
 	prog.setPhase("waiting for deliveries")
 
 	last, lastChange, err := ws.waitDelivered(ctx, rep.Expected, published.Add(cfg.Drain))
@@ -189,6 +227,9 @@ func (rep *Report) load(ctx context.Context, cfg Config, pub *publisher, ws work
 	end := server.sample()
 	clientEnd := ws.clientCPU()
 	peakRSS := peak()
+	if redisMeter != nil {
+		rep.Redis.measure(redisStart, redisMeter.sample(), redisCallsStart, redisCommandCalls(rep.Redis.Addr), pub.acked.Load())
+	}
 
 	window := lastChange.Sub(start.at)
 	rep.LoadSeconds = seconds(window)

@@ -1,24 +1,34 @@
 package main
 
 import (
+	"os"
 	"sync"
 	"time"
 )
 
-// serverMeter samples the server process; with no PID it samples nothing.
-type serverMeter struct{ pid int }
+// serverMeter samples the server processes, each with its descendants
+// (nginx's worker under its master), and adds them up; with no PID it
+// samples nothing.
+type serverMeter struct{ pids []int }
 
-func newServerMeter(pid int) *serverMeter { return &serverMeter{pid: pid} }
+func newServerMeter(pids ...int) *serverMeter { return &serverMeter{pids: pids} }
 
 func (m *serverMeter) sample() procSample {
-	if m.pid <= 0 {
-		return procSample{at: time.Now()}
+	total := procSample{at: time.Now()}
+	for _, pid := range m.pids {
+		procs := []int{pid}
+		if pid != os.Getpid() {
+			// This process's children are the load client's workers.
+			procs = withDescendants(pid)
+		}
+		for _, p := range procs {
+			if s, err := readProc(p); err == nil {
+				total.cpu += s.cpu
+				total.rssBytes += s.rssBytes
+			}
+		}
 	}
-	s, err := readProc(m.pid)
-	if err != nil {
-		return procSample{at: time.Now()}
-	}
-	return s
+	return total
 }
 
 // watchPeak samples the server's RSS every interval until the returned

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -49,24 +48,24 @@ func (s *subscriber) deliver(b []byte, now time.Time) {
 	}
 	s.next[st.pub] = st.seq + 1
 	s.w.unique.Add(1)
+	if n := len(s.w.perServer); n > 0 {
+		s.w.perServer[s.index%n].Add(1)
+	}
 	s.w.latency.Record(now.Sub(time.Unix(0, st.sentNS)))
 }
 
-// requestURI is the endpoint path with the user's query, the topic,
-// lastID and the extra parameters.
+// requestURI is the subscription's request URI for the peer: its topic,
+// lastID and, for this project's endpoint, the extra parameters.
 func (s *subscriber) requestURI(lastID string, extra map[string]string) string {
-	q := url.Values{}
-	for k, v := range s.w.cfg.Query {
-		q[k] = v
-	}
-	q.Set("topic", s.w.cfg.Topic)
-	if lastID != "" {
-		q.Set("last_id", lastID)
-	}
-	for k, v := range extra {
-		q.Set(k, v)
-	}
-	return s.w.cfg.Path + "?" + q.Encode()
+	c := &s.w.cfg
+	topic := topicName(c.Topic, subscriberTopic(s.index, c.Topics), c.Topics)
+	return subscribeURI(c.Peer, c.Path, c.Query, topic, lastID, extra)
+}
+
+// host is the Host header of the subscriber's server.
+func (s *subscriber) host() string {
+	_, h := s.w.cfg.server(s.index)
+	return h
 }
 
 // handshakeDeadline bounds connecting: handshakeTimeout, and no later
@@ -94,7 +93,7 @@ func (s *subscriber) runSSE() error {
 	defer release()
 	uri := s.requestURI(s.w.cfg.StartID, map[string]string{"format": "json"})
 	_ = conn.SetDeadline(s.handshakeDeadline())
-	req := "GET " + uri + " HTTP/1.1\r\nHost: " + s.w.cfg.Host + "\r\nAccept: text/event-stream\r\n" + s.authHeader() + "\r\n"
+	req := "GET " + uri + " HTTP/1.1\r\nHost: " + s.host() + "\r\nAccept: text/event-stream\r\n" + s.authHeader() + "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		return s.connectFailed(err)
 	}
@@ -132,7 +131,12 @@ func (s *subscriber) runSSEH2() error {
 	// The handshake's bound ends the request only until the answer
 	// arrives.
 	late := time.AfterFunc(time.Until(s.handshakeDeadline()), cancel)
-	resp, err := s.w.h2.Do(req)
+	client := s.w.h2
+	if s.w.cfg.HTTP2OwnConn {
+		client = s.w.newH2Client(s.w.h2conf, s.index)
+		defer client.CloseIdleConnections()
+	}
+	resp, err := client.Do(req)
 	if !late.Stop() && err == nil {
 		resp.Body.Close()
 		err = os.ErrDeadlineExceeded
@@ -220,7 +224,7 @@ func (s *subscriber) runWS() error {
 	if s.w.cfg.Token != "" {
 		header = http.Header{"Authorization": {"Bearer " + s.w.cfg.Token}}
 	}
-	c, resp, err := d.DialContext(s.w.ctx, scheme+s.w.cfg.Host+s.requestURI(s.w.cfg.StartID, nil), header)
+	c, resp, err := d.DialContext(s.w.ctx, scheme+s.host()+s.requestURI(s.w.cfg.StartID, nil), header)
 	if err != nil {
 		if release != nil {
 			release()
@@ -254,6 +258,9 @@ func (s *subscriber) runWS() error {
 		now := time.Now()
 		frame := buf.Bytes()
 		switch {
+		case s.w.cfg.Peer == peerNchan:
+			// nchan sends each message's data as it is, one frame each.
+			s.deliver(frame, now)
 		case bytes.Contains(frame, []byte(`"type":"message"`)):
 			s.deliver(frame, now)
 		case bytes.Contains(frame, []byte(`"type":"gap"`)):
@@ -300,7 +307,7 @@ func (s *subscriber) runPoll() error {
 			}
 			conn, release, br = c, rel, bufio.NewReaderSize(c, 4096)
 		}
-		req := "GET " + s.requestURI(cursor, map[string]string{"transport": "poll"}) + " HTTP/1.1\r\nHost: " + s.w.cfg.Host + "\r\nAccept: application/json\r\n" + s.authHeader() + "\r\n"
+		req := "GET " + s.requestURI(cursor, map[string]string{"transport": "poll"}) + " HTTP/1.1\r\nHost: " + s.host() + "\r\nAccept: application/json\r\n" + s.authHeader() + "\r\n"
 		if first {
 			_ = conn.SetWriteDeadline(s.handshakeDeadline())
 		}

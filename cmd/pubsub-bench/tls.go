@@ -2,11 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 )
@@ -49,14 +56,20 @@ func handshake(ctx context.Context, conn net.Conn, conf *tls.Config, deadline ti
 	return tc, nil
 }
 
-// newH2Client is the HTTP/2 client a worker's SSE subscribers share: each
-// subscriber is a stream, and the client opens another connection, from
-// the next source address, when the server's stream limit is reached.
-func (w *worker) newH2Client(conf *tls.Config) *http.Client {
+// newH2Client is an HTTP/2 client. With index < 0 it is the one a
+// worker's SSE subscribers share: each subscriber is a stream, and the
+// client opens another connection, from the next source address, when the
+// server's stream limit is reached. Else it is subscriber index's own,
+// from its source address.
+func (w *worker) newH2Client(conf *tls.Config, index int) *http.Client {
 	var next atomic.Int64
 	return &http.Client{Transport: &http.Transport{
 		DialTLSContext: func(context.Context, string, string) (net.Conn, error) {
-			conn, _, err := w.dialWith(int(next.Add(1)-1), time.Time{}, conf)
+			i := index
+			if i < 0 {
+				i = int(next.Add(1) - 1)
+			}
+			conn, _, err := w.dialWith(i, time.Time{}, conf)
 			return conn, err
 		},
 		ForceAttemptHTTP2:  true,
@@ -64,4 +77,37 @@ func (w *worker) newH2Client(conf *tls.Config) *http.Client {
 		// Loopback only, never through a proxy.
 		Proxy: nil,
 	}}
+}
+
+// writeSelfSigned writes a self-signed certificate for 127.0.0.1, valid
+// for a day, and its key, for the servers -start -tls runs; it returns the
+// certificate's PEM, which the clients trust as their only root.
+func writeSelfSigned(certFile, keyFile string) ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()), Subject: pkix.Name{CommonName: "pubsub-bench 127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		// A root of its own: the clients trust exactly this certificate.
+		IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return certPEM, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
 }

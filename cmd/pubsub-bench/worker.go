@@ -23,20 +23,28 @@ const maxPublishers = 64
 // workerConfig is what a worker needs to hold subscribers [First,
 // First+Count) of the run.
 type workerConfig struct {
-	Transport  string              `json:"transport"`
-	Addr       string              `json:"addr"`
-	Host       string              `json:"host"`
-	Path       string              `json:"path"`
-	Query      map[string][]string `json:"query"`
-	IPv4       bool                `json:"ipv4"`
-	Topic      string              `json:"topic"`
-	StartID    string              `json:"start_id"`
-	First      int                 `json:"first"`
-	Count      int                 `json:"count"`
-	Sources    int                 `json:"sources"`
-	Publishers int                 `json:"publishers"`
-	Size       int                 `json:"size"`
-	Dials      int                 `json:"dials"`
+	// Peer is the kind of server: how to subscribe (peerPubsub, ...).
+	Peer      string `json:"peer"`
+	Transport string `json:"transport"`
+	Addr      string `json:"addr"`
+	Host      string `json:"host"`
+	// Addrs and Hosts, when set, are the servers of a scale-out run:
+	// subscriber i connects to Addrs[i mod len(Addrs)] instead of Addr.
+	Addrs []string            `json:"addrs,omitempty"`
+	Hosts []string            `json:"hosts,omitempty"`
+	Path  string              `json:"path"`
+	Query map[string][]string `json:"query"`
+	IPv4  bool                `json:"ipv4"`
+	Topic string              `json:"topic"`
+	// Topics: subscriber i listens to topic i mod Topics (topicName).
+	Topics     int    `json:"topics"`
+	StartID    string `json:"start_id"`
+	First      int    `json:"first"`
+	Count      int    `json:"count"`
+	Sources    int    `json:"sources"`
+	Publishers int    `json:"publishers"`
+	Size       int    `json:"size"`
+	Dials      int    `json:"dials"`
 	// LatencyEvery is how often a worker process sends its latency
 	// histogram with its progress, for the progress lines (0: never).
 	LatencyEvery time.Duration `json:"latency_every_ns"`
@@ -47,8 +55,9 @@ type workerConfig struct {
 	CAPEM      []byte `json:"ca_pem"`
 	Insecure   bool   `json:"insecure"`
 	// HTTP2 runs the SSE subscribers as streams of shared HTTP/2
-	// connections.
-	HTTP2 bool `json:"http2"`
+	// connections, or each on its own with HTTP2OwnConn, as browsers are.
+	HTTP2        bool `json:"http2"`
+	HTTP2OwnConn bool `json:"http2_own_conn"`
 	// Token is sent by each subscriber as Authorization: Bearer.
 	Token string `json:"token"`
 	// ConnectBy ends connection attempts: a subscriber not live by then
@@ -70,10 +79,12 @@ type workerProgress struct {
 // workerResult is a worker's final account.
 type workerResult struct {
 	workerProgress
-	Duplicated        int64            `json:"duplicated"`
-	Skipped           int64            `json:"skipped"`
-	Gaps              int64            `json:"gaps"`
-	Foreign           int64            `json:"foreign"`
+	Duplicated int64 `json:"duplicated"`
+	Skipped    int64 `json:"skipped"`
+	Gaps       int64 `json:"gaps"`
+	Foreign    int64 `json:"foreign"`
+	// PerServer is the distinct deliveries through each of Addrs.
+	PerServer         []int64          `json:"per_server,omitempty"`
 	ConnectErrors     map[string]int64 `json:"connect_errors,omitempty"`
 	DisconnectReasons map[string]int64 `json:"disconnect_reasons,omitempty"`
 	Latency           HistogramData    `json:"latency"`
@@ -110,9 +121,12 @@ type worker struct {
 	// the client of HTTP/2 SSE subscribers.
 	tls *tls.Config
 	h2  *http.Client
+	// h2conf is the TLS of subscribers on HTTP/2 connections of their own.
+	h2conf *tls.Config
 
 	connected, failed, disconnected atomic.Int64
 	received, unique                atomic.Int64
+	perServer                       []atomic.Int64 // by index of cfg.Addrs
 	duplicated, skipped             atomic.Int64
 	gaps, foreign                   atomic.Int64
 	latency                         Histogram
@@ -123,7 +137,7 @@ type worker struct {
 // startWorker connects cfg.Count subscribers in the background.
 func startWorker(cfg workerConfig) (*worker, error) {
 	ctx, cancel := context.WithDeadline(context.Background(), cfg.Deadline)
-	w := &worker{cfg: cfg, ctx: ctx, cancel: cancel, dials: make(chan struct{}, cfg.Dials)}
+	w := &worker{cfg: cfg, ctx: ctx, cancel: cancel, dials: make(chan struct{}, cfg.Dials), perServer: make([]atomic.Int64, len(cfg.Addrs))}
 	if cfg.TLS {
 		protos := []string{"http/1.1"}
 		if cfg.HTTP2 {
@@ -135,7 +149,7 @@ func startWorker(cfg workerConfig) (*worker, error) {
 			return nil, err
 		}
 		if cfg.HTTP2 {
-			w.h2 = w.newH2Client(conf)
+			w.h2, w.h2conf = w.newH2Client(conf, -1), conf
 		} else {
 			w.tls = conf
 		}
@@ -184,10 +198,23 @@ func (w *worker) stop() (workerResult, error) {
 		Skipped:           w.skipped.Load(),
 		Gaps:              w.gaps.Load(),
 		Foreign:           w.foreign.Load(),
+		PerServer:         perServer(w.perServer),
 		ConnectErrors:     w.connectErrors.snapshot(),
 		DisconnectReasons: w.disconnects.snapshot(),
 		Latency:           w.latency.Snapshot(),
 	}, nil
+}
+
+// perServer reads the counters of each server.
+func perServer(c []atomic.Int64) []int64 {
+	if len(c) == 0 {
+		return nil
+	}
+	out := make([]int64, len(c))
+	for i := range c {
+		out[i] = c[i].Load()
+	}
+	return out
 }
 
 // subscribe runs subscriber i over the configured transport until the
@@ -262,7 +289,8 @@ func (w *worker) dialWith(i int, deadline time.Time, conf *tls.Config) (net.Conn
 	if w.cfg.IPv4 {
 		d.LocalAddr = &net.TCPAddr{IP: sourceAddr(i % w.cfg.Sources)}
 	}
-	conn, err := d.DialContext(w.ctx, "tcp", w.cfg.Addr)
+	addr, _ := w.cfg.server(i)
+	conn, err := d.DialContext(w.ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -277,6 +305,15 @@ func (w *worker) dialWith(i int, deadline time.Time, conf *tls.Config) (net.Conn
 		return nil, nil, err
 	}
 	return tc, release, nil
+}
+
+// server is the address to dial and the Host header of subscriber i.
+func (c *workerConfig) server(i int) (addr, host string) {
+	if len(c.Addrs) == 0 {
+		return c.Addr, c.Host
+	}
+	k := i % len(c.Addrs)
+	return c.Addrs[k], c.Hosts[k]
 }
 
 // closeNow closes conn with a reset: no TIME_WAIT left on the client's

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +21,10 @@ func startWorkers(ctx context.Context, cfg Config, procs int, topic, startID str
 	for k := range procs {
 		first, next := k*cfg.Subscribers/procs, (k+1)*cfg.Subscribers/procs
 		wc := workerConfig{
+			Peer:         cfg.Peer,
+			Addrs:        cfg.target.addrs,
+			Hosts:        cfg.target.hosts,
+			Topics:       cfg.Topics,
 			Transport:    cfg.Transport,
 			Addr:         cfg.target.addr,
 			Host:         cfg.target.host,
@@ -42,6 +45,7 @@ func startWorkers(ctx context.Context, cfg Config, procs int, topic, startID str
 			CAPEM:        cfg.caPEM,
 			Insecure:     cfg.Insecure,
 			HTTP2:        cfg.HTTP2,
+			HTTP2OwnConn: cfg.OwnConn,
 			Token:        cfg.Token,
 			ConnectBy:    connectBy,
 			Deadline:     deadline,
@@ -129,6 +133,12 @@ func (ws workers) stop() (workerResult, error) {
 		t.Skipped += r.Skipped
 		t.Gaps += r.Gaps
 		t.Foreign += r.Foreign
+		for i, n := range r.PerServer {
+			if i >= len(t.PerServer) {
+				t.PerServer = append(t.PerServer, make([]int64, i+1-len(t.PerServer))...)
+			}
+			t.PerServer[i] += n
+		}
 		t.ConnectErrors = addCounts(t.ConnectErrors, r.ConnectErrors)
 		t.DisconnectReasons = addCounts(t.DisconnectReasons, r.DisconnectReasons)
 		t.Latency.Merge(r.Latency)
@@ -168,11 +178,7 @@ func describeCounts(m map[string]int64) string {
 	if len(m) == 0 {
 		return "no error reported"
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(a, b int) bool { return m[keys[a]] > m[keys[b]] })
+	keys := byCount(m)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = fmt.Sprintf("%d× %s", m[k], k)
