@@ -53,6 +53,7 @@ type Config struct {
 	Interval    time.Duration `json:"interval_ns"`
 	Publishers  int           `json:"publishers"`
 	Batch       int           `json:"batch"`
+	PublishVia  string        `json:"publish_via,omitempty"`
 	Topic       string        `json:"topic"`
 	Topics      int           `json:"topics"`
 	PID         int           `json:"pid"`
@@ -127,6 +128,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Count, "count", 1, "messages to fan out, one at a time (fanout)")
 	fs.DurationVar(&cfg.Interval, "interval", time.Second, "time between fan-out messages")
 	fs.IntVar(&cfg.Publishers, "publishers", 0, "concurrent publishers with keep-alive connections (0: 8 in publish mode, 2 and one more per 200 msg/s in sustained mode, 1 in fanout mode)")
+	fs.StringVar(&cfg.PublishVia, "publish", publishJSON, "how publishers send to this project: json or form POSTs, or ws (publish frames on a WebSocket per publisher, each waiting for its ack)")
 	fs.IntVar(&cfg.Batch, "batch", 1, "messages per publish request (>1 sends a JSON array; the server's default limit is 100)")
 	fs.StringVar(&cfg.Topic, "topic", "", "topic (default: bench/RANDOM, new each run)")
 	fs.IntVar(&cfg.Topics, "topics", 1, "topics: subscriber i listens to TOPIC/(i mod K), publishes go round the K topics (1: TOPIC itself)")
@@ -243,8 +245,12 @@ func (c *Config) validate() error {
 		return fmt.Errorf("-transport %q: -peer %s offers %s", c.Transport, c.Peer, strings.Join(transports, ", "))
 	}
 	switch {
-	case c.Peer != peerPubsub && (c.Mode == modePublish || c.Batch > 1):
-		return errors.New("-mode publish and -batch measure this project's publish path: -peer pubsub only")
+	case c.Peer != peerPubsub && (c.Mode == modePublish || c.Batch > 1 || c.PublishVia != publishJSON):
+		return errors.New("-mode publish, -batch and -publish measure this project's publish paths: -peer pubsub only")
+	case c.PublishVia != publishJSON && c.PublishVia != publishForm && c.PublishVia != publishWS:
+		return fmt.Errorf("-publish %q: want json, form or ws", c.PublishVia)
+	case c.PublishVia == publishForm && c.Batch > 1:
+		return errors.New("-publish form sends one message a request: -batch needs json or ws")
 	case c.Topics < 1 || c.Topics > 1_000_000:
 		return errors.New("-topics: 1 to 1,000,000")
 	case c.Instances < 1 || c.Instances > 64:

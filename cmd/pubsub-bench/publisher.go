@@ -35,6 +35,11 @@ type publisher struct {
 	subscribers int
 	size        int
 	batch       int
+	// via is how this project's publishes go (-publish): "json" and
+	// "form" POSTs, or "ws" frames on ws, a socket per publisher.
+	via  string
+	ws   *wsPublishers
+	refs atomic.Int64
 
 	acked      atomic.Int64   // messages the server accepted
 	topicAcked []atomic.Int64 // the same, per topic index
@@ -70,7 +75,7 @@ func newPublisher(cfg Config, topic string, conns int) (*publisher, error) {
 	if key == "" {
 		key = cfg.Token
 	}
-	return &publisher{
+	p := &publisher{
 		peer:        cfg.Peer,
 		client:      &http.Client{Timeout: 30 * time.Second, Transport: transport},
 		url:         scheme + cfg.target.addr + cfg.target.path,
@@ -81,11 +86,25 @@ func newPublisher(cfg Config, topic string, conns int) (*publisher, error) {
 		subscribers: cfg.Subscribers,
 		size:        cfg.Size,
 		batch:       cfg.Batch,
+		via:         cfg.PublishVia,
 		topicAcked:  make([]atomic.Int64, cfg.Topics),
-	}, nil
+	}
+	if p.via == publishWS {
+		ws, err := newWSPublishers(p, cfg)
+		if err != nil {
+			return nil, err
+		}
+		p.ws = ws
+	}
+	return p, nil
 }
 
-func (p *publisher) close() { p.client.CloseIdleConnections() }
+func (p *publisher) close() {
+	p.client.CloseIdleConnections()
+	if p.ws != nil {
+		p.ws.close()
+	}
+}
 
 // expected is the deliveries the accepted messages make to live of the
 // run's subscribers: each message goes to the subscribers of its topic,
@@ -142,9 +161,20 @@ func (p *publisher) publishOne(ctx context.Context, topic string, data []byte) (
 		form := url.Values{"topic": {topic}, "data": {string(data)}}
 		return p.post(ctx, p.url, "application/x-www-form-urlencoded", []byte(form.Encode()))
 	}
-	body := append([]byte(`{"topic":`), strconv.Quote(topic)...)
-	body = append(append(append(body, `,"data":`...), data...), '}')
-	return p.post(ctx, p.url, "application/json", body)
+	if p.via == publishForm {
+		form := url.Values{"topic": {topic}, "data": {string(data)}}
+		return p.post(ctx, p.url, "application/x-www-form-urlencoded", []byte(form.Encode()))
+	}
+	body := append(appendTopic([]byte(`{`), topic), data...)
+	return p.post(ctx, p.url, "application/json", append(body, '}'))
+}
+
+// appendTopic appends the "topic" member of one message of this project's
+// JSON and the name of its "data", which the caller appends.
+func appendTopic(b []byte, topic string) []byte {
+	b = append(b, `"topic":`...)
+	b = strconv.AppendQuote(b, topic)
+	return append(b, `,"data":`...)
 }
 
 // marker publishes an unstamped message and returns its ID: subscribers
@@ -214,7 +244,8 @@ func (p *publisher) send(ctx context.Context, pub int, st *pubState) {
 	var err error
 	var sent []int
 	var start time.Time
-	if p.batch > 1 {
+	switch {
+	case p.batch > 1:
 		body := []byte{'['}
 		for i := range p.batch {
 			if i > 0 {
@@ -222,14 +253,23 @@ func (p *publisher) send(ctx context.Context, pub int, st *pubState) {
 			}
 			k, seq := st.take()
 			sent = append(sent, k)
-			body = append(body, `{"topic":`...)
-			body = strconv.AppendQuote(body, topicName(p.topic, k, p.topics))
-			body = append(body, `,"data":`...)
+			body = appendTopic(append(body, '{'), topicName(p.topic, k, p.topics))
 			body = append(p.appendStamp(body, pub, seq), '}')
 		}
+		body = append(body, ']')
 		start = time.Now()
-		_, err = p.post(ctx, p.url, "application/json", append(body, ']'))
-	} else {
+		if p.ws != nil {
+			err = p.ws.publish(ctx, pub, p.refs.Add(1), append([]byte(`"messages":`), body...))
+		} else {
+			_, err = p.post(ctx, p.url, "application/json", body)
+		}
+	case p.ws != nil:
+		k, seq := st.take()
+		sent = append(sent, k)
+		body := p.appendStamp(appendTopic(nil, topicName(p.topic, k, p.topics)), pub, seq)
+		start = time.Now()
+		err = p.ws.publish(ctx, pub, p.refs.Add(1), body)
+	default:
 		k, seq := st.take()
 		sent = append(sent, k)
 		data := p.appendStamp(nil, pub, seq)

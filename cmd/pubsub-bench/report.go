@@ -30,6 +30,7 @@ type Report struct {
 	Sources     int       `json:"sources"`
 	Publishers  int       `json:"publishers"`
 	Batch       int       `json:"batch"`
+	PublishVia  string    `json:"publish_via,omitempty"`
 	Size        int       `json:"size"`
 	Rate        float64   `json:"rate"`
 	Count       int       `json:"count,omitempty"`
@@ -117,6 +118,7 @@ func newReport(cfg Config) *Report {
 		Sources:     cfg.Sources,
 		Publishers:  cfg.Publishers,
 		Batch:       cfg.Batch,
+		PublishVia:  cfg.PublishVia,
 		Size:        cfg.Size,
 		Rate:        cfg.Rate,
 	}
@@ -195,7 +197,7 @@ func (r *Report) WriteTable(w io.Writer) {
 			rate = fmt.Sprintf("%.1f msg/s; ", r.PublishPerSec)
 			perSec = fmt.Sprintf("%.0f deliveries/s over %.1fs", r.DeliveriesPerSec, r.LoadSeconds)
 		}
-		fmt.Fprintf(tw, "published\t%d messages in %d requests, %d failed\t%srequest p50 %s, p99 %s\n", r.Published, r.PublishRequests, r.PublishFailed, rate, msText(r.PublishLatency.P50MS), msText(r.PublishLatency.P99MS))
+		fmt.Fprintf(tw, "published\t%d messages in %d requests %s, %d failed\t%srequest p50 %s, p99 %s\n", r.Published, r.PublishRequests, r.via(), r.PublishFailed, rate, msText(r.PublishLatency.P50MS), msText(r.PublishLatency.P99MS))
 		fmt.Fprintf(tw, "delivered\t%d of %d: lost %d, duplicated %d, gaps %d\t%s\n", r.Delivered, r.Expected, r.Lost, r.Duplicated, r.Gaps, perSec)
 		if len(r.DeliveredPerInstance) > 0 {
 			fmt.Fprintf(tw, "per instance\t%v\n", r.DeliveredPerInstance)
@@ -318,7 +320,7 @@ func (r *Report) markdownRow() string {
 	case modeSustained:
 		load = fmt.Sprintf("%g msg/s × %gs, %d B", r.Rate, r.DurationS, r.Size)
 	case modePublish:
-		load = fmt.Sprintf("%d publishers, batch %d, %gs, %d B", r.Publishers, r.Batch, r.DurationS, r.Size)
+		load = fmt.Sprintf("%d publishers%s, batch %d, %gs, %d B", r.Publishers, r.via(), r.Batch, r.DurationS, r.Size)
 	}
 	dash := func(ok bool, s string) string {
 		if !ok {
@@ -350,4 +352,13 @@ func (r *Report) markdownRow() string {
 		fmt.Sprint(r.Connected - r.Disconnected),
 	}
 	return "| " + strings.Join(cols, " | ") + " |"
+}
+
+// via names how the publishes went when not as JSON POSTs (-publish), as
+// " (form)" or " (ws)"; runs before the flag have none.
+func (r *Report) via() string {
+	if r.PublishVia == "" || r.PublishVia == publishJSON {
+		return ""
+	}
+	return " (" + r.PublishVia + ")"
 }

@@ -19,6 +19,9 @@ func TestTopics(t *testing.T) {
 		{"sustained over sse", []string{"-mode", "sustained", "-rate", "70", "-duration", "1s"}},
 		{"fanout over ws in two processes", []string{"-mode", "fanout", "-transport", "ws", "-count", "7", "-interval", "50ms", "-procs", "2"}},
 		{"batches", []string{"-mode", "sustained", "-rate", "140", "-batch", "5", "-duration", "1s"}},
+		{"form publishes", []string{"-mode", "sustained", "-rate", "70", "-duration", "1s", "-publish", "form"}},
+		{"publish frames on WebSockets", []string{"-mode", "sustained", "-rate", "70", "-duration", "1s", "-publish", "ws", "-publishers", "3"}},
+		{"batches in publish frames", []string{"-mode", "sustained", "-rate", "140", "-batch", "5", "-duration", "1s", "-publish", "ws"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := bench(t, endpoint, append([]string{"-n", "21", "-topics", "7"}, tc.args...)...)
