@@ -169,9 +169,9 @@ type Leaser interface {
 	// instance waiting in AwaitLease.
 	ReleaseLease(ctx context.Context, l Lease) error
 
-	// AwaitLease waits, at most d, until the lease name is released; it
-	// may return earlier, so the caller tries AcquireLease again either
-	// way.
+	// AwaitLease waits, about d at most, until the lease name is
+	// released; it may return earlier, so the caller tries AcquireLease
+	// again either way.
 	AwaitLease(ctx context.Context, name string, d time.Duration) error
 }
 

@@ -188,14 +188,28 @@ func (l *Link) lead(ctx context.Context) {
 		ls.see(lease)
 		if lease.Holder != ls.holder {
 			l.setStatus(StatusFollowing, "")
-			// Wakes at once when the holder releases the lease; else
-			// tries again after a third of the lease.
-			if err := ls.leaser.AwaitLease(ctx, ls.name, ls.renew); err != nil && !l.sleep(ctx, ls.renew) {
+			if !l.awaitRelease(ctx) {
 				return
 			}
 			continue
 		}
 		l.hold(ctx, lease, start.Add(ls.ttl), log)
+	}
+}
+
+// awaitRelease waits until the holder releases the lease, or a third of the
+// lease; it reports false when ctx ended. The wait runs on its own, so
+// that a link closing does not wait for it (a blocked Redis read ignores
+// cancellation): it ends by itself within a third of the lease.
+func (l *Link) awaitRelease(ctx context.Context) bool {
+	ls := &l.lease
+	woke := make(chan error, 1)
+	go func() { woke <- ls.leaser.AwaitLease(ctx, ls.name, ls.renew) }()
+	select {
+	case err := <-woke:
+		return err == nil || l.sleep(ctx, ls.renew)
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -268,6 +282,9 @@ func (l *Link) keep(ctx, term context.Context, lease hub.Lease, deadline time.Ti
 		case <-ctx.Done():
 			return nil
 		case <-term.Done():
+			if ctx.Err() != nil {
+				return nil
+			}
 			return errLeaseFenced
 		case <-changed:
 		case <-expiry.C:

@@ -157,13 +157,13 @@ func (b *Broker) ReleaseLease(ctx context.Context, l hub.Lease) error {
 
 // AwaitLease implements hub.Leaser: it blocks on the wake-up list a
 // release fills (BLPOP), so one waiting instance learns of a release at
-// once.
+// once. BLPOP waits whole seconds: d is rounded down, to one at least.
 func (b *Broker) AwaitLease(ctx context.Context, name string, d time.Duration) error {
 	_, _, wake, err := b.leaseKeys(name)
 	if err != nil {
 		return err
 	}
-	err = b.client.BLPop(ctx, d, wake).Err()
+	err = b.client.BLPop(ctx, max(d.Truncate(time.Second), time.Second), wake).Err()
 	if err == nil || errors.Is(err, goredis.Nil) {
 		return nil
 	}

@@ -14,24 +14,12 @@ import (
 // One instance at a time holds a lease; each acquisition has a greater
 // token; a holder whose lease was taken over can neither renew it nor
 // publish (fencing), also with an idempotency key, while the new holder
-// publishes; a release wakes a waiting instance at once. On one server
-// and on a Redis Cluster, where the lease keys share the stream's slot.
+// publishes; a release wakes a waiting instance at once. On every shape
+// of Redis: on a Cluster the lease keys share the stream's slot.
 func TestLeaseFencing(t *testing.T) {
-	for _, deployment := range []struct {
-		name  string
-		start func(t *testing.T) redis.Config
-	}{
-		{"standalone", func(t *testing.T) redis.Config { return redis.Config{URL: testserver.StartRedis(t).URL} }},
-		{"cluster", func(t *testing.T) redis.Config {
-			return redis.Config{URL: testserver.StartRedisCluster(t, 3).URL, Cluster: true}
-		}},
-	} {
+	for _, deployment := range deployments {
 		t.Run(deployment.name, func(t *testing.T) {
-			cfg := deployment.start(t)
-			cfg.Stream = streamKey()
-			if cfg.Cluster {
-				cfg.Stream = "pubsub:{" + cfg.Stream + "}"
-			}
+			cfg := withStream(deployment.start(t))
 			open := func() *redis.Broker {
 				b, err := redis.New(cfg, hub.Retention{Count: 100})
 				if err != nil {

@@ -262,3 +262,35 @@ func TestLeaseOnAMemoryHub(t *testing.T) {
 		t.Fatalf("got %+v", e)
 	}
 }
+
+// A reload that changes an mqtt block on a Redis hub, with the same
+// client_id, hands the link over in this process: the old link releases
+// its lease and the new one takes it at once, well before the lease (the
+// default 10 s) would expire.
+func TestReloadHandsTheLeaseOver(t *testing.T) {
+	b := mqtttest.Mosquitto(t, testserver.NeedBinary(t, "mosquitto"), mqtttest.Options{})
+	srv := testserver.StartRedis(t)
+	block := func(prefix string) string {
+		return withRedis(mqttBlock(b.URL(), "it-reload-lease", "subscribe a/# 1", "prefix "+prefix), srv.URL)
+	}
+	s, ep, logs := startSite(t, block("old/"))
+	logs.wait(t, "mqtt link lease acquired: this instance connects", 1)
+	sse := testserver.Subscribe(t, nil, ep+"?topic=%23&format=json", nil)
+
+	reloaded := time.Now()
+	s.Load(block("new/"))
+	logs.wait(t, "mqtt link lease released", 1)
+	logs.wait(t, "mqtt link lease acquired: this instance connects", 2)
+	took := time.Since(reloaded)
+	t.Logf("lease handed over %s after the reload began", took.Round(time.Millisecond))
+	if took >= 5*time.Second {
+		t.Errorf("handover took %s: the lease expired rather than being released", took)
+	}
+	b.Publish("a/1", []byte("after"), 1, false)
+	if e := envelope(t, sse); e.Topic != "new/a/1" || e.Data != "after" {
+		t.Fatalf("got %+v, want after on new/a/1", e)
+	}
+	if n := logs.count(t, "mqtt link lease lost: disconnected"); n != 0 {
+		t.Errorf("%d leases lost in a reload", n)
+	}
+}

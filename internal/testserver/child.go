@@ -19,7 +19,7 @@ import (
 type Child struct {
 	Base  string // http://127.0.0.1:PORT of the site
 	Admin string // http://127.0.0.1:PORT of the admin endpoint
-	out   lockedBuffer
+	out   LockedBuffer
 	cmd   *exec.Cmd
 	done  chan struct{}
 }
@@ -97,20 +97,20 @@ func (c *Child) Kill() {
 	<-c.done
 }
 
-// lockedBuffer is a buffer the child's output goroutines write to while
-// the test reads it.
-type lockedBuffer struct {
+// LockedBuffer collects a child process's output, which exec's copier
+// goroutines write while the test reads it.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
