@@ -205,7 +205,7 @@ func (c *HubConfig) parseMQTT(d *caddyfile.Dispenser, args []string) error {
 			if err := mqtt.ValidateLease(lease); err != nil {
 				return d.Errf("mqtt: %v", err)
 			}
-			cfg.Lease = lease
+			cfg.Lease = mqtt.Duration(lease)
 		case "prefix":
 			if err := mqtt.ValidatePrefix(args[0]); err != nil {
 				return d.Errf("mqtt: %v", err)

@@ -40,9 +40,9 @@ type Config struct {
 	// renewing it, when the hub's broker is shared between instances
 	// (redis): one instance at a time holds the link and connects; it
 	// renews the lease every third of it, and when it stops (or cannot
-	// renew) another takes over within about twice the lease. In JSON, a
-	// number of nanoseconds. Default: DefaultLease; MinLease to MaxLease.
-	Lease time.Duration `json:"lease,omitempty"`
+	// renew) another takes over within about twice the lease. Default:
+	// DefaultLease; MinLease to MaxLease.
+	Lease Duration `json:"lease,omitempty"`
 
 	// Username and Password log in to the broker. Both may be placeholders
 	// such as {env.MQTT_PASS}, resolved when the config loads. The password
@@ -181,6 +181,32 @@ func ValidateQoS(qos int) error {
 	return nil
 }
 
+// Duration is a time.Duration that JSON holds as a string in Go's
+// notation ("10s"), as Caddy's durations, or as a number of nanoseconds.
+type Duration time.Duration
+
+// MarshalJSON writes d as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a string or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err := json.Unmarshal(b, &n); err != nil {
+			return errors.New("a duration is a string such as \"10s\" or a number of nanoseconds")
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
 // ValidateLease checks a lease duration; 0 stands for DefaultLease.
 func ValidateLease(d time.Duration) error {
 	if d != 0 && (d < MinLease || d > MaxLease) {
@@ -217,7 +243,7 @@ func (c *Config) Validate() error {
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, errors.New("password without username"))
 	}
-	if err := ValidateLease(c.Lease); err != nil {
+	if err := ValidateLease(time.Duration(c.Lease)); err != nil {
 		errs = append(errs, err)
 	}
 	if len(c.Subscribe) == 0 {

@@ -102,8 +102,8 @@ func TestConfigValidate(t *testing.T) {
 		"cert without key": {edit: func(c *Config) { c.TLS = &TLS{Cert: "c.pem"} }, err: "cert and its key"},
 		"long client id":   {edit: func(c *Config) { c.ClientID = strings.Repeat("x", 300) }, err: "client_id"},
 		"reserved prefix":  {edit: func(c *Config) { c.Prefix = "$pubsub/" }, err: "prefix"},
-		"short lease":      {edit: func(c *Config) { c.Lease = time.Second }, err: "lease 1s"},
-		"long lease":       {edit: func(c *Config) { c.Lease = time.Hour }, err: "lease 1h"},
+		"short lease":      {edit: func(c *Config) { c.Lease = Duration(time.Second) }, err: "lease 1s"},
+		"long lease":       {edit: func(c *Config) { c.Lease = Duration(time.Hour) }, err: "lease 1h"},
 	} {
 		c := good()
 		tc.edit(&c)
@@ -152,6 +152,18 @@ func TestSubscriptionJSONDefaults(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"filter":"a","qso":1}`), new(Subscription)); err == nil {
 		t.Error("a subscription with an unknown field decoded")
+	}
+	for raw, want := range map[string]time.Duration{`{"lease":"15s"}`: 15 * time.Second, `{"lease":3000000000}`: 3 * time.Second} {
+		var c Config
+		if err := json.Unmarshal([]byte(raw), &c); err != nil || time.Duration(c.Lease) != want {
+			t.Errorf("%s: lease %s, %v; want %s", raw, time.Duration(c.Lease), err, want)
+		}
+	}
+	if err := json.Unmarshal([]byte(`{"lease":"soon"}`), new(Config)); err == nil {
+		t.Error("a lease that is no duration decoded")
+	}
+	if b, _ := json.Marshal(Config{Lease: Duration(10 * time.Second)}); !strings.Contains(string(b), `"lease":"10s"`) {
+		t.Errorf("marshalled %s, want the lease as a string", b)
 	}
 }
 

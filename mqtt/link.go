@@ -184,7 +184,7 @@ func New(cfg Config, target Target, opts Options) (*Link, error) {
 	}
 	l.log = l.log.With(zap.String("broker", redact(cfg.URL)), zap.String("client_id", l.clientID))
 	l.session = u.Host + " " + l.clientID
-	l.lease.init(l.session, cfg.Lease, opts.Leaser)
+	l.lease.init(l.session, time.Duration(cfg.Lease), opts.Leaser)
 	return l, nil
 }
 
