@@ -294,3 +294,31 @@ func TestReloadHandsTheLeaseOver(t *testing.T) {
 		t.Errorf("%d leases lost in a reload", n)
 	}
 }
+
+// A holder that cannot renew its lease (Redis stops answering) disconnects
+// from the MQTT broker when the lease ends, not later: another instance
+// may hold the link by then. When Redis answers again, it takes the lease
+// again and the messages published meanwhile arrive from the session.
+func TestHolderCutOffFromRedisDisconnects(t *testing.T) {
+	b := mqtttest.Mosquitto(t, testserver.NeedBinary(t, "mosquitto"), mqtttest.Options{})
+	srv := testserver.StartRedis(t)
+	_, ep, logs := startSite(t, withRedis(leaseBlock(b.URL()), srv.URL))
+	logs.wait(t, "mqtt link lease acquired: this instance connects", 1)
+	sse := testserver.Subscribe(t, nil, ep+"?topic=mqtt/%23&format=json", nil)
+
+	paused := time.Now()
+	srv.Pause()
+	e := logs.wait(t, "mqtt link lease lost: disconnected", 1)
+	took := time.Since(paused)
+	t.Logf("disconnected %s after Redis stopped answering (lease %s): %v", took.Round(time.Millisecond), leaseTTL, e["error"])
+	if took > leaseTTL+time.Second {
+		t.Errorf("disconnected %s after Redis stopped answering, lease %s", took, leaseTTL)
+	}
+	logs.wait(t, "mqtt disconnected", 1)
+	b.Publish("sensors/t", []byte("while cut off"), 1, false)
+	srv.Resume()
+	logs.wait(t, "mqtt link lease acquired: this instance connects", 2)
+	if e := envelope(t, sse); e.Data != "while cut off" {
+		t.Fatalf("got %+v", e)
+	}
+}
