@@ -26,6 +26,7 @@ func leaseBlock(url string) string {
 // linkLease is an MQTT link in GET /pubsub/stats.
 type linkLease struct {
 	Status      string  `json:"status"`
+	LastError   string  `json:"last_error"`
 	Redelivered *uint64 `json:"redelivered"`
 	Lease       *struct {
 		Shared   bool      `json:"shared"`
@@ -320,5 +321,53 @@ func TestHolderCutOffFromRedisDisconnects(t *testing.T) {
 	logs.wait(t, "mqtt link lease acquired: this instance connects", 2)
 	if e := envelope(t, sse); e.Data != "while cut off" {
 		t.Fatalf("got %+v", e)
+	}
+}
+
+// A holder paused past its lease (SIGSTOP, as a long GC pause or a frozen
+// VM) loses the link to the other instance, which resumes the session:
+// the QoS 1 messages the broker had sent to the paused holder come again
+// (DUP) to the new one, and every message arrives once. Woken up, the old
+// holder finds its lease ended by its own clock and disconnects; a
+// publish of its that raced that check would carry its old fencing token,
+// which Redis refuses (TestLeaseFencing in broker/redis).
+func TestPausedHolderLosesTheLink(t *testing.T) {
+	b := mqtttest.Mosquitto(t, testserver.NeedBinary(t, "mosquitto"), mqtttest.Options{})
+	srv := testserver.StartRedis(t)
+	bin := testserver.BuildCaddy(t)
+	site := withRedis(leaseBlock(b.URL()), srv.URL)
+	cs := []*testserver.Child{testserver.StartChild(t, bin, "", site), testserver.StartChild(t, bin, "", site)}
+	holder, _ := awaitHolder(t, cs, 2*testserver.Wait)
+	other := cs[0]
+	if other == holder {
+		other = cs[1]
+	}
+	sub := testserver.Subscribe(t, nil, other.Base+"/events?topic=mqtt/%23", nil)
+
+	holder.Pause()
+	for i := range 5 {
+		b.Publish("sensors/t", fmt.Appendf(nil, "paused-%d", i), 1, false)
+	}
+	if _, took := awaitHolder(t, []*testserver.Child{other}, 3*leaseTTL); took > 2*leaseTTL {
+		t.Errorf("takeover from a paused holder took %s", took)
+	}
+	holder.Resume()
+	// The old holder's lease state moves once it has noticed; by then
+	// anything it read from its socket was tried.
+	testserver.Eventually(t, "the old holder counts its lease lost", func() bool {
+		l := mqttLink(t, holder)
+		return l.Lease.Lost == 1 && !l.Lease.Holding
+	})
+	b.Publish("sensors/t", []byte("marker"), 1, false)
+	got := collect(t, []*testserver.SSEStream{sub}, "marker")[0]
+	for i := range 5 {
+		if n := got[fmt.Sprintf("paused-%d", i)]; n != 1 {
+			t.Errorf("paused-%d arrived %d times, want once; all: %v", i, n, got)
+		}
+	}
+	old, next := mqttLink(t, holder), mqttLink(t, other)
+	t.Logf("new holder: redelivered %d; old holder: status %s, lost its lease: %s", *next.Redelivered, old.Status, old.LastError)
+	if *next.Redelivered == 0 {
+		t.Errorf("the broker sent the new holder nothing again: the paused holder had no messages in flight")
 	}
 }

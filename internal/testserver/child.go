@@ -97,6 +97,13 @@ func (c *Child) Kill() {
 	<-c.done
 }
 
+// Pause stops the child (SIGSTOP) as a long GC pause or a frozen VM
+// would: its sockets stay open, nothing runs. Resume lets it go on.
+func (c *Child) Pause() { _ = c.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused child (SIGCONT).
+func (c *Child) Resume() { _ = c.cmd.Process.Signal(syscall.SIGCONT) }
+
 // LockedBuffer collects a child process's output, which exec's copier
 // goroutines write while the test reads it.
 type LockedBuffer struct {
