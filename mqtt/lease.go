@@ -40,6 +40,9 @@ type LeaseState struct {
 	// and the link is held by lease; false: this instance is alone and
 	// holds the link while it runs.
 	Shared bool `json:"shared"`
+	// Name is the lease's name, the same on every instance: "mqtt-" and
+	// a hash of the broker's address and the client ID.
+	Name string `json:"name,omitempty"`
 	// Holding is true while this instance holds the link (is the one
 	// that connects).
 	Holding bool `json:"holding"`
@@ -124,7 +127,7 @@ func (ls *leasing) state(running bool) LeaseState {
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	st := LeaseState{Shared: true, Holding: ls.held, Holder: ls.seen.Holder, Token: ls.seen.Token,
+	st := LeaseState{Shared: true, Name: ls.name, Holding: ls.held, Holder: ls.seen.Holder, Token: ls.seen.Token,
 		Expires: ls.seen.Expires, Acquired: ls.acquired.Load(), Lost: ls.lost.Load()}
 	if !st.Expires.IsZero() && time.Now().After(st.Expires) && !ls.held {
 		st.Holder, st.Token, st.Expires = "", 0, time.Time{}
