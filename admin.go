@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
+	"github.com/caddy-pubsub/caddy-pubsub/mqtt"
 )
 
 func init() {
@@ -99,6 +100,10 @@ type (
 		Reconnects uint64    `json:"reconnects"`
 		Losses     uint64    `json:"losses"`
 		LastError  string    `json:"last_error,omitempty"`
+		// MQTT links only: messages received again (DUP) and who holds
+		// the link.
+		Redelivered *uint64          `json:"redelivered,omitempty"`
+		Lease       *mqtt.LeaseState `json:"lease,omitempty"`
 	}
 )
 
@@ -176,7 +181,11 @@ func hubStats(ctx context.Context, v hubView) statsHub {
 		cancel()
 	}
 	for i, l := range v.links {
-		out.Links[i] = statsLink(l)
+		out.Links[i] = statsLink{Kind: l.Kind, Name: l.Name, Status: l.Status, Up: l.Up, Since: l.Since,
+			Reconnects: l.Reconnects, Losses: l.Losses, LastError: l.LastError}
+		if l.mqtt != nil {
+			out.Links[i].Redelivered, out.Links[i].Lease = &l.mqtt.Redelivered, &l.mqtt.Lease
+		}
 	}
 	return out
 }

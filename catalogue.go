@@ -52,12 +52,17 @@ func (c *catalogue) list() []hubView {
 	for _, oh := range c.hubs {
 		v := hubView{name: oh.name, hub: oh.hub, broker: oh.broker}
 		if st, ok := oh.hub.BrokerLink(); ok {
-			v.links = append(v.links, st)
+			v.links = append(v.links, linkView{LinkState: st})
 		}
 		for _, l := range oh.links {
-			v.links = append(v.links, l.LinkState())
+			lv := linkView{LinkState: l.LinkState()}
+			if m, ok := l.(mqttLinkState); ok {
+				st := m.link.State()
+				lv.mqtt = &st
+			}
+			v.links = append(v.links, lv)
 		}
-		slices.SortFunc(v.links, func(a, b hub.LinkState) int { return cmp.Compare(a.Kind+a.Name, b.Kind+b.Name) })
+		slices.SortFunc(v.links, func(a, b linkView) int { return cmp.Compare(a.Kind+a.Name, b.Kind+b.Name) })
 		out = append(out, v)
 	}
 	slices.SortFunc(out, func(a, b hubView) int { return cmp.Compare(a.name, b.name) })
@@ -69,7 +74,14 @@ type hubView struct {
 	name   string
 	hub    *hub.Hub
 	broker string
-	links  []hub.LinkState
+	links  []linkView
+}
+
+// linkView is a link's state with, for an MQTT link, its own state (who
+// holds it, what it received).
+type linkView struct {
+	hub.LinkState
+	mqtt *mqtt.State
 }
 
 // mqttLinkState shows an MQTT link as a hub.LinkReporter.

@@ -365,7 +365,7 @@ func (a *App) provisionHub(ctx caddy.Context, name string, c HubConfig, logger *
 			return provisionedHub{}, err
 		}
 	}
-	p.mqttKeys, err = a.provisionMQTT(c.MQTT, hb, c.MaxMessageSize, logger)
+	p.mqttKeys, err = a.provisionMQTT(name, c.MQTT, hb, c.MaxMessageSize, logger)
 	if err != nil {
 		p.release()
 		return provisionedHub{}, err

@@ -62,6 +62,12 @@ var (
 		"Connections the link made after its first.", []string{"hub", "kind", "link"}, nil)
 	descLinkLosses = prometheus.NewDesc("caddy_pubsub_link_losses_total",
 		"Times the server was found to have lost messages it had acknowledged (a failover, a restart without persistence); clients were told with a gap.", []string{"hub", "kind", "link"}, nil)
+	descMQTTLeader = prometheus.NewDesc("caddy_pubsub_mqtt_link_leader",
+		"1 while this instance holds the MQTT link (the one instance sharing the hub that connects upstream), else 0.", []string{"hub", "link"}, nil)
+	descMQTTAcquired = prometheus.NewDesc("caddy_pubsub_mqtt_lease_acquisitions_total",
+		"Times this instance took the MQTT link's lease (hubs on a shared broker).", []string{"hub", "link"}, nil)
+	descMQTTLost = prometheus.NewDesc("caddy_pubsub_mqtt_lease_losses_total",
+		"Times this instance lost the MQTT link's lease without releasing it: not renewed in time, taken over, a publish refused for its fencing token.", []string{"hub", "link"}, nil)
 )
 
 // transports are always reported, so their series exist at zero.
@@ -88,7 +94,8 @@ func newCollector(cat *catalogue) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSubscribers, descPublished, descDelivered, descDropped, descSlow,
-		descHistory, descPresenceDropped, descRefused, descLinkUp, descLinkReconnects, descLinkLosses} {
+		descHistory, descPresenceDropped, descRefused, descLinkUp, descLinkReconnects, descLinkLosses,
+		descMQTTLeader, descMQTTAcquired, descMQTTLost} {
 		ch <- d
 	}
 	c.publish.Describe(ch)
@@ -130,6 +137,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descLinkUp, up, v.name, l.Kind, l.Name)
 			counter(descLinkReconnects, l.Reconnects, v.name, l.Kind, l.Name)
 			counter(descLinkLosses, l.Losses, v.name, l.Kind, l.Name)
+			if l.mqtt != nil {
+				leader := 0.0
+				if l.mqtt.Lease.Holding {
+					leader = 1
+				}
+				gauge(descMQTTLeader, leader, v.name, l.Name)
+				counter(descMQTTAcquired, l.mqtt.Lease.Acquired, v.name, l.Name)
+				counter(descMQTTLost, l.mqtt.Lease.Lost, v.name, l.Name)
+			}
 		}
 	}
 	c.publish.Collect(ch)

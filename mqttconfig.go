@@ -79,7 +79,7 @@ func (a *App) startMQTT() {
 // provisionMQTT resolves the placeholders of each mqtt block of a hub and
 // takes its link from the pool, returning the links' pool keys. It opens no
 // connection.
-func (a *App) provisionMQTT(blocks []*mqtt.Config, hb *hub.Hub, maxSize int64, logger *zap.Logger) ([]string, error) {
+func (a *App) provisionMQTT(hubName string, blocks []*mqtt.Config, hb *hub.Hub, maxSize int64, logger *zap.Logger) ([]string, error) {
 	var keys []string
 	release := func() {
 		for _, key := range keys {
@@ -114,7 +114,11 @@ func (a *App) provisionMQTT(blocks []*mqtt.Config, hb *hub.Hub, maxSize int64, l
 		}
 		key := linkKey(raw, hb, maxSize, cfg.TLS)
 		err = a.mqttLink(key, func() (*mqtt.Link, error) {
-			return mqtt.New(cfg, hb, mqtt.Options{MaxMessageSize: maxSize, Logger: logger})
+			opts := mqtt.Options{MaxMessageSize: maxSize, Logger: logger, Hub: hubName}
+			if leaser, ok := hb.Leaser(); ok {
+				opts.Leaser = leaser
+			}
+			return mqtt.New(cfg, hb, opts)
 		})
 		if err != nil {
 			release()
@@ -153,6 +157,7 @@ func linkKey(block []byte, hb *hub.Hub, maxSize int64, t *mqtt.TLS) string {
 //		tls_server_name <name>
 //		subscribe       <filter> [<qos>]
 //		prefix          <hub topic prefix>
+//		lease           <duration>
 //	}
 func (c *HubConfig) parseMQTT(d *caddyfile.Dispenser, args []string) error {
 	if len(args) != 1 {
@@ -192,6 +197,15 @@ func (c *HubConfig) parseMQTT(d *caddyfile.Dispenser, args []string) error {
 			cfg.Username = args[0]
 		case "password":
 			cfg.Password = args[0]
+		case "lease":
+			lease, err := caddy.ParseDuration(args[0])
+			if err != nil {
+				return d.Errf("mqtt: lease: %v", err)
+			}
+			if err := mqtt.ValidateLease(lease); err != nil {
+				return d.Errf("mqtt: %v", err)
+			}
+			cfg.Lease = mqtt.Duration(lease)
 		case "prefix":
 			if err := mqtt.ValidatePrefix(args[0]); err != nil {
 				return d.Errf("mqtt: %v", err)

@@ -141,3 +141,72 @@ type LossReporter interface {
 	// clients resume from their last IDs and learn of it with a gap.
 	OnLoss(lost func())
 }
+
+// ErrFenced is returned (wrapped) by a broker that refuses a publish made
+// under a lease (WithFence) that another holder has acquired since: the
+// publisher is no longer the holder and must stop.
+var ErrFenced = errors.New("lease taken by another holder: publish refused")
+
+// Leaser is implemented by brokers shared between instances, to elect one
+// of them to hold a named duty (an upstream MQTT link) at a time. A lease
+// is held for a time to live and renewed by its holder; each acquisition
+// gets a fencing token greater than every earlier one of that name, and a
+// publish carrying a token (WithFence) is refused with ErrFenced once a
+// newer token was handed out, so a holder that was paused past its lease
+// cannot publish after another took over. A hub on a broker that is not a
+// Leaser has one instance, which always holds its leases.
+type Leaser interface {
+	// AcquireLease takes the lease name for holder for ttl when nobody
+	// holds it. It returns the lease as it stands after the attempt:
+	// Holder is holder when the lease is now this holder's.
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (Lease, error)
+
+	// RenewLease extends the lease l for ttl from now; it reports false
+	// when l is no longer held (it expired, another holder took it).
+	RenewLease(ctx context.Context, l Lease, ttl time.Duration) (bool, error)
+
+	// ReleaseLease gives l up at once, if it is still held, and wakes one
+	// instance waiting in AwaitLease.
+	ReleaseLease(ctx context.Context, l Lease) error
+
+	// AwaitLease waits, about d at most, until the lease name is
+	// released; it may return earlier, so the caller tries AcquireLease
+	// again either way.
+	AwaitLease(ctx context.Context, name string, d time.Duration) error
+}
+
+// Lease is a lease as a Leaser reports it.
+type Lease struct {
+	Name    string
+	Holder  string    // the holder's instance ID; "" when none holds it
+	Token   uint64    // the fencing token of the holder's acquisition
+	Expires time.Time // when it ends unless renewed, as seen from here
+}
+
+// Fence is what a publish under a lease carries: the lease's name and the
+// token of the acquisition the publisher holds.
+type Fence struct {
+	Lease string
+	Token uint64
+}
+
+type fenceKey struct{}
+
+// WithFence returns ctx carrying f: a Leaser refuses a publish made with
+// it (ErrFenced) once the lease f names was acquired again. Brokers that
+// are not Leasers ignore it.
+func WithFence(ctx context.Context, f Fence) context.Context {
+	return context.WithValue(ctx, fenceKey{}, f)
+}
+
+// FenceFrom returns the fence that WithFence put in ctx, if any.
+func FenceFrom(ctx context.Context) (Fence, bool) {
+	f, ok := ctx.Value(fenceKey{}).(Fence)
+	return f, ok
+}
+
+// Leaser returns the hub's broker as a Leaser, when it is one.
+func (h *Hub) Leaser() (Leaser, bool) {
+	l, ok := h.broker.(Leaser)
+	return l, ok
+}

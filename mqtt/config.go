@@ -2,14 +2,17 @@ package mqtt
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
+	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/caddy-pubsub/caddy-pubsub/clienttls"
@@ -27,9 +30,19 @@ type Config struct {
 
 	// ClientID identifies the session at the broker. It must be fixed (the
 	// session, with the QoS 1 messages queued while Caddy was away, is kept
-	// under it) and unique per Caddy instance (a broker disconnects the
-	// older of two connections with one ID). Default: caddy-pubsub-HOSTNAME.
+	// under it) and shared by the instances that may hold the link (one at
+	// a time connects, see Lease), so that the instance that takes the link
+	// over resumes the session. Default: DefaultClientID, derived from the
+	// hub's name, the URL and the subscriptions.
 	ClientID string `json:"client_id,omitempty"`
+
+	// Lease is how long the instance holding the link keeps it without
+	// renewing it, when the hub's broker is shared between instances
+	// (redis): one instance at a time holds the link and connects; it
+	// renews the lease every third of it, and when it stops (or cannot
+	// renew) another takes over within about twice the lease. Default:
+	// DefaultLease; MinLease to MaxLease.
+	Lease Duration `json:"lease,omitempty"`
 
 	// Username and Password log in to the broker. Both may be placeholders
 	// such as {env.MQTT_PASS}, resolved when the config loads. The password
@@ -168,6 +181,40 @@ func ValidateQoS(qos int) error {
 	return nil
 }
 
+// Duration is a time.Duration that JSON holds as a string in Go's
+// notation ("10s"), as Caddy's durations, or as a number of nanoseconds.
+type Duration time.Duration
+
+// MarshalJSON writes d as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a string or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err := json.Unmarshal(b, &n); err != nil {
+			return errors.New("a duration is a string such as \"10s\" or a number of nanoseconds")
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ValidateLease checks a lease duration; 0 stands for DefaultLease.
+func ValidateLease(d time.Duration) error {
+	if d != 0 && (d < MinLease || d > MaxLease) {
+		return fmt.Errorf("lease %s: use %s to %s", d, MinLease, MaxLease)
+	}
+	return nil
+}
+
 // ValidatePrefix checks a hub topic prefix: it must make valid hub topics
 // and must not reach into the hub's own $ topics.
 func ValidatePrefix(prefix string) error {
@@ -196,6 +243,9 @@ func (c *Config) Validate() error {
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, errors.New("password without username"))
 	}
+	if err := ValidateLease(time.Duration(c.Lease)); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.Subscribe) == 0 {
 		errs = append(errs, errors.New("no subscribe: add at least one `subscribe FILTER [QOS]`"))
 	}
@@ -219,14 +269,33 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// DefaultClientID is the client ID of a link that names none:
-// caddy-pubsub-HOSTNAME, fixed across restarts and distinct per machine.
-func DefaultClientID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "localhost"
+// Bounds of Config.Lease.
+const (
+	DefaultLease = 10 * time.Second
+	MinLease     = 2 * time.Second
+	MaxLease     = 5 * time.Minute
+)
+
+// DefaultClientID is the client ID of a link of hub hubName that names
+// none: "caddypubsub" and 12 hex digits of a hash of the hub's name, the
+// broker URL and the subscriptions (in any order). Every instance running
+// the same mqtt block for the same hub derives the same ID, so the
+// instance that takes the link over resumes the session; another hub, or
+// other subscriptions, get another session. 23 letters and digits, what
+// MQTT 3.1.1 requires every broker to accept.
+func DefaultClientID(hubName string, c Config) string {
+	u := c.URL
+	if parsed, err := ParseURL(c.URL); err == nil {
+		u = parsed.String()
 	}
-	return "caddy-pubsub-" + host
+	subs := make([]string, 0, len(c.Subscribe))
+	for _, s := range c.Subscribe {
+		subs = append(subs, fmt.Sprintf("%s\x00%d", s.Filter, s.QoS))
+	}
+	slices.Sort(subs)
+	subs = slices.Compact(subs)
+	sum := sha256.Sum256([]byte(hubName + "\x00" + u + "\x00" + strings.Join(subs, "\x00")))
+	return "caddypubsub" + hex.EncodeToString(sum[:6])
 }
 
 // tlsConfig builds the client TLS config for u, reading the files named in

@@ -2,8 +2,10 @@ package mqtt
 
 import (
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseURL(t *testing.T) {
@@ -100,6 +102,8 @@ func TestConfigValidate(t *testing.T) {
 		"cert without key": {edit: func(c *Config) { c.TLS = &TLS{Cert: "c.pem"} }, err: "cert and its key"},
 		"long client id":   {edit: func(c *Config) { c.ClientID = strings.Repeat("x", 300) }, err: "client_id"},
 		"reserved prefix":  {edit: func(c *Config) { c.Prefix = "$pubsub/" }, err: "prefix"},
+		"short lease":      {edit: func(c *Config) { c.Lease = Duration(time.Second) }, err: "lease 1s"},
+		"long lease":       {edit: func(c *Config) { c.Lease = Duration(time.Hour) }, err: "lease 1h"},
 	} {
 		c := good()
 		tc.edit(&c)
@@ -148,5 +152,49 @@ func TestSubscriptionJSONDefaults(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"filter":"a","qso":1}`), new(Subscription)); err == nil {
 		t.Error("a subscription with an unknown field decoded")
+	}
+	for raw, want := range map[string]time.Duration{`{"lease":"15s"}`: 15 * time.Second, `{"lease":3000000000}`: 3 * time.Second} {
+		var c Config
+		if err := json.Unmarshal([]byte(raw), &c); err != nil || time.Duration(c.Lease) != want {
+			t.Errorf("%s: lease %s, %v; want %s", raw, time.Duration(c.Lease), err, want)
+		}
+	}
+	if err := json.Unmarshal([]byte(`{"lease":"soon"}`), new(Config)); err == nil {
+		t.Error("a lease that is no duration decoded")
+	}
+	if b, _ := json.Marshal(Config{Lease: Duration(10 * time.Second)}); !strings.Contains(string(b), `"lease":"10s"`) {
+		t.Errorf("marshalled %s, want the lease as a string", b)
+	}
+}
+
+// The default client ID is the same for the same hub, broker and
+// subscriptions (in any order, the port implied or not), on any machine,
+// and differs for another hub, broker or subscription; it is within what
+// MQTT 3.1.1 requires every broker to accept.
+func TestDefaultClientIDPerLink(t *testing.T) {
+	cfg := func(url string, subs ...Subscription) Config { return Config{URL: url, Subscribe: subs} }
+	a, b := Subscription{Filter: "a/#", QoS: 1}, Subscription{Filter: "b", QoS: 0}
+	base := DefaultClientID("events", cfg("tcp://broker", a, b))
+	if !regexp.MustCompile(`^[0-9a-zA-Z]{1,23}$`).MatchString(base) {
+		t.Errorf("client ID %q: not 1 to 23 letters and digits", base)
+	}
+	for name, same := range map[string]string{
+		"order":        DefaultClientID("events", cfg("tcp://broker", b, a)),
+		"default port": DefaultClientID("events", cfg("tcp://broker:1883", a, b)),
+		"prefix":       DefaultClientID("events", Config{URL: "tcp://broker", Subscribe: []Subscription{a, b}, Prefix: "x/"}),
+	} {
+		if same != base {
+			t.Errorf("%s: %q, want %q", name, same, base)
+		}
+	}
+	for name, other := range map[string]string{
+		"hub":    DefaultClientID("other", cfg("tcp://broker", a, b)),
+		"broker": DefaultClientID("events", cfg("tcp://broker2", a, b)),
+		"qos":    DefaultClientID("events", cfg("tcp://broker", a, Subscription{Filter: "b", QoS: 1})),
+		"filter": DefaultClientID("events", cfg("tcp://broker", a)),
+	} {
+		if other == base {
+			t.Errorf("%s: same client ID %q", name, base)
+		}
 	}
 }

@@ -34,6 +34,9 @@ type connection struct {
 	// in the queue, is down to none.
 	refusing atomic.Bool
 	pending  atomic.Int64
+	// token is the fencing token of the lease the link held when it
+	// connected (0: no lease): its messages are published under it.
+	token uint64
 }
 
 // lose reports err as the reason the connection is lost, unless one is
@@ -49,9 +52,9 @@ func (c *connection) lose(err error) {
 // (clean session off): the broker keeps the subscriptions and queues QoS 1
 // and 2 messages while the link is away, and sends them on reconnect, as
 // it sends again those the link received but did not acknowledge.
-func (l *Link) connect(ctx context.Context) (*connection, error) {
+func (l *Link) connect(ctx context.Context, token uint64) (*connection, error) {
 	connCtx, cancel := context.WithCancel(context.Background())
-	c := &connection{lost: make(chan error, 1), ctx: connCtx, cancel: cancel}
+	c := &connection{lost: make(chan error, 1), ctx: connCtx, cancel: cancel, token: token}
 	o := paho.NewClientOptions().
 		AddBroker(l.url.String()).
 		SetClientID(l.clientID).

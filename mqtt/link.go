@@ -22,6 +22,7 @@ import (
 // Target is where a link publishes: a *hub.Hub.
 type Target interface {
 	Publish(ctx context.Context, msgs ...hub.Message) ([]string, error)
+	PublishOnce(ctx context.Context, key string, msgs ...hub.Message) ([]string, error)
 }
 
 // Options are a link's settings that come from its surroundings rather
@@ -42,6 +43,14 @@ type Options struct {
 	// DefaultQueueBytes.
 	Queue      int
 	QueueBytes int64
+	// Hub is the name of the hub the link publishes into, part of the
+	// default client ID.
+	Hub string
+	// Leaser, when set, is the hub's broker shared with other instances:
+	// the link connects only while it holds its lease there, and its
+	// publishes carry the lease's fencing token. Nil: this instance is
+	// alone and always holds the link.
+	Leaser hub.Leaser
 }
 
 // Timings of the MQTT connection.
@@ -70,6 +79,7 @@ const (
 	StatusConnected    Status = "connected"    // subscribed and receiving
 	StatusReconnecting Status = "reconnecting" // lost the broker, trying again
 	StatusStandby      Status = "standby"      // a newer link with the same client ID holds the session
+	StatusFollowing    Status = "following"    // another instance holds the link's lease
 	StatusClosed       Status = "closed"
 )
 
@@ -82,6 +92,11 @@ type State struct {
 	Received  uint64    `json:"received"`             // MQTT messages received, a message sent again counted again
 	Published uint64    `json:"published"`            // of those, published into the hub
 	Dropped   uint64    `json:"dropped"`              // of those, dropped (see the logs)
+	// Redelivered counts the messages received with the DUP flag: sent
+	// again by the broker after a reconnect or a takeover, possibly
+	// stored already (see onceKey).
+	Redelivered uint64     `json:"redelivered"`
+	Lease       LeaseState `json:"lease"`
 }
 
 // Link is one upstream MQTT subscription. New prepares it without any
@@ -99,20 +114,22 @@ type Link struct {
 	// of the started links sharing one, only the newest connects.
 	session string
 
-	received, published, dropped, connects atomic.Uint64
-	warnings                               [dropKinds]warnLimiter
-	retryWarn                              warnLimiter
+	received, published, dropped, connects, redelivered atomic.Uint64
+	warnings                                            [dropKinds]warnLimiter
+	retryWarn                                           warnLimiter
+
+	lease leasing // who holds the link (lease.go)
 
 	queue     *queue        // received messages, for the store loop
 	done      chan struct{} // closed when run returns
 	storeDone chan struct{} // closed when the store loop returns
-	wake      chan struct{} // standby changed
 
 	mu      sync.Mutex
 	status  Status
 	since   time.Time
 	lastErr string
 	standby bool
+	changed chan struct{} // closed and replaced when standby changes
 	started bool
 	closed  bool
 	cancel  context.CancelFunc
@@ -155,18 +172,19 @@ func New(cfg Config, target Target, opts Options) (*Link, error) {
 		queue:     newQueue(opts.Queue, opts.QueueBytes),
 		done:      make(chan struct{}),
 		storeDone: make(chan struct{}),
-		wake:      make(chan struct{}, 1),
+		changed:   make(chan struct{}),
 		status:    StatusIdle,
 		since:     time.Now(),
 	}
 	if l.clientID == "" {
-		l.clientID = DefaultClientID()
+		l.clientID = DefaultClientID(opts.Hub, cfg)
 	}
 	if l.log == nil {
 		l.log = zap.NewNop()
 	}
 	l.log = l.log.With(zap.String("broker", redact(cfg.URL)), zap.String("client_id", l.clientID))
 	l.session = u.Host + " " + l.clientID
+	l.lease.init(l.session, time.Duration(cfg.Lease), opts.Leaser)
 	return l, nil
 }
 
@@ -179,13 +197,15 @@ func (l *Link) State() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return State{
-		Status:    l.status,
-		Since:     l.since,
-		LastError: l.lastErr,
-		Connects:  l.connects.Load(),
-		Received:  l.received.Load(),
-		Published: l.published.Load(),
-		Dropped:   l.dropped.Load(),
+		Status:      l.status,
+		Since:       l.since,
+		LastError:   l.lastErr,
+		Connects:    l.connects.Load(),
+		Received:    l.received.Load(),
+		Published:   l.published.Load(),
+		Dropped:     l.dropped.Load(),
+		Redelivered: l.redelivered.Load(),
+		Lease:       l.lease.state(l.started && !l.standby && !l.closed),
 	}
 }
 
@@ -274,17 +294,22 @@ func (l *Link) Close() error {
 func (l *Link) setStandby(on bool) {
 	l.mu.Lock()
 	l.standby = on
+	close(l.changed)
+	l.changed = make(chan struct{})
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
 }
 
 func (l *Link) isStandby() bool {
+	on, _ := l.standbyState()
+	return on
+}
+
+// standbyState reports whether the link is on standby, and a channel
+// closed when that changes.
+func (l *Link) standbyState() (bool, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.standby
+	return l.standby, l.changed
 }
 
 func (l *Link) setStatus(s Status, lastErr string) {
@@ -298,9 +323,20 @@ func (l *Link) setStatus(s Status, lastErr string) {
 	}
 }
 
-// run keeps the link connected until ctx ends.
+// run keeps the link connected until ctx ends: always, or while this
+// instance holds the link's lease when it has one.
 func (l *Link) run(ctx context.Context) {
 	defer close(l.done)
+	if l.lease.leaser == nil {
+		l.serve(ctx, 0)
+		return
+	}
+	l.lead(ctx)
+}
+
+// serve keeps the link connected until ctx ends; its messages go into
+// the hub under the lease's fencing token (0: no lease).
+func (l *Link) serve(ctx context.Context, token uint64) {
 	b := backoff{min: l.opts.MinBackoff, max: l.opts.MaxBackoff}
 	connected := false
 	for {
@@ -312,7 +348,7 @@ func (l *Link) run(ctx context.Context) {
 		} else {
 			l.setStatus(StatusConnecting, "")
 		}
-		c, err := l.connect(ctx)
+		c, err := l.connect(ctx, token)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -384,25 +420,29 @@ func (l *Link) run(ctx context.Context) {
 // waitActive blocks while the link is on standby; it reports false when
 // ctx ended.
 func (l *Link) waitActive(ctx context.Context) bool {
-	for l.isStandby() {
+	for {
+		on, changed := l.standbyState()
+		if !on {
+			return ctx.Err() == nil
+		}
 		l.setStatus(StatusStandby, "")
 		select {
-		case <-l.wake:
+		case <-changed:
 		case <-ctx.Done():
 			return false
 		}
 	}
-	return ctx.Err() == nil
 }
 
 // sleep waits d, less if the link is put on standby; it reports false when
 // ctx ended.
 func (l *Link) sleep(ctx context.Context, d time.Duration) bool {
+	_, changed := l.standbyState()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
-	case <-l.wake:
+	case <-changed:
 	case <-ctx.Done():
 		return false
 	}

@@ -26,6 +26,13 @@ func (b *behindOnce) Publish(ctx context.Context, msgs ...hub.Message) ([]string
 	return b.Hub.Publish(ctx, msgs...)
 }
 
+func (b *behindOnce) PublishOnce(ctx context.Context, key string, msgs ...hub.Message) ([]string, error) {
+	if b.refused.CompareAndSwap(false, true) {
+		return nil, &hub.RetryError{Err: hub.ErrOverloaded, After: time.Second}
+	}
+	return b.Hub.PublishOnce(ctx, key, msgs...)
+}
+
 // A hub whose delivery is behind slows the link down instead of losing
 // the message: the link retries it, as for a hub that is unavailable.
 func TestLinkRetriesWhileHubIsBehind(t *testing.T) {

@@ -2,6 +2,9 @@ package mqtt
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"sync/atomic"
 	"time"
@@ -55,6 +58,7 @@ type delivery struct {
 	mqtt paho.Message // acknowledged once stored (or dropped)
 	conn *connection  // the connection it came on
 	msg  hub.Message
+	key  string // idempotency key of a QoS 1 or 2 message (onceKey)
 	// err, when set, is why msg is not to be stored: the message is only
 	// acknowledged, in its turn, so the broker does not send it again.
 	err  error
@@ -102,8 +106,14 @@ func (l *Link) receive(c *connection, m paho.Message) {
 		// the broker sends them again on the next connection.
 		return
 	}
+	if m.Duplicate() {
+		l.redelivered.Add(1)
+	}
 	d := delivery{mqtt: m, conn: c}
 	d.msg, d.kind, d.err = l.message(m.Topic(), m.Payload(), m.Retained())
+	if m.Qos() > 0 {
+		d.key = l.onceKey(m)
+	}
 	d.size = int64(len(m.Payload()) + len(d.msg.Data))
 	c.pending.Add(1)
 	if l.queue.push(d) {
@@ -173,8 +183,13 @@ func (l *Link) storeOne(ctx context.Context, d delivery) {
 			return
 		default:
 		}
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
-		_, err := l.target.Publish(pctx, d.msg)
+		pctx, cancel := context.WithTimeout(l.lease.fenceOf(ctx, d.conn.token), publishTimeout)
+		var err error
+		if d.key != "" {
+			_, err = l.target.PublishOnce(pctx, d.key, d.msg)
+		} else {
+			_, err = l.target.Publish(pctx, d.msg)
+		}
 		cancel()
 		switch {
 		case err == nil:
@@ -185,6 +200,11 @@ func (l *Link) storeOne(ctx context.Context, d delivery) {
 			}
 			return
 		case ctx.Err() != nil:
+			return
+		case errors.Is(err, hub.ErrFenced):
+			// Another instance holds the link now: it receives this
+			// message from the session, unacknowledged here.
+			l.lease.fence(d.conn.token)
 			return
 		case !transient(err):
 			l.dropped.Add(1)
@@ -218,4 +238,29 @@ func transient(err error) bool {
 	return errors.Is(err, hub.ErrUnavailable) || errors.Is(err, hub.ErrHubClosed) ||
 		errors.Is(err, hub.ErrShutdown) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, hub.ErrOverloaded)
+}
+
+// onceKey is the idempotency key of a QoS 1 or 2 message, from what MQTT
+// 3.1.1 lets a receiver recognise a message by: its session (the link's
+// lease name: broker and client ID), packet identifier, topic and payload.
+// A message the broker sends again (DUP, after a reconnect or when
+// another instance resumes the session) keeps its packet identifier, so
+// when its first delivery reached the hub (the connection was lost before
+// the acknowledgement) the hub answers the first IDs instead of storing
+// it twice, within hub.IdempotencyWindow. The broker reuses a packet
+// identifier once the message that had it is acknowledged, so two
+// distinct messages of one session within the window with the same
+// identifier, topic and payload are taken for one: after 65535 others
+// with brokers that count identifiers up (mosquitto, mochi), or after the
+// broker lost the session.
+func (l *Link) onceKey(m paho.Message) string {
+	h := sha256.New()
+	var id [2]byte
+	binary.BigEndian.PutUint16(id[:], m.MessageID())
+	h.Write([]byte(l.lease.name))
+	h.Write(id[:])
+	h.Write([]byte(m.Topic()))
+	h.Write([]byte{0})
+	h.Write(m.Payload())
+	return "mqtt:" + hex.EncodeToString(h.Sum(nil)[:20])
 }

@@ -34,6 +34,30 @@ func streamKey() string {
 	return "test:" + hex.EncodeToString(b[:])
 }
 
+// deployments are the shapes of Redis a broker runs on: one server, a
+// master that Sentinels watch (go-redis' failover URL), a Redis Cluster.
+// start runs one for a test.
+var deployments = []struct {
+	name  string
+	start func(t *testing.T) redis.Config
+}{
+	{"standalone", func(t *testing.T) redis.Config { return redis.Config{URL: testserver.StartRedis(t).URL} }},
+	{"sentinel", func(t *testing.T) redis.Config { return redis.Config{URL: testserver.StartRedisSentinel(t).URL} }},
+	{"cluster", func(t *testing.T) redis.Config {
+		return redis.Config{URL: testserver.StartRedisCluster(t, 3).URL, Cluster: true}
+	}},
+}
+
+// withStream is cfg with a stream key no other test uses, hash-tagged on
+// a Cluster so that its keys share a slot.
+func withStream(cfg redis.Config) redis.Config {
+	cfg.Stream = streamKey()
+	if cfg.Cluster {
+		cfg.Stream = "pubsub:{" + cfg.Stream + "}"
+	}
+	return cfg
+}
+
 // newBroker returns an unstarted broker on url and stream, closed when the
 // test ends.
 func newBroker(t testing.TB, url, stream string, r hub.Retention) *redis.Broker {

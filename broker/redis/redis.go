@@ -133,19 +133,28 @@ func (b *Broker) Start(deliver func(*hub.Message)) error {
 // It renews the epoch when the stream does not exist (new, or lost by
 // Redis) and when the append counter is behind what the publisher saw
 // (loss.go). Each entry carries its format version (format.go) and its
-// number. With an idempotency key
-// (KEYS[4]) it remembers the IDs for the window, and a key it remembers
-// appends nothing and answers the IDs again.
+// number. With an idempotency key it remembers the IDs for the window,
+// and a key it remembers appends nothing and answers the IDs again. With
+// a fencing token it first refuses (FENCED) a publisher whose lease was
+// acquired again since (lease.go).
 //
-// KEYS: stream, epoch, seq[, key]. ARGV: epoch to use if renewing, epoch,
-// number and stream ID the publisher saw, MAXLEN ("0": none), MINID ("0":
-// none), the key's window in milliseconds, then topic, event and data of
-// each message. Returns the epoch, the number of appends lost (0: none; -1:
+// KEYS: stream, epoch, seq[, key][, fence counter]. ARGV: epoch to use if
+// renewing, epoch, number and stream ID the publisher saw, MAXLEN ("0":
+// none), MINID ("0": none), the key's window in milliseconds ("0": no
+// key), the fencing token ("0": none), then topic, event and data of each
+// message. Returns the epoch, the number of appends lost (0: none; -1:
 // nothing stored, the key's IDs again), the last entry's number, then the
 // entries' IDs.
 var publishScript = goredis.NewScript(`
-if KEYS[4] then
-	local prev = redis.call('GET', KEYS[4])
+local once
+local nk = 4
+if ARGV[7] ~= '0' then
+	once = KEYS[4]
+	nk = 5
+end
+` + fenceCheck + `
+if once then
+	local prev = redis.call('GET', once)
 	if prev then
 		local out = {'', -1, 0}
 		for word in string.gmatch(prev, '%S+') do
@@ -161,7 +170,7 @@ if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
 end
 ` + lossCheck + `
 local out = {epoch, lost, 0}
-for i = 8, #ARGV, 3 do
+for i = 9, #ARGV, 3 do
 	seq = seq + 1
 	out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'v', '` + strconv.Itoa(formatVersion) + `', 'epoch', epoch,
 		'topic', ARGV[i], 'event', ARGV[i + 1], 'data', ARGV[i + 2], 'seq', seq)
@@ -170,8 +179,8 @@ redis.call('SET', KEYS[3], seq)
 out[3] = seq
 if ARGV[5] ~= '0' then redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[5]) end
 if ARGV[6] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[6]) end
-if KEYS[4] then
-	redis.call('SET', KEYS[4], epoch .. ' ' .. table.concat(out, ' ', 4), 'PX', ARGV[7])
+if once then
+	redis.call('SET', once, epoch .. ' ' .. table.concat(out, ' ', 4), 'PX', ARGV[7])
 end
 return out
 `)
@@ -198,16 +207,24 @@ func (b *Broker) publish(ctx context.Context, key string, window time.Duration, 
 	}
 	maxLen, minID := b.trimBounds(time.Now())
 	seen := b.seen.args()
-	args := make([]any, 0, 7+3*len(msgs))
-	args = append(args, newEpoch())
-	args = append(append(args, seen...), maxLen, minID, window.Milliseconds())
-	for _, m := range msgs {
-		args = append(args, m.Topic, m.Event, m.Data)
-	}
-	keys := b.keys()
+	keys, windowMS := b.keys(), int64(0)
 	if key != "" {
 		sum := sha256.Sum256([]byte(key))
-		keys = append(keys, b.stream+":once:"+hex.EncodeToString(sum[:16]))
+		keys, windowMS = append(keys, b.stream+":once:"+hex.EncodeToString(sum[:16])), max(window.Milliseconds(), 1)
+	}
+	var token uint64
+	if f, ok := hub.FenceFrom(ctx); ok {
+		_, fence, _, err := b.leaseKeys(f.Lease)
+		if err != nil {
+			return nil, false, err
+		}
+		keys, token = append(keys, fence), max(f.Token, 1)
+	}
+	args := make([]any, 0, 8+3*len(msgs))
+	args = append(args, newEpoch())
+	args = append(append(args, seen...), maxLen, minID, windowMS, token)
+	for _, m := range msgs {
+		args = append(args, m.Topic, m.Event, m.Data)
 	}
 	res, err := b.append(ctx, keys, args)
 	if err != nil {
@@ -245,6 +262,9 @@ func (b *Broker) publish(ctx context.Context, key string, window time.Duration, 
 func (b *Broker) append(ctx context.Context, keys []string, args []any) ([]any, error) {
 	if b.replicas == 0 {
 		res, err := publishScript.Run(ctx, b.client, keys, args...).Slice()
+		if fe := b.fenced(err); fe != nil {
+			return nil, fe
+		}
 		if err != nil {
 			return nil, b.failed("publishing to", err)
 		}
@@ -269,6 +289,9 @@ func (b *Broker) append(ctx context.Context, keys []string, args []any) ([]any, 
 	res, wait, err := run(publishScript.EvalSha)
 	if err != nil && goredis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
 		res, wait, err = run(publishScript.Eval)
+	}
+	if fe := b.fenced(res.Err()); fe != nil {
+		return nil, fe
 	}
 	if err != nil {
 		return nil, b.failed("publishing to", err)
@@ -388,4 +411,5 @@ var (
 	_ hub.LossReporter  = (*Broker)(nil)
 	_ hub.OncePublisher = (*Broker)(nil)
 	_ hub.LinkReporter  = (*Broker)(nil)
+	_ hub.Leaser        = (*Broker)(nil)
 )

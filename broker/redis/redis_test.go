@@ -22,24 +22,11 @@ import (
 // on a master that Sentinels watch (go-redis' failover URL), and on a
 // Redis Cluster (the stream and its epoch in one slot by their hash tag).
 func TestContract(t *testing.T) {
-	for _, deployment := range []struct {
-		name  string
-		start func(t *testing.T) redis.Config
-	}{
-		{"standalone", func(t *testing.T) redis.Config { return redis.Config{URL: testserver.StartRedis(t).URL} }},
-		{"sentinel", func(t *testing.T) redis.Config { return redis.Config{URL: testserver.StartRedisSentinel(t).URL} }},
-		{"cluster", func(t *testing.T) redis.Config {
-			return redis.Config{URL: testserver.StartRedisCluster(t, 3).URL, Cluster: true}
-		}},
-	} {
+	for _, deployment := range deployments {
 		t.Run(deployment.name, func(t *testing.T) {
 			cfg := deployment.start(t)
 			brokertest.Run(t, func(t *testing.T, r hub.Retention) hub.Broker {
-				cfg := cfg
-				cfg.Stream = streamKey()
-				if cfg.Cluster {
-					cfg.Stream = "pubsub:{" + cfg.Stream + "}"
-				}
+				cfg := withStream(cfg)
 				b, err := redis.New(cfg, r)
 				if err != nil {
 					t.Fatal(err)

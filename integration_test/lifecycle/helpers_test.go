@@ -1,7 +1,6 @@
 package lifecycle_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,26 +34,8 @@ type process struct {
 	Admin  string // 127.0.0.1:PORT of the admin endpoint
 
 	cmd  *exec.Cmd
-	out  lockedBuffer
+	out  testserver.LockedBuffer
 	done chan struct{} // closed when the process has exited
-}
-
-// lockedBuffer collects the child's output, written by exec's copiers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // globals are the child's global options: admin endpoint on loopback, no

@@ -317,6 +317,9 @@ func TestMQTTConfigErrors(t *testing.T) {
 		{"mqtt tcp://127.0.0.1 {\n password p\n subscribe a\n}", "password without username"},
 		{"mqtt tcp://127.0.0.1 {\n tls_cert only-cert.pem\n subscribe a\n}", "wrong argument count"},
 		{"mqtt tcp://127.0.0.1 {\n client_id a\n client_id b\n subscribe a\n}", "client_id given twice"},
+		{"mqtt tcp://127.0.0.1 {\n subscribe a\n lease 1s\n}", "lease 1s: use 2s to 5m0s"},
+		{"mqtt tcp://127.0.0.1 {\n subscribe a\n lease 1h\n}", "lease 1h0m0s: use 2s to 5m0s"},
+		{"mqtt tcp://127.0.0.1 {\n subscribe a\n lease soon\n}", "lease:"},
 	} {
 		_, err := testserver.Adapt(withMQTT(tc.block))
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Caddyfile:") {
@@ -341,7 +344,7 @@ func TestMQTTConfigErrors(t *testing.T) {
 	for _, block := range []string{
 		"mqtt tcp://127.0.0.1 {\n subscribe a\n}",
 		"mqtt {env.MQTT_URL} {\n subscribe a\n}",
-		"mqtt ssl://broker.example.com {\n client_id edge-1\n username u\n password {env.P}\n tls_ca ca.pem\n tls_cert c.pem k.pem\n tls_server_name mqtt.example.com\n subscribe a/+/b 0\n subscribe c/# 2\n prefix plant/\n}",
+		"mqtt ssl://broker.example.com {\n client_id edge-1\n username u\n password {env.P}\n tls_ca ca.pem\n tls_cert c.pem k.pem\n tls_server_name mqtt.example.com\n subscribe a/+/b 0\n subscribe c/# 2\n prefix plant/\n lease 30s\n}",
 		"mqtt ws://127.0.0.1:8080/mqtt {\n subscribe a\n}\n\t\tmqtt wss://127.0.0.1/mqtt {\n client_id second\n subscribe b\n}",
 	} {
 		if _, err := testserver.Adapt(strings.ReplaceAll(withMQTT(block), "{PORT}", "8080")); err != nil {
