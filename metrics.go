@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-pubsub/caddy-pubsub/handlers"
+	"github.com/caddy-pubsub/caddy-pubsub/hooks"
 )
 
 // observe registers the metrics collector of the app's catalogue in the
@@ -72,6 +74,9 @@ var transports = handlers.Transports()
 type collector struct {
 	cat     *catalogue
 	publish *prometheus.HistogramVec
+
+	hooksMu sync.Mutex
+	hooks   map[*hooks.Client]string // the endpoints' hooks clients by endpoint (hooksmetrics.go)
 }
 
 func newCollector(cat *catalogue) *collector {
@@ -92,6 +97,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.publish.Describe(ch)
+	describeHooks(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -133,6 +139,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c.publish.Collect(ch)
+	c.collectHooks(ch)
 }
 
 // publish serves a publish request and, when the broker accepted it,

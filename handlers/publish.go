@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -74,6 +75,9 @@ func (ep *Endpoint) publish(ctx context.Context, id identity, rq Request, r *htt
 		}
 	}
 	if denied := id.mayPublishTo(msgs); denied != nil {
+		return nil, denied
+	}
+	if denied := ep.hookPublish(ctx, id, id.caller(r, rq, cmp.Or(rq.transport, "http")), msgs); denied != nil {
 		return nil, denied
 	}
 	var ids []string

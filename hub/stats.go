@@ -62,6 +62,8 @@ type observed struct {
 	presence   *presence
 	idPrefix   string  // random per hub, starts subscription IDs
 	ending     *ending // handed out by Ended (ended.go)
+	watchers   []*Watcher
+	occupancy  map[string]int // non-quiet subscriptions by filter (watch.go)
 }
 
 // Stats is a snapshot of a hub's counters.
@@ -234,17 +236,22 @@ func (h *Hub) joined(ctx context.Context, s *Subscriber) {
 	h.obs.seq++
 	s.seq = h.obs.seq
 	h.presenceChanged(s)
+	h.watchChange(s, nil)
 }
 
 // left uncounts a removed subscriber and announces it.
 func (h *Hub) left(s *Subscriber) {
 	h.obs.transports[s.client.Transport]--
 	h.presenceChanged(s)
+	h.watchChange(s, s.filters)
 }
 
 // refiltered announces the filters a subscriber added and removed; s has
-// its new filters.
-func (h *Hub) refiltered(s *Subscriber) { h.presenceChanged(s) }
+// its new filters, old were its filters before.
+func (h *Hub) refiltered(s *Subscriber, old []string) {
+	h.presenceChanged(s)
+	h.watchChange(s, old)
+}
 
 // missing returns the filters of a that b lacks.
 func missing(a, b []string) []string {

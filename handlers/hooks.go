@@ -1,0 +1,111 @@
+package handlers
+
+// The application's backend hooks (package hooks) at each decision point:
+// after the server's own checks have passed, the backend may still refuse
+// (403 with its reason), narrow a subscription's topics or rewrite a
+// publish. A call that fails (backend down, slow, answering garbage)
+// decides by the endpoint's failure policy: refused with 503, or allowed
+// unchanged.
+
+import (
+	"context"
+	"net"
+	"net/http"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hooks"
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+// caller is who the identity is, as the backend is told.
+func (id *identity) caller(r *http.Request, rq Request, transport string) hooks.Caller {
+	c := hooks.Caller{IP: rq.Client, Transport: transport}
+	if c.IP == "" {
+		c.IP, _, _ = net.SplitHostPort(r.RemoteAddr)
+	}
+	if id.token != nil {
+		c.Subject, c.Claims = id.token.Subject, id.token.Claims
+	}
+	return c
+}
+
+// hookDenial turns a refusing decision into the answer: 403 with the
+// backend's reason, or 503 when the backend failed.
+func hookDenial(d hooks.Decision) *denial {
+	if d.Failed != nil {
+		return &denial{status: http.StatusServiceUnavailable, reason: d.Reason}
+	}
+	return &denial{status: http.StatusForbidden, reason: d.Reason}
+}
+
+// hookConnect asks the backend whether a WebSocket may open.
+func (ep *Endpoint) hookConnect(ctx context.Context, caller hooks.Caller) *denial {
+	if !ep.Hooks.On(hooks.Connect) {
+		return nil
+	}
+	if d := ep.Hooks.Connect(ctx, caller); !d.Allowed {
+		return hookDenial(d)
+	}
+	return nil
+}
+
+// hookSubscribe asks the backend whether the caller may subscribe to
+// topics, and returns the topics it allows (all, or fewer).
+func (ep *Endpoint) hookSubscribe(ctx context.Context, caller hooks.Caller, topics []string) ([]string, *denial) {
+	if !ep.Hooks.On(hooks.Subscribe) {
+		return topics, nil
+	}
+	d := ep.Hooks.SubscribeTopics(ctx, caller, topics)
+	if !d.Allowed {
+		return nil, hookDenial(d)
+	}
+	return d.Topics, nil
+}
+
+// hookPublish asks the backend whether id may publish msgs and applies
+// its rewrite, which must pass the checks the messages passed.
+func (ep *Endpoint) hookPublish(ctx context.Context, id identity, caller hooks.Caller, msgs []hub.Message) *denial {
+	if !ep.Hooks.On(hooks.Publish) {
+		return nil
+	}
+	in := make([]hooks.Message, len(msgs))
+	for i, m := range msgs {
+		in[i] = hooks.Message{Topic: m.Topic, Event: m.Event, Data: m.Data}
+	}
+	d := ep.Hooks.PublishMessages(ctx, caller, in)
+	if !d.Allowed {
+		return hookDenial(d)
+	}
+	for i, m := range d.Messages {
+		msgs[i].Topic, msgs[i].Event, msgs[i].Data = m.Topic, m.Event, m.Data
+		if err := checkMessage(msgs[i]); err != nil {
+			return &denial{status: http.StatusBadGateway, reason: "the application's rewrite is not a valid message: " + err.Error()}
+		}
+		if int64(len(m.Data)) > ep.MaxMessageSize {
+			return &denial{status: http.StatusBadGateway, reason: "the application's rewrite is larger than max_message_size"}
+		}
+	}
+	return id.mayPublishTo(msgs)
+}
+
+// hookTag marks a subscription for the backend's subscribed and
+// unsubscribed events; no option without hooks.
+func (ep *Endpoint) hookTag(caller hooks.Caller) []hub.SubscribeOption {
+	if ep.Hooks == nil {
+		return nil
+	}
+	return []hub.SubscribeOption{hub.Tag(&hooks.Tag{Client: ep.Hooks, Caller: caller})}
+}
+
+// hookWebSocket asks the backend about a WebSocket's first topics (in the
+// upgrade request or its first subscribe frame: the same hook) and adds
+// the tag to the subscription's options.
+func (ep *Endpoint) hookWebSocket(ctx context.Context, caller hooks.Caller, topics []string, opts []hub.SubscribeOption) ([]string, []hub.SubscribeOption, *denial) {
+	topics, denied := ep.hookSubscribe(ctx, caller, topics)
+	if denied != nil {
+		return nil, nil, denied
+	}
+	return topics, append(opts, ep.hookTag(caller)...), nil
+}
+
+// caller is who the connection is now, as the backend is told.
+func (c *wsConn) caller() hooks.Caller { return c.ident().caller(c.r, c.rq, c.rq.transport) }
