@@ -64,6 +64,9 @@ type observed struct {
 	ending     *ending // handed out by Ended (ended.go)
 	watchers   []*Watcher
 	occupancy  map[string]int // non-quiet subscriptions by filter (watch.go)
+	occ        *occupancy     // counting across instances, once started (watch.go)
+
+	occupancyLost atomic.Uint64
 }
 
 // Stats is a snapshot of a hub's counters.
@@ -85,6 +88,10 @@ type Stats struct {
 	// the broker did not take them. Changes coalesced by the per-connection
 	// budget are not lost, and not counted.
 	PresenceDropped uint64
+	// OccupancyLost counts the occupancy transitions the broker shared
+	// by instances did not record: their queue was full or the broker
+	// failed.
+	OccupancyLost uint64
 	// Overloaded and RateLimited count the messages of publishes refused
 	// for back-pressure: ErrOverloaded and ErrRateLimited.
 	Overloaded, RateLimited uint64
@@ -112,6 +119,7 @@ func (h *Hub) Stats() Stats {
 	st.Dropped = h.obs.dropped.Load()
 	st.SlowConsumers = h.obs.slow.Load()
 	st.PresenceDropped = h.obs.presenceDropped.Load()
+	st.OccupancyLost = h.obs.occupancyLost.Load()
 	st.Overloaded = h.obs.overloaded.Load()
 	st.RateLimited = h.obs.rateLimited.Load()
 	if o := h.obs.opts.Load(); o != nil {

@@ -1,10 +1,12 @@
 package hub
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Watchers learn of subscriptions as the hub changes them, for what must
@@ -107,14 +109,168 @@ func (h *Hub) watchChange(s *Subscriber, old []string) {
 		if w.Changed != nil {
 			w.Changed(c)
 		}
-		if w.Occupancy != nil {
-			for _, f := range occupied {
-				w.Occupancy(f, true)
-			}
-			for _, f := range vacated {
-				w.Occupancy(f, false)
-			}
+	}
+	if len(occupied)+len(vacated) == 0 {
+		return
+	}
+	if h.startOccupancy() {
+		// It counted every occupied filter, these too.
+		return
+	}
+	if o := h.obs.occ; o != nil {
+		for _, f := range occupied {
+			o.queue(h, f, true)
 		}
+		for _, f := range vacated {
+			o.queue(h, f, false)
+		}
+		return
+	}
+	for _, f := range occupied {
+		h.tellOccupancy(f, true)
+	}
+	for _, f := range vacated {
+		h.tellOccupancy(f, false)
+	}
+}
+
+// tellOccupancy tells the watchers that filter is occupied or vacated
+// across the hub's instances. h.mu is held.
+func (h *Hub) tellOccupancy(filter string, occupied bool) {
+	for _, w := range h.obs.watchers {
+		if w.Occupancy != nil {
+			w.Occupancy(filter, occupied)
+		}
+	}
+}
+
+// With a broker shared between instances (Occupier), a filter is occupied
+// when its first subscription on any instance begins and vacated when its
+// last one on any instance ends. The hub hands its own transitions (first
+// local subscription in, last out) to the broker, in order, from one
+// goroutine, and tells its watchers of those that crossed zero across
+// instances. It starts with the first transition a watcher wants to hear
+// of, so a hub only provisioned (caddy validate) opens no connection, and
+// a hub nobody watches costs the broker nothing.
+const (
+	// occupancyQueue bounds the transitions waiting for the broker;
+	// beyond it they are lost and counted (the broker's count of this
+	// instance is then off until the instance resyncs or stops).
+	occupancyQueue = 1024
+	// occupancyTimeout bounds one broker call, and the drain on Close.
+	occupancyTimeout = 5 * time.Second
+)
+
+// occupancy is a hub's link to its Occupier broker.
+type occupancy struct {
+	broker  Occupier
+	changes chan occupancyChange
+	stop    chan struct{} // closed by Close: drain, then return
+	done    chan struct{}
+}
+
+type occupancyChange struct {
+	filter   string
+	occupied bool
+}
+
+// startOccupancy starts counting through the broker, if it is an
+// Occupier, a watcher wants occupancy and it has not started yet; it
+// reports whether it started, having queued every occupied filter. h.mu
+// is held.
+func (h *Hub) startOccupancy() bool {
+	occ, ok := h.broker.(Occupier)
+	if !ok || h.obs.occ != nil || h.closed || !slices.ContainsFunc(h.obs.watchers, func(w *Watcher) bool { return w.Occupancy != nil }) {
+		return false
+	}
+	o := &occupancy{broker: occ, changes: make(chan occupancyChange, occupancyQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	if err := occ.StartOccupancy(h.vacatedElsewhere, h.resyncOccupancy); err != nil {
+		h.obs.occupancyLost.Add(uint64(len(h.obs.occupancy)))
+		return false
+	}
+	h.obs.occ = o
+	for f := range h.obs.occupancy {
+		o.queue(h, f, true)
+	}
+	go o.run(h)
+	return true
+}
+
+// queue hands a transition to the broker's goroutine without blocking.
+func (o *occupancy) queue(h *Hub, filter string, occupied bool) {
+	select {
+	case o.changes <- occupancyChange{filter, occupied}:
+	default:
+		h.obs.occupancyLost.Add(1)
+	}
+}
+
+// run records the queued transitions with the broker until Close, then
+// those still queued, for occupancyTimeout at most.
+func (o *occupancy) run(h *Hub) {
+	defer close(o.done)
+	for {
+		select {
+		case c := <-o.changes:
+			o.record(h, c)
+		case <-o.stop:
+			for deadline := time.Now().Add(occupancyTimeout); time.Now().Before(deadline); {
+				select {
+				case c := <-o.changes:
+					o.record(h, c)
+				default:
+					return
+				}
+			}
+			return
+		}
+	}
+}
+
+func (o *occupancy) record(h *Hub, c occupancyChange) {
+	ctx, cancel := context.WithTimeout(context.Background(), occupancyTimeout)
+	defer cancel()
+	crossed, err := o.broker.Occupy(ctx, c.filter, c.occupied)
+	if err != nil {
+		h.obs.occupancyLost.Add(1)
+		return
+	}
+	if crossed {
+		h.mu.Lock()
+		h.tellOccupancy(c.filter, c.occupied)
+		h.mu.Unlock()
+	}
+}
+
+// vacatedElsewhere tells the watchers of a filter whose last
+// subscriptions were on an instance found gone.
+func (h *Hub) vacatedElsewhere(filter string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tellOccupancy(filter, false)
+}
+
+// resyncOccupancy occupies every locally occupied filter again, for a
+// broker that took this instance for gone.
+func (h *Hub) resyncOccupancy() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if o := h.obs.occ; o != nil {
+		for f := range h.obs.occupancy {
+			o.queue(h, f, true)
+		}
+	}
+}
+
+// stopOccupancy lets the goroutine record what Close queued (the last
+// subscriptions' ends), then waits for it. The caller must not hold h.mu.
+func (h *Hub) stopOccupancy() {
+	h.mu.Lock()
+	o := h.obs.occ
+	h.mu.Unlock()
+	if o != nil {
+		close(o.stop)
+		<-o.done
 	}
 }
 

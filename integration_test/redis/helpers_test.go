@@ -1,15 +1,10 @@
 package redis_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,61 +110,8 @@ func publishWhenUp(t *testing.T, endpoint, topic, data string) string {
 
 func lastEventID(id string) http.Header { return http.Header{"Last-Event-Id": {id}} }
 
-// child is a Caddy running as a child process.
-type child struct {
-	Base string
-	out  bytes.Buffer
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startChild runs the built Caddy on site ({PORT}: a free port) and stops
-// it when the test ends.
-func startChild(t *testing.T, site string) *child {
+// startChild runs the built Caddy on site as a child process.
+func startChild(t *testing.T, site string) *testserver.Child {
 	t.Helper()
-	bin := testserver.BuildCaddy(t)
-	port := testserver.FreePort(t)
-	dir := t.TempDir()
-	config := filepath.Join(dir, "Caddyfile")
-	body := testserver.GlobalOptions + strings.ReplaceAll(site, "{PORT}", fmt.Sprint(port))
-	if err := os.WriteFile(config, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c := &child{Base: fmt.Sprintf("http://127.0.0.1:%d", port), done: make(chan struct{})}
-	c.cmd = exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
-	c.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir, "HOME="+dir)
-	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = c.cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() { c.stop(t) })
-	testserver.Eventually(t, "child Caddy listening", func() bool {
-		select {
-		case <-c.done:
-			t.Fatalf("child Caddy exited:\n%s", c.out.String())
-		default:
-		}
-		conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
-	return c
-}
-
-// stop asks the child to exit as Ctrl-C does and waits for it.
-func (c *child) stop(t *testing.T) {
-	_ = c.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-c.done:
-	case <-time.After(testserver.Wait):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-		t.Errorf("child Caddy did not exit on interrupt within %s", testserver.Wait)
-	}
+	return testserver.StartChild(t, site)
 }
