@@ -58,6 +58,8 @@ var (
 		"Presence events lost because their queue was full or the broker refused them.", []string{"hub"}, nil)
 	descRefused = prometheus.NewDesc("caddy_pubsub_messages_refused_total",
 		"Messages of publishes refused for back-pressure: reason overloaded (delivery stayed behind past publish_wait) or rate_limited (over publish_rate).", []string{"hub", "reason"}, nil)
+	descOccupancyLost = prometheus.NewDesc("caddy_pubsub_occupancy_lost_total",
+		"Changes of which topics have subscribers that the broker shared by instances did not record (for hooks).", []string{"hub"}, nil)
 	descLinkUp = prometheus.NewDesc("caddy_pubsub_link_up",
 		"1 while the link to an outside server (kind mqtt or redis) is connected, else 0.", []string{"hub", "kind", "link"}, nil)
 	descLinkReconnects = prometheus.NewDesc("caddy_pubsub_link_reconnects_total",
@@ -93,7 +95,7 @@ func newCollector(cat *catalogue) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSubscribers, descPublished, descDelivered, descDropped, descSlow,
-		descHistory, descPresenceDropped, descRefused, descLinkUp, descLinkReconnects, descLinkLosses} {
+		descHistory, descPresenceDropped, descOccupancyLost, descRefused, descLinkUp, descLinkReconnects, descLinkLosses} {
 		ch <- d
 	}
 	c.publish.Describe(ch)
@@ -123,6 +125,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDropped, st.Dropped, v.name)
 		counter(descSlow, st.SlowConsumers, v.name)
 		counter(descPresenceDropped, st.PresenceDropped, v.name)
+		counter(descOccupancyLost, st.OccupancyLost, v.name)
 		counter(descRefused, st.Overloaded, v.name, "overloaded")
 		counter(descRefused, st.RateLimited, v.name, "rate_limited")
 		if r, ok := v.hub.Retained(); ok {

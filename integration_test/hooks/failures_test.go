@@ -88,7 +88,8 @@ func TestBackendDownOrGarbage(t *testing.T) {
 // success closes the breaker.
 func TestBreakerOpensAndCloses(t *testing.T) {
 	b := startBackend(t, func(call) (int, string) { return 500, "" })
-	ep := start(t, site(b.URL, "on subscribe\n\t\t\tbreaker 2 1s", ""))
+	ep := start(t, strings.Replace(site(b.URL, "on subscribe\n\t\t\tbreaker 2 1s", ""), "\tpubsub", "\tmetrics /metrics\n\tpubsub", 1))
+	metrics := strings.TrimSuffix(ep, "/events") + "/metrics"
 	poll := ep + "?topic=a&last_id=earliest"
 	for range 2 {
 		if code, body := status(t, "GET", poll, nil); code != http.StatusServiceUnavailable || !strings.Contains(body, "500") {
@@ -103,6 +104,9 @@ func TestBreakerOpensAndCloses(t *testing.T) {
 	if n := b.count.Load(); n != 2 {
 		t.Fatalf("the backend got %d calls, want 2: the open breaker let one through", n)
 	}
+	if state := metric(t, metrics, "caddy_pubsub_hook_breaker_state"); state != 1 {
+		t.Errorf("breaker state metric %v while open, want 1", state)
+	}
 	b.setAnswer(allowAll)
 	testserver.Eventually(t, "the breaker lets a trial call through", func() bool {
 		code, _ := status(t, "GET", poll, nil)
@@ -116,6 +120,20 @@ func TestBreakerOpensAndCloses(t *testing.T) {
 	}
 	if code, _ := status(t, "GET", poll, nil); code != http.StatusOK {
 		t.Errorf("closed breaker: %d", code)
+	}
+	for outcome, want := range map[string]float64{"error": 2, "allow": 2} {
+		if got := metric(t, metrics, "caddy_pubsub_hook_calls_total", `hook="subscribe"`, `outcome="`+outcome+`"`); got != want {
+			t.Errorf("%s calls metric %v, want %v", outcome, got, want)
+		}
+	}
+	if got := metric(t, metrics, "caddy_pubsub_hook_calls_total", `outcome="breaker_open"`); got < 1 {
+		t.Errorf("breaker_open calls metric %v, want at least 1", got)
+	}
+	if got := metric(t, metrics, "caddy_pubsub_hook_duration_seconds_count", `hook="subscribe"`); got < 4 {
+		t.Errorf("latency histogram counted %v calls, want at least 4", got)
+	}
+	if state := metric(t, metrics, "caddy_pubsub_hook_breaker_state"); state != 0 {
+		t.Errorf("breaker state metric %v once closed, want 0", state)
 	}
 }
 

@@ -209,6 +209,31 @@ http://127.0.0.1:{PORT} {
 `
 }
 
+// metric sums the series of name whose labels hold every one of labels
+// (`hook="subscribe"`), scraped from url.
+func metric(t *testing.T, url, name string, labels ...string) float64 {
+	t.Helper()
+	code, body := status(t, "GET", url, nil)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, code)
+	}
+	sum := 0.0
+	for line := range strings.Lines(body) {
+		series, value, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || !strings.HasPrefix(series, name+"{") {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(series, l)
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil && match {
+			sum += v
+		}
+	}
+	return sum
+}
+
 // start runs the site and returns its endpoint URL.
 func start(t *testing.T, s string) string {
 	t.Helper()
