@@ -48,12 +48,17 @@ func Tag(v any) SubscribeOption {
 }
 
 // Watch adds w to the hub's watchers until stop is called. Filters that
-// have subscriptions already are not reported to w as occupied.
+// have subscriptions already are not reported to w as occupied, but on a
+// broker shared by instances (Occupier) they are counted from now on.
 func (h *Hub) Watch(w *Watcher) (stop func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ensureIDPrefix()
 	h.obs.watchers = append(h.obs.watchers, w)
+	if len(h.obs.occupancy) > 0 {
+		// Subscriptions exist, so the broker has started: count them.
+		h.startOccupancy()
+	}
 	return func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
