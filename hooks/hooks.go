@@ -257,8 +257,7 @@ func (c *Client) On(hook string) bool { return c != nil && c.on[hook] }
 
 // Connect asks whether caller may open a WebSocket.
 func (c *Client) Connect(ctx context.Context, caller Caller) Decision {
-	d := c.decide(ctx, request{Hook: Connect, Caller: &caller}, nil)
-	return d
+	return c.decide(ctx, request{Hook: Connect, Caller: &caller}, nil)
 }
 
 // SubscribeTopics asks whether caller may subscribe to topics; the
