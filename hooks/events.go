@@ -39,28 +39,44 @@ func (c *Client) queue(req request) {
 	}
 }
 
-// sendEvents sends queued events until Close.
+// sendEvents sends queued events until Close, then what is still queued.
 func (c *Client) sendEvents() {
 	defer close(c.done)
 	for {
 		select {
-		case <-c.ctx.Done():
-			return
 		case req := <-c.events:
 			c.sendEvent(req)
+		case <-c.stop:
+			c.drain()
+			return
 		}
 	}
 }
 
-// sendEvent sends req, retrying a failed send; once all attempts failed,
-// it counts the event dropped.
+// drain sends the queued events, one attempt each, until none is left or
+// Timeout has passed.
+func (c *Client) drain() {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	defer cancel()
+	for ctx.Err() == nil {
+		select {
+		case req := <-c.events:
+			if c.attempt(ctx, req) != "sent" {
+				c.stats.dropped.Add(1)
+			}
+		default:
+			return
+		}
+	}
+	c.stats.dropped.Add(uint64(len(c.events)))
+}
+
+// sendEvent sends req, retrying a failed send with back-off; once all
+// attempts failed, or Close came, it counts the event dropped.
 func (c *Client) sendEvent(req request) {
 	wait := firstRetry
 	for attempt := 0; ; attempt++ {
-		start := c.now()
-		outcome := c.tryEvent(req)
-		c.stats.observe(req.Hook, outcome, c.now().Sub(start))
-		if outcome == "sent" {
+		if c.attempt(context.Background(), req) == "sent" {
 			return
 		}
 		if attempt >= c.opts.Retries {
@@ -69,8 +85,9 @@ func (c *Client) sendEvent(req request) {
 		}
 		t := time.NewTimer(wait)
 		select {
-		case <-c.ctx.Done():
+		case <-c.stop:
 			t.Stop()
+			c.stats.dropped.Add(1)
 			return
 		case <-t.C:
 		}
@@ -78,18 +95,23 @@ func (c *Client) sendEvent(req request) {
 	}
 }
 
-// tryEvent makes one attempt at sending req and returns its outcome.
-func (c *Client) tryEvent(req request) string {
+// attempt makes one attempt at sending req within ctx and Timeout,
+// counts it, and returns its outcome.
+func (c *Client) attempt(ctx context.Context, req request) string {
+	start := c.now()
+	outcome := c.tryEvent(ctx, req)
+	c.stats.observe(req.Hook, outcome, c.now().Sub(start))
+	return outcome
+}
+
+func (c *Client) tryEvent(parent context.Context, req request) string {
 	ok, _ := c.breaker.allow(c.now())
 	if !ok {
 		return "breaker_open"
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.opts.Timeout)
+	ctx, cancel := context.WithTimeout(parent, c.opts.Timeout)
 	defer cancel()
 	if _, err := c.post(ctx, req, answerBase); err != nil {
-		if c.ctx.Err() != nil {
-			return "canceled"
-		}
 		c.breaker.record(false, c.now())
 		if ctx.Err() != nil {
 			return "timeout"

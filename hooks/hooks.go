@@ -175,9 +175,8 @@ type Client struct {
 	slots   chan struct{}
 	breaker breaker
 	events  chan request
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
+	stop    chan struct{} // closed by Close
+	done    chan struct{} // closed when the event sender has returned
 	now     func() time.Time
 
 	stats stats
@@ -216,7 +215,6 @@ func New(opts Options) (*Client, error) {
 		t.ResponseHeaderTimeout = opts.Timeout
 		rt = t
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		opts: opts,
 		http: &http.Client{
@@ -228,15 +226,13 @@ func New(opts Options) (*Client, error) {
 		on:     make(map[string]bool),
 		slots:  make(chan struct{}, opts.Concurrency),
 		events: make(chan request, eventQueue),
-		ctx:    ctx,
-		cancel: cancel,
+		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 		now:    time.Now,
 	}
 	c.breaker = breaker{failures: opts.BreakerFailures, open: opts.BreakerOpen}
 	for _, h := range opts.On {
 		if !slices.Contains(Names, h) {
-			cancel()
 			return nil, fmt.Errorf("hooks: unknown hook %q: use %s", h, strings.Join(Names, ", "))
 		}
 		c.on[h] = true
@@ -245,10 +241,12 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// Close stops the event sender and waits for it; events still queued are
-// dropped.
+// Close stops the event sender and waits for it. It first sends the
+// events still queued, once each, for Timeout at most: those of the
+// subscriptions a stopping server ended, which only this instance can
+// tell.
 func (c *Client) Close() {
-	c.cancel()
+	close(c.stop)
 	<-c.done
 }
 

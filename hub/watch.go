@@ -47,7 +47,11 @@ func Tag(v any) SubscribeOption {
 	return func(s *Subscriber) { s.tag = v }
 }
 
-// Watch adds w to the hub's watchers until stop is called. Filters that
+// Watch adds w to the hub's watchers until stop is called; stop first
+// waits (occupancyTimeout at most) until the broker shared by instances
+// has counted the changes made before it, so that w hears of the filters
+// they vacated: a stopping server ends every subscription, then stops its
+// watchers. Filters that
 // have subscriptions already are not reported to w as occupied, but on a
 // broker shared by instances (Occupier) they are counted from now on.
 func (h *Hub) Watch(w *Watcher) (stop func()) {
@@ -60,6 +64,7 @@ func (h *Hub) Watch(w *Watcher) (stop func()) {
 		h.startOccupancy()
 	}
 	return func() {
+		h.flushOccupancy()
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.obs.watchers = slices.DeleteFunc(h.obs.watchers, func(x *Watcher) bool { return x == w })
@@ -162,7 +167,7 @@ const (
 	// beyond it they are lost and counted (the broker's count of this
 	// instance is then off until the instance resyncs or stops).
 	occupancyQueue = 1024
-	// occupancyTimeout bounds one broker call, and the drain on Close.
+	// occupancyTimeout bounds one broker call.
 	occupancyTimeout = 5 * time.Second
 )
 
@@ -177,6 +182,9 @@ type occupancy struct {
 type occupancyChange struct {
 	filter   string
 	occupied bool
+	// flushed, when set, is closed instead: every change queued
+	// before it has been recorded (flushOccupancy).
+	flushed chan struct{}
 }
 
 // startOccupancy starts counting through the broker, if it is an
@@ -204,29 +212,27 @@ func (h *Hub) startOccupancy() bool {
 // queue hands a transition to the broker's goroutine without blocking.
 func (o *occupancy) queue(h *Hub, filter string, occupied bool) {
 	select {
-	case o.changes <- occupancyChange{filter, occupied}:
+	case o.changes <- occupancyChange{filter: filter, occupied: occupied}:
 	default:
 		h.obs.occupancyLost.Add(1)
 	}
 }
 
-// run records the queued transitions with the broker until Close, then
-// those still queued, for occupancyTimeout at most.
+// run records the queued transitions with the broker until Close. What
+// is still queued then is dropped: the broker withdraws the instance as a
+// whole when it closes, and a surviving instance tells the vacated
+// filters (Occupier), which a closing hub's watchers could not.
 func (o *occupancy) run(h *Hub) {
 	defer close(o.done)
 	for {
 		select {
 		case c := <-o.changes:
+			if c.flushed != nil {
+				close(c.flushed)
+				continue
+			}
 			o.record(h, c)
 		case <-o.stop:
-			for deadline := time.Now().Add(occupancyTimeout); time.Now().Before(deadline); {
-				select {
-				case c := <-o.changes:
-					o.record(h, c)
-				default:
-					return
-				}
-			}
 			return
 		}
 	}
@@ -267,8 +273,32 @@ func (h *Hub) resyncOccupancy() {
 	}
 }
 
-// stopOccupancy lets the goroutine record what Close queued (the last
-// subscriptions' ends), then waits for it. The caller must not hold h.mu.
+// flushOccupancy waits until the changes queued so far are recorded and
+// told, occupancyTimeout at most. The caller must not hold h.mu.
+func (h *Hub) flushOccupancy() {
+	h.mu.Lock()
+	o := h.obs.occ
+	h.mu.Unlock()
+	if o == nil {
+		return
+	}
+	flushed := make(chan struct{})
+	select {
+	case o.changes <- occupancyChange{flushed: flushed}:
+	default:
+		return // full: what waits is lost anyway, or soon told
+	}
+	t := time.NewTimer(occupancyTimeout)
+	defer t.Stop()
+	select {
+	case <-flushed:
+	case <-o.done:
+	case <-t.C:
+	}
+}
+
+// stopOccupancy stops the goroutine and waits for it. The caller must not
+// hold h.mu.
 func (h *Hub) stopOccupancy() {
 	h.mu.Lock()
 	o := h.obs.occ

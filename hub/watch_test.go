@@ -143,13 +143,18 @@ func TestWatchAcrossInstances(t *testing.T) {
 		logs[i] = newOccupancyLog()
 	}
 	early := subscribe(t, hubs[0], "a")
+	stops := make([]func(), 2)
 	for i := range hubs {
-		hubs[i].Watch(&Watcher{Occupancy: logs[i].watcher().Occupancy})
+		stops[i] = hubs[i].Watch(&Watcher{Occupancy: logs[i].watcher().Occupancy})
 	}
-	s1 := subscribe(t, hubs[1], "a", "b")
 	logs[0].expect(t, "occupied a")
+	s1 := subscribe(t, hubs[1], "a", "b")
+	hubs[1].flushOccupancy() // both counted, in whichever order
 	logs[1].expect(t, "occupied b")
 	early.Close()
+	// Stopping a watcher waits until its hub has counted what came
+	// before: the first hub's end of "a" is in before the second's.
+	stops[0]()
 	s1.Close()
 	logs[1].expect(t, "vacated a", "vacated b")
 	logs[0].expect(t)

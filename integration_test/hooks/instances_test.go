@@ -10,8 +10,8 @@ import (
 // Across two Caddy instances on one Redis a topic is occupied by its first
 // subscriber on either and vacated by its last on either, each told once;
 // an instance that dies with subscribers (killed, saying goodbye to no
-// one) has them counted gone once its liveness lapses, and a survivor
-// tells the backend.
+// one) has them counted gone once its liveness lapses, one that stops at
+// its survivor's next heartbeat, and a survivor tells the backend.
 func TestOccupancyAcrossInstances(t *testing.T) {
 	redis := testserver.StartRedis(t)
 	b := startBackend(t, allowAll)
@@ -54,6 +54,23 @@ func TestOccupancyAcrossInstances(t *testing.T) {
 	}
 	t.Logf("a killed instance's topics were vacated %s after the kill", time.Since(killed).Round(100*time.Millisecond))
 	b.none("vacated")
+
+	// An instance that stops ends its subscriptions and tells the
+	// backend before it exits.
+	three := testserver.StartChild(t, s)
+	rawSSE(t, three.Base+"/events", "topic=calm")
+	if c := b.next("occupied"); c.Topic != "calm" {
+		t.Fatalf("occupied: %+v", c)
+	}
+	three.Stop(t)
+	select {
+	case c := <-b.ch("vacated"):
+		if c.Topic != "calm" {
+			t.Fatalf("vacated: %+v", c)
+		}
+	default:
+		t.Fatal("a stopped instance exited without telling the backend its topic was vacated")
+	}
 }
 
 // marker subscribes to topic on endpoint and leaves it: the next occupied

@@ -62,7 +62,7 @@ func StartChild(t testing.TB, site string) *Child {
 		_ = c.cmd.Wait()
 		close(c.done)
 	}()
-	t.Cleanup(func() { c.stop(t) })
+	t.Cleanup(func() { c.Stop(t) })
 	Eventually(t, "child Caddy listening", func() bool {
 		select {
 		case <-c.done:
@@ -85,8 +85,8 @@ func (c *Child) Kill() {
 	<-c.done
 }
 
-// stop asks the child to exit as Ctrl-C does and waits for it.
-func (c *Child) stop(t testing.TB) {
+// Stop asks the child to exit as Ctrl-C does and waits for it.
+func (c *Child) Stop(t testing.TB) {
 	select {
 	case <-c.done:
 		return
