@@ -2,6 +2,7 @@ package hooks_test
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -82,5 +83,23 @@ func TestWrongSecretIsRefusedByTheBackend(t *testing.T) {
 	ep := start(t, site(b.URL, "on subscribe", ""))
 	if code, body := status(t, "GET", ep+"?topic=a", nil); code != 503 || !strings.Contains(body, "answered 401") {
 		t.Fatalf("%d %q, want 503: the backend refused the signature", code, body)
+	}
+}
+
+// The backend is reached through reverse_proxy's http transport: here
+// over HTTPS with a certificate only the transport's trust pool knows.
+func TestHooksOverTheReverseProxyTransport(t *testing.T) {
+	b, ca := startTLSBackend(t, allowAll)
+	ep := start(t, site(b.URL, "on subscribe\n\t\t\ttransport http {\n\t\t\t\ttls_trust_pool file "+ca+"\n\t\t\t}", ""))
+	if code, body := status(t, "GET", ep+"?topic=a&last_id=earliest", nil); code != http.StatusOK {
+		t.Fatalf("subscribe through the TLS transport: %d %q", code, body)
+	}
+	b.next("subscribe")
+
+	// Without the transport, Go's default one does not trust the
+	// backend's certificate.
+	ep = start(t, site(b.URL, "on subscribe", ""))
+	if code, body := status(t, "GET", ep+"?topic=a", nil); code != http.StatusServiceUnavailable || !strings.Contains(body, "certificate") {
+		t.Fatalf("subscribe without the transport: %d %q", code, body)
 	}
 }

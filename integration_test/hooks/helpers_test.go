@@ -6,13 +6,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,16 +81,39 @@ type backend struct {
 
 func startBackend(t *testing.T, answer answerFunc) *backend {
 	t.Helper()
+	b, srv := newBackend(t, answer)
+	srv.Start()
+	b.URL = srv.URL + "/hooks"
+	return b
+}
+
+// startTLSBackend is startBackend over HTTPS, with a certificate of its
+// own; it returns the PEM file of that certificate, for Caddy to trust.
+func startTLSBackend(t *testing.T, answer answerFunc) (*backend, string) {
+	t.Helper()
+	b, srv := newBackend(t, answer)
+	srv.StartTLS()
+	b.URL = srv.URL + "/hooks"
+	ca := filepath.Join(t.TempDir(), "backend.pem")
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, cert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return b, ca
+}
+
+func newBackend(t *testing.T, answer answerFunc) (*backend, *httptest.Server) {
 	b := &backend{t: t, secret: hookSecret, calls: make(map[string]chan call)}
 	b.setAnswer(answer)
 	stop := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(b.serve(stop)))
-	b.URL = srv.URL + "/hooks"
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(b.serve(stop)))
+	// Refused handshakes are what some tests are about.
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	t.Cleanup(func() {
 		close(stop)
 		srv.Close()
 	})
-	return b
+	return b, srv
 }
 
 func (b *backend) setAnswer(a answerFunc) { b.answer.Store(&a) }
