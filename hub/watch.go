@@ -48,7 +48,7 @@ func Tag(v any) SubscribeOption {
 }
 
 // Watch adds w to the hub's watchers until stop is called; stop first
-// waits (occupancyTimeout at most) until the broker shared by instances
+// waits (flushWait at most) until the broker shared by instances
 // has counted the changes made before it, so that w hears of the filters
 // they vacated: a stopping server ends every subscription, then stops its
 // watchers. Filters that
@@ -169,6 +169,9 @@ const (
 	occupancyQueue = 1024
 	// occupancyTimeout bounds one broker call.
 	occupancyTimeout = 5 * time.Second
+	// flushWait bounds how long stopping a watcher waits for the
+	// broker (a reload while Redis is out of reach).
+	flushWait = 2 * time.Second
 )
 
 // occupancy is a hub's link to its Occupier broker.
@@ -274,7 +277,7 @@ func (h *Hub) resyncOccupancy() {
 }
 
 // flushOccupancy waits until the changes queued so far are recorded and
-// told, occupancyTimeout at most. The caller must not hold h.mu.
+// told, flushWait at most. The caller must not hold h.mu.
 func (h *Hub) flushOccupancy() {
 	h.mu.Lock()
 	o := h.obs.occ
@@ -288,7 +291,7 @@ func (h *Hub) flushOccupancy() {
 	default:
 		return // full: what waits is lost anyway, or soon told
 	}
-	t := time.NewTimer(occupancyTimeout)
+	t := time.NewTimer(flushWait)
 	defer t.Stop()
 	select {
 	case <-flushed:
