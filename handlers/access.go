@@ -286,9 +286,6 @@ func (ep *Endpoint) authorizeSubscribe(r *http.Request, rq Request, filters []st
 	if denied != nil {
 		return id, nil, nil, denied
 	}
-	caller := id.caller(r, rq, rq.transport)
-	if filters, denied = ep.hookSubscribe(r.Context(), caller, filters); denied != nil {
-		return id, nil, nil, denied
-	}
-	return id, filters, append(opts, ep.hookTag(caller)...), nil
+	filters, opts, denied = ep.hookFirst(r.Context(), &id, r, rq, filters, opts)
+	return id, filters, opts, denied
 }

@@ -8,6 +8,7 @@ package handlers
 // unchanged.
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"net/http"
@@ -16,9 +17,10 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
-// caller is who the identity is, as the backend is told.
-func (id *identity) caller(r *http.Request, rq Request, transport string) hooks.Caller {
-	c := hooks.Caller{IP: rq.Client, Transport: transport}
+// caller is who the identity is, as the backend is told. It is made only
+// when a hook is called: publishes without hooks pay nothing for it.
+func (id *identity) caller(r *http.Request, rq Request) hooks.Caller {
+	c := hooks.Caller{IP: rq.Client, Transport: cmp.Or(rq.transport, "http")}
 	if c.IP == "" {
 		c.IP, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
@@ -38,23 +40,23 @@ func hookDenial(d hooks.Decision) *denial {
 }
 
 // hookConnect asks the backend whether a WebSocket may open.
-func (ep *Endpoint) hookConnect(ctx context.Context, caller hooks.Caller) *denial {
+func (ep *Endpoint) hookConnect(id *identity, r *http.Request, rq Request) *denial {
 	if !ep.Hooks.On(hooks.Connect) {
 		return nil
 	}
-	if d := ep.Hooks.Connect(ctx, caller); !d.Allowed {
+	if d := ep.Hooks.Connect(r.Context(), id.caller(r, rq)); !d.Allowed {
 		return hookDenial(d)
 	}
 	return nil
 }
 
-// hookSubscribe asks the backend whether the caller may subscribe to
-// topics, and returns the topics it allows (all, or fewer).
-func (ep *Endpoint) hookSubscribe(ctx context.Context, caller hooks.Caller, topics []string) ([]string, *denial) {
+// hookSubscribe asks the backend whether id (who made r) may subscribe
+// to topics, and returns the topics it allows (all, or fewer).
+func (ep *Endpoint) hookSubscribe(ctx context.Context, id *identity, r *http.Request, rq Request, topics []string) ([]string, *denial) {
 	if !ep.Hooks.On(hooks.Subscribe) {
 		return topics, nil
 	}
-	d := ep.Hooks.SubscribeTopics(ctx, caller, topics)
+	d := ep.Hooks.SubscribeTopics(ctx, id.caller(r, rq), topics)
 	if !d.Allowed {
 		return nil, hookDenial(d)
 	}
@@ -63,7 +65,7 @@ func (ep *Endpoint) hookSubscribe(ctx context.Context, caller hooks.Caller, topi
 
 // hookPublish asks the backend whether id may publish msgs and applies
 // its rewrite, which must pass the checks the messages passed.
-func (ep *Endpoint) hookPublish(ctx context.Context, id identity, caller hooks.Caller, msgs []hub.Message) *denial {
+func (ep *Endpoint) hookPublish(ctx context.Context, id *identity, r *http.Request, rq Request, msgs []hub.Message) *denial {
 	if !ep.Hooks.On(hooks.Publish) {
 		return nil
 	}
@@ -71,7 +73,7 @@ func (ep *Endpoint) hookPublish(ctx context.Context, id identity, caller hooks.C
 	for i, m := range msgs {
 		in[i] = hooks.Message{Topic: m.Topic, Event: m.Event, Data: m.Data}
 	}
-	d := ep.Hooks.PublishMessages(ctx, caller, in)
+	d := ep.Hooks.PublishMessages(ctx, id.caller(r, rq), in)
 	if !d.Allowed {
 		return hookDenial(d)
 	}
@@ -88,24 +90,21 @@ func (ep *Endpoint) hookPublish(ctx context.Context, id identity, caller hooks.C
 }
 
 // hookTag marks a subscription for the backend's subscribed and
-// unsubscribed events; no option without hooks.
-func (ep *Endpoint) hookTag(caller hooks.Caller) []hub.SubscribeOption {
-	if ep.Hooks == nil {
+// unsubscribed events; no option without them.
+func (ep *Endpoint) hookTag(id *identity, r *http.Request, rq Request) []hub.SubscribeOption {
+	if !ep.Hooks.On(hooks.Subscribed) && !ep.Hooks.On(hooks.Unsubscribed) {
 		return nil
 	}
-	return []hub.SubscribeOption{hub.Tag(&hooks.Tag{Client: ep.Hooks, Caller: caller})}
+	return []hub.SubscribeOption{hub.Tag(&hooks.Tag{Client: ep.Hooks, Caller: id.caller(r, rq)})}
 }
 
-// hookWebSocket asks the backend about a WebSocket's first topics (in the
-// upgrade request or its first subscribe frame: the same hook) and adds
-// the tag to the subscription's options.
-func (ep *Endpoint) hookWebSocket(ctx context.Context, caller hooks.Caller, topics []string, opts []hub.SubscribeOption) ([]string, []hub.SubscribeOption, *denial) {
-	topics, denied := ep.hookSubscribe(ctx, caller, topics)
+// hookFirst asks the backend about a subscription's first topics (an SSE
+// or long-poll request, a WebSocket's upgrade request or its first
+// subscribe frame: the same hook) and adds the tag to its options.
+func (ep *Endpoint) hookFirst(ctx context.Context, id *identity, r *http.Request, rq Request, topics []string, opts []hub.SubscribeOption) ([]string, []hub.SubscribeOption, *denial) {
+	topics, denied := ep.hookSubscribe(ctx, id, r, rq, topics)
 	if denied != nil {
 		return nil, nil, denied
 	}
-	return topics, append(opts, ep.hookTag(caller)...), nil
+	return topics, append(opts, ep.hookTag(id, r, rq)...), nil
 }
-
-// caller is who the connection is now, as the backend is told.
-func (c *wsConn) caller() hooks.Caller { return c.ident().caller(c.r, c.rq, c.rq.transport) }

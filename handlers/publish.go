@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,7 +76,7 @@ func (ep *Endpoint) publish(ctx context.Context, id identity, rq Request, r *htt
 	if denied := id.mayPublishTo(msgs); denied != nil {
 		return nil, denied
 	}
-	if denied := ep.hookPublish(ctx, id, id.caller(r, rq, cmp.Or(rq.transport, "http")), msgs); denied != nil {
+	if denied := ep.hookPublish(ctx, &id, r, rq, msgs); denied != nil {
 		return nil, denied
 	}
 	var ids []string

@@ -96,7 +96,7 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		denied = id.mayConnect()
 	}
 	if denied == nil {
-		denied = ep.hookConnect(r.Context(), id.caller(r, rq, rq.transport))
+		denied = ep.hookConnect(&id, r, rq)
 	}
 	if denied != nil {
 		denied.send(w)
@@ -121,7 +121,7 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		}
 		opts, denied := id.subscription(topics)
 		if denied == nil {
-			topics, opts, denied = ep.hookWebSocket(r.Context(), id.caller(r, rq, rq.transport), topics, opts)
+			topics, opts, denied = ep.hookFirst(r.Context(), &id, r, rq, topics, opts)
 		}
 		if denied != nil {
 			denied.send(w)

@@ -33,7 +33,7 @@ func (c *wsConn) subscribe(cmd wsCommand) error {
 	if c.sub == nil {
 		opts, denied := c.ident().subscription(cmd.topics)
 		if denied == nil {
-			cmd.topics, opts, denied = c.ep.hookWebSocket(c.ctx, c.caller(), cmd.topics, opts)
+			cmd.topics, opts, denied = c.ep.hookFirst(c.ctx, c.ident(), c.r, c.rq, cmd.topics, opts)
 		}
 		if denied != nil {
 			return c.writeFrame(errorFrame(cmd.ref, denied.reason))
@@ -50,7 +50,7 @@ func (c *wsConn) subscribe(cmd wsCommand) error {
 		return c.writeFrame(ackFrame(cmd.ref))
 	}
 	var denied *denial
-	if cmd.topics, denied = c.ep.hookSubscribe(c.ctx, c.caller(), cmd.topics); denied != nil {
+	if cmd.topics, denied = c.ep.hookSubscribe(c.ctx, c.ident(), c.r, c.rq, cmd.topics); denied != nil {
 		return c.writeFrame(errorFrame(cmd.ref, denied.reason))
 	}
 	old := c.sub.Filters()
