@@ -10,8 +10,11 @@ package handlers
 import (
 	"cmp"
 	"context"
+	"errors"
 	"net"
 	"net/http"
+
+	"go.uber.org/zap"
 
 	"github.com/caddy-pubsub/caddy-pubsub/hooks"
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
@@ -31,9 +34,11 @@ func (id *identity) caller(r *http.Request, rq Request) hooks.Caller {
 }
 
 // hookDenial turns a refusing decision into the answer: 403 with the
-// backend's reason, or 503 when the backend failed.
-func hookDenial(d hooks.Decision) *denial {
+// backend's reason, or 503 when the backend failed (its cause, which may
+// name the backend's address, goes to the log only).
+func (ep *Endpoint) hookDenial(hook string, d hooks.Decision) *denial {
 	if d.Failed != nil {
+		ep.Logger.Debug("hook call failed", zap.String("hook", hook), zap.Error(d.Failed), zap.NamedError("cause", errors.Unwrap(d.Failed)))
 		return &denial{status: http.StatusServiceUnavailable, reason: d.Reason}
 	}
 	return &denial{status: http.StatusForbidden, reason: d.Reason}
@@ -45,7 +50,7 @@ func (ep *Endpoint) hookConnect(id *identity, r *http.Request, rq Request) *deni
 		return nil
 	}
 	if d := ep.Hooks.Connect(r.Context(), id.caller(r, rq)); !d.Allowed {
-		return hookDenial(d)
+		return ep.hookDenial(hooks.Connect, d)
 	}
 	return nil
 }
@@ -58,7 +63,7 @@ func (ep *Endpoint) hookSubscribe(ctx context.Context, id *identity, r *http.Req
 	}
 	d := ep.Hooks.SubscribeTopics(ctx, id.caller(r, rq), topics)
 	if !d.Allowed {
-		return nil, hookDenial(d)
+		return nil, ep.hookDenial(hooks.Subscribe, d)
 	}
 	return d.Topics, nil
 }
@@ -75,7 +80,7 @@ func (ep *Endpoint) hookPublish(ctx context.Context, id *identity, r *http.Reque
 	}
 	d := ep.Hooks.PublishMessages(ctx, id.caller(r, rq), in)
 	if !d.Allowed {
-		return hookDenial(d)
+		return ep.hookDenial(hooks.Publish, d)
 	}
 	for i, m := range d.Messages {
 		msgs[i].Topic, msgs[i].Event, msgs[i].Data = m.Topic, m.Event, m.Data

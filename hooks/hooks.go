@@ -190,6 +190,14 @@ var (
 	ErrAnswer      = errors.New("invalid hook answer")
 )
 
+// unreachable is a failure to reach the backend. Its message, which
+// clients see in a refusal, names no address; Unwrap gives the cause, for
+// the server's log.
+type unreachable struct{ err error }
+
+func (e unreachable) Error() string { return "hook backend unreachable" }
+func (e unreachable) Unwrap() error { return e.err }
+
 // New returns a client whose event sender runs until Close.
 func New(opts Options) (*Client, error) {
 	if len(opts.Secret) < MinSecretLength {
@@ -212,7 +220,6 @@ func New(opts Options) (*Client, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = opts.Concurrency
 		t.MaxConnsPerHost = opts.Concurrency + 1
-		t.ResponseHeaderTimeout = opts.Timeout
 		rt = t
 	}
 	c := &Client{
@@ -420,7 +427,10 @@ func (c *Client) post(ctx context.Context, req request, limit int64) ([]byte, er
 	hr.Header.Set(SignatureHeader, Sign(c.opts.Secret, ts, body))
 	resp, err := c.http.Do(hr)
 	if err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, unreachable{err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
