@@ -238,7 +238,7 @@ func (h *Handler) provisionHooks(ctx caddy.Context) error {
 	if h.Hooks == nil {
 		return nil
 	}
-	c, err := h.Hooks.client(ctx, h.Location, h.MaxMessageSize)
+	c, err := h.Hooks.client(ctx, h.Location, h.MaxMessageSize, h.logger)
 	if err != nil {
 		return err
 	}

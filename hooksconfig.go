@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
 
 	"github.com/caddy-pubsub/caddy-pubsub/hooks"
 )
@@ -121,10 +122,13 @@ func (k *Hooks) check() error {
 
 // client resolves the secret, loads the transport and returns the hooks
 // client of the endpoint at location.
-func (k *Hooks) client(ctx caddy.Context, location string, maxMessageSize int64) (*hooks.Client, error) {
+func (k *Hooks) client(ctx caddy.Context, location string, maxMessageSize int64, logger *zap.Logger) (*hooks.Client, error) {
 	secret, err := resolve("hooks: secret", k.Secret)
 	if err != nil {
 		return nil, err
+	}
+	if secret == k.Secret {
+		logger.Warn("hooks secret is written in the configuration, which Caddy may save to disk: use a placeholder such as {env.HOOK_SECRET}")
 	}
 	if len(secret) < hooks.MinSecretLength {
 		return nil, fmt.Errorf("hooks: secret shorter than %d bytes", hooks.MinSecretLength)
