@@ -33,7 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	pubsub [<matcher>] {
-//		<endpoint settings>  # hub, heartbeat, poll_timeout, topic, publish_key, cors, jwt, limits...
+//		<endpoint settings>  # hub, heartbeat, poll_timeout, topic, publish_key, cors, jwt, hooks, limits...
 //		<hub settings>       # history, queue, presence, broker, mqtt: for a hub the global option does not define
 //	}
 //
@@ -111,6 +111,10 @@ func (h *Handler) unmarshal(d *caddyfile.Dispenser, global map[string]bool) erro
 			}
 		case "jwt":
 			if err := h.parseJWT(d, args); err != nil {
+				return err
+			}
+		case "hooks":
+			if err := h.parseHooks(d, args); err != nil {
 				return err
 			}
 		default:

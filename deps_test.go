@@ -32,7 +32,8 @@ func TestDependencyRules(t *testing.T) {
 		{"auth", append(own("hub"), "github.com/golang-jwt/jwt/")},
 		{"mqtt", append(own("hub", "clienttls"), "github.com/eclipse/paho.mqtt.golang", "go.uber.org/zap")},
 		{"park", []string{"golang.org/x/sys/unix"}},
-		{"handlers", append(own("hub", "auth", "park"), "github.com/gorilla/websocket", "go.uber.org/zap")},
+		{"hooks", own("hub")},
+		{"handlers", append(own("hub", "auth", "park", "hooks"), "github.com/gorilla/websocket", "go.uber.org/zap")},
 		{"cmd/pubsub-bench", []string{"github.com/gorilla/websocket"}},
 	}
 	for _, rule := range rules {

@@ -5,6 +5,7 @@
 package pubsub
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/caddy-pubsub/caddy-pubsub/auth"
 	"github.com/caddy-pubsub/caddy-pubsub/handlers"
+	"github.com/caddy-pubsub/caddy-pubsub/hooks"
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
@@ -97,6 +99,11 @@ type Handler struct {
 	// publish_key, from loopback too. Default: none (subscribing is open).
 	JWT *JWT `json:"jwt,omitempty"`
 
+	// Hooks asks the application's backend about connects, subscriptions
+	// and publishes and tells it of subscriptions (hooksconfig.go,
+	// docs/hooks.md). Default: none.
+	Hooks *Hooks `json:"hooks,omitempty"`
+
 	// Location is where the Caddyfile defines this endpoint (FILE:LINE),
 	// set by the Caddyfile adapter, so that an error about two endpoints
 	// can name them. Default: none.
@@ -106,6 +113,10 @@ type Handler struct {
 	own      provisionedHub // the hub this handler defines, if it does
 	logger   *zap.Logger
 	metrics  *collector // the config's pubsub metrics (metrics.go)
+	// hooks is the endpoint's hooks client, unwatch stops it watching
+	// the hub; both nil without hooks.
+	hooks   *hooks.Client
+	unwatch func()
 }
 
 // History bounds a hub's retained messages.
@@ -216,7 +227,25 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Limits:         h.Limits.endpoint(),
 		Logger:         h.logger,
 	}
-	return h.observe(ctx, app)
+	if err := h.observe(ctx, app); err != nil {
+		return err
+	}
+	return h.provisionHooks(ctx)
+}
+
+// provisionHooks starts the endpoint's hooks client, if it has hooks.
+func (h *Handler) provisionHooks(ctx caddy.Context) error {
+	if h.Hooks == nil {
+		return nil
+	}
+	c, err := h.Hooks.client(ctx, h.Location, h.MaxMessageSize, h.logger)
+	if err != nil {
+		return err
+	}
+	h.hooks, h.endpoint.Hooks = c, c
+	h.unwatch = c.Watch(h.endpoint.Hub)
+	h.metrics.addHooks(cmp.Or(h.Location, h.Hub), c)
+	return nil
 }
 
 // Validate checks the settings (also for JSON configs, which skip the
@@ -234,6 +263,7 @@ func (h *Handler) check() error {
 		checkOrigins(h.CORS),
 		checkAnonymousPublish(h.AnonymousPublish),
 		h.JWT.check(),
+		h.Hooks.check(),
 	)
 }
 
@@ -341,6 +371,11 @@ func (h *Handler) defaultTopic(r *http.Request) (string, error) {
 // Cleanup releases the hub this handler defines, if it does; the last
 // user of a hub closes it.
 func (h *Handler) Cleanup() error {
+	if h.hooks != nil {
+		h.unwatch()
+		h.metrics.removeHooks(h.hooks)
+		h.hooks.Close()
+	}
 	h.own.release()
 	return nil
 }

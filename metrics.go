@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-pubsub/caddy-pubsub/handlers"
+	"github.com/caddy-pubsub/caddy-pubsub/hooks"
 )
 
 // observe registers the metrics collector of the app's catalogue in the
@@ -56,6 +58,8 @@ var (
 		"Presence events lost because their queue was full or the broker refused them.", []string{"hub"}, nil)
 	descRefused = prometheus.NewDesc("caddy_pubsub_messages_refused_total",
 		"Messages of publishes refused for back-pressure: reason overloaded (delivery stayed behind past publish_wait) or rate_limited (over publish_rate).", []string{"hub", "reason"}, nil)
+	descOccupancyLost = prometheus.NewDesc("caddy_pubsub_occupancy_lost_total",
+		"Changes of which topics have subscribers that the broker shared by instances did not record (for hooks).", []string{"hub"}, nil)
 	descLinkUp = prometheus.NewDesc("caddy_pubsub_link_up",
 		"1 while the link to an outside server (kind mqtt or redis) is connected, else 0.", []string{"hub", "kind", "link"}, nil)
 	descLinkReconnects = prometheus.NewDesc("caddy_pubsub_link_reconnects_total",
@@ -78,6 +82,9 @@ var transports = handlers.Transports()
 type collector struct {
 	cat     *catalogue
 	publish *prometheus.HistogramVec
+
+	hooksMu sync.Mutex
+	hooks   map[*hooks.Client]string // the endpoints' hooks clients by endpoint (hooksmetrics.go)
 }
 
 func newCollector(cat *catalogue) *collector {
@@ -94,11 +101,12 @@ func newCollector(cat *catalogue) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSubscribers, descPublished, descDelivered, descDropped, descSlow,
-		descHistory, descPresenceDropped, descRefused, descLinkUp, descLinkReconnects, descLinkLosses,
+		descHistory, descPresenceDropped, descOccupancyLost, descRefused, descLinkUp, descLinkReconnects, descLinkLosses,
 		descMQTTLeader, descMQTTAcquired, descMQTTLost} {
 		ch <- d
 	}
 	c.publish.Describe(ch)
+	describeHooks(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -124,6 +132,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descDropped, st.Dropped, v.name)
 		counter(descSlow, st.SlowConsumers, v.name)
 		counter(descPresenceDropped, st.PresenceDropped, v.name)
+		counter(descOccupancyLost, st.OccupancyLost, v.name)
 		counter(descRefused, st.Overloaded, v.name, "overloaded")
 		counter(descRefused, st.RateLimited, v.name, "rate_limited")
 		if r, ok := v.hub.Retained(); ok {
@@ -149,6 +158,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c.publish.Collect(ch)
+	c.collectHooks(ch)
 }
 
 // publish serves a publish request and, when the broker accepted it,

@@ -300,7 +300,12 @@ func (b *RedisBroker) config(hubName string) redis.Config {
 func (b *RedisBroker) OpenBroker(hubName string, r hub.Retention) (hub.Broker, error) {
 	cfg := b.config(hubName)
 	cfg.Logger = cfg.Logger.With(zap.String("hub", hubName))
-	return redis.New(cfg, r)
+	broker, err := redis.New(cfg, r)
+	if err != nil {
+		return nil, err
+	}
+	// Hooks count occupied topics across the instances on this Redis.
+	return redis.WithOccupancy(broker), nil
 }
 
 // BrokerKey implements BrokerModule. It covers every setting, secrets

@@ -10,6 +10,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -169,6 +171,9 @@ type Token struct {
 	Publish Grant
 	// Subscribe lists the topic patterns the bearer may receive.
 	Subscribe Grant
+	// Claims is the token's payload, the JSON object of all its claims,
+	// for the application's backend (hooks) to read.
+	Claims json.RawMessage
 }
 
 // Expired reports whether the token is no longer accepted at now.
@@ -207,7 +212,22 @@ func (v *Verifier) Verify(raw string) (*Token, error) {
 		Expires:   c.ExpiresAt.Add(v.leeway),
 		Publish:   publish,
 		Subscribe: subscribe,
+		Claims:    payload(raw),
 	}, nil
+}
+
+// payload returns the claims of a token whose signature was verified: its
+// second segment, decoded.
+func payload(raw string) json.RawMessage {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	data, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || !json.Valid(data) {
+		return nil
+	}
+	return data
 }
 
 // keyFunc returns the one configured key; WithValidMethods has already

@@ -274,12 +274,18 @@ func (id *identity) expiry() (<-chan time.Time, func()) {
 var errTokenExpired = errors.New("token expired")
 
 // authorizeSubscribe identifies r and decides its subscription to filters
-// (see subscription), for the transports that subscribe once per request.
-func (ep *Endpoint) authorizeSubscribe(r *http.Request, rq Request, filters []string) (identity, []hub.SubscribeOption, *denial) {
+// (see subscription), then asks the application's backend (hooks.go),
+// which may narrow them; for the transports that subscribe once per
+// request. It returns the filters to subscribe.
+func (ep *Endpoint) authorizeSubscribe(r *http.Request, rq Request, filters []string) (identity, []string, []hub.SubscribeOption, *denial) {
 	id, denied := ep.identify(r, ep.pageOf(r, rq))
 	if denied != nil {
-		return id, nil, denied
+		return id, nil, nil, denied
 	}
 	opts, denied := id.subscription(filters)
-	return id, opts, denied
+	if denied != nil {
+		return id, nil, nil, denied
+	}
+	filters, opts, denied = ep.hookFirst(r.Context(), &id, r, rq, filters, opts)
+	return id, filters, opts, denied
 }

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-pubsub/caddy-pubsub/auth"
+	"github.com/caddy-pubsub/caddy-pubsub/hooks"
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
@@ -59,6 +60,10 @@ type Endpoint struct {
 	AllowedOrigins []string
 	// Limits bounds topics per subscription and batch sizes (limits.go).
 	Limits Limits
+	// Hooks, when set, asks the application's backend about connects,
+	// subscriptions and publishes, and tells it of subscriptions
+	// (hooks.go).
+	Hooks  *hooks.Client
 	Logger *zap.Logger
 }
 
@@ -83,6 +88,9 @@ type Request struct {
 	// (per_ip, subscriber limits) is released with it.
 	Release func()
 
+	// transport names the subscriber transport (Transport.Name), set by
+	// Transport.Serve; "" for an HTTP publish.
+	transport string
 	// keep, set by Transport.Serve, takes Release over from it: a
 	// transport that hands its stream off calls it, and the returned
 	// release when the stream ends.

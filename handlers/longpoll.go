@@ -44,7 +44,7 @@ func (ep *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, rq Request
 	// The subscription is live before history is read, so a message
 	// published while this poll waits (or between two polls, through the
 	// cursor) is never missed.
-	id, opts, denied := ep.authorizeSubscribe(r, rq, topics)
+	id, topics, opts, denied := ep.authorizeSubscribe(r, rq, topics)
 	if denied != nil {
 		denied.send(w)
 		return

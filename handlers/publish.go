@@ -106,6 +106,9 @@ func (ep *Endpoint) publish(ctx context.Context, id identity, rq Request, r *htt
 	if denied := id.mayPublishTo(msgs); denied != nil {
 		return nil, denied
 	}
+	if denied := ep.hookPublish(ctx, &id, r, rq, msgs); denied != nil {
+		return nil, denied
+	}
 	var ids []string
 	var err error
 	ctx = hub.WithPublisher(ctx, id.publisher(r, rq))

@@ -74,7 +74,7 @@ func (ep *Endpoint) openSSE(w http.ResponseWriter, r *http.Request, rq Request) 
 		fail(w, http.StatusBadRequest, err.Error())
 		return nil
 	}
-	id, opts, denied := ep.authorizeSubscribe(r, rq, topics)
+	id, topics, opts, denied := ep.authorizeSubscribe(r, rq, topics)
 	if denied != nil {
 		denied.send(w)
 		return nil

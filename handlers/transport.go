@@ -68,6 +68,7 @@ func (t *Transport) Serve(ep *Endpoint, w http.ResponseWriter, r *http.Request, 
 		release = func() {}
 	}
 	kept := false
+	rq.transport = t.Name
 	rq.keep = func() func() {
 		kept = true
 		return release

@@ -95,6 +95,9 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 	if denied == nil {
 		denied = id.mayConnect()
 	}
+	if denied == nil {
+		denied = ep.hookConnect(&id, r, rq)
+	}
 	if denied != nil {
 		denied.send(w)
 		return
@@ -117,6 +120,9 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 			return
 		}
 		opts, denied := id.subscription(topics)
+		if denied == nil {
+			topics, opts, denied = ep.hookFirst(r.Context(), &id, r, rq, topics, opts)
+		}
 		if denied != nil {
 			denied.send(w)
 			return

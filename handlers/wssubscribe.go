@@ -32,6 +32,9 @@ func (c *wsConn) run(cmd wsCommand) error {
 func (c *wsConn) subscribe(cmd wsCommand) error {
 	if c.sub == nil {
 		opts, denied := c.ident().subscription(cmd.topics)
+		if denied == nil {
+			cmd.topics, opts, denied = c.ep.hookFirst(c.ctx, c.ident(), c.r, c.rq, cmd.topics, opts)
+		}
 		if denied != nil {
 			return c.writeFrame(errorFrame(cmd.ref, denied.reason))
 		}
@@ -45,6 +48,10 @@ func (c *wsConn) subscribe(cmd wsCommand) error {
 			return err
 		}
 		return c.writeFrame(ackFrame(cmd.ref))
+	}
+	var denied *denial
+	if cmd.topics, denied = c.ep.hookSubscribe(c.ctx, c.ident(), c.r, c.rq, cmd.topics); denied != nil {
+		return c.writeFrame(errorFrame(cmd.ref, denied.reason))
 	}
 	old := c.sub.Filters()
 	topics := slices.Clone(old)

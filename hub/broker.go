@@ -113,6 +113,26 @@ type Sequencer interface {
 	After(id, ref string) bool
 }
 
+// Occupier is implemented by brokers shared between instances, to count
+// which filters have subscriptions on any instance (watch.go), so that a
+// filter's first subscription anywhere makes it occupied and its last one
+// anywhere vacated, each told by exactly one instance.
+type Occupier interface {
+	// StartOccupancy is called once, before the first Occupy. The broker
+	// calls vacated with each filter whose last subscriptions were on an
+	// instance that stopped without withdrawing them (found gone by its
+	// lapsed liveness; one instance is told), and resync when this
+	// instance was itself taken for gone (out of reach of the shared
+	// server too long): the hub then occupies its filters again.
+	StartOccupancy(vacated func(filter string), resync func()) error
+
+	// Occupy records that this instance's subscriptions to filter began
+	// (occupied) or all ended, and reports whether the count of instances
+	// with filter crossed zero with it: the instance told true, only it,
+	// tells its watchers.
+	Occupy(ctx context.Context, filter string, occupied bool) (crossed bool, err error)
+}
+
 // Signaler is implemented by brokers shared between instances, to carry a
 // hub's signals (presence events) to every instance. A signal is a live
 // message without an ID: it is never stored, so it takes no room in

@@ -339,6 +339,7 @@ func (h *Hub) Close() error {
 	h.mu.Unlock()
 	h.stopFanOut()
 	h.stopPresence()
+	h.stopOccupancy()
 	return h.broker.Close()
 }
 

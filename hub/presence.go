@@ -2,8 +2,6 @@ package hub
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -113,11 +111,7 @@ func (h *Hub) setPresence(on bool) {
 	}
 	h.obs.presence = nil
 	if on {
-		if h.obs.idPrefix == "" {
-			var b [4]byte
-			_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-			h.obs.idPrefix = hex.EncodeToString(b[:])
-		}
+		h.ensureIDPrefix()
 		ctx, cancel := context.WithCancel(context.Background())
 		p := &presence{
 			events:   make(chan Message, presenceQueue),

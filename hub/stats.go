@@ -62,6 +62,11 @@ type observed struct {
 	presence   *presence
 	idPrefix   string  // random per hub, starts subscription IDs
 	ending     *ending // handed out by Ended (ended.go)
+	watchers   []*Watcher
+	occupancy  map[string]int // non-quiet subscriptions by filter (watch.go)
+	occ        *occupancy     // counting across instances, once started (watch.go)
+
+	occupancyLost atomic.Uint64
 }
 
 // Stats is a snapshot of a hub's counters.
@@ -83,6 +88,10 @@ type Stats struct {
 	// the broker did not take them. Changes coalesced by the per-connection
 	// budget are not lost, and not counted.
 	PresenceDropped uint64
+	// OccupancyLost counts the occupancy transitions the broker shared
+	// by instances did not record: their queue was full or the broker
+	// failed.
+	OccupancyLost uint64
 	// Overloaded and RateLimited count the messages of publishes refused
 	// for back-pressure: ErrOverloaded and ErrRateLimited.
 	Overloaded, RateLimited uint64
@@ -110,6 +119,7 @@ func (h *Hub) Stats() Stats {
 	st.Dropped = h.obs.dropped.Load()
 	st.SlowConsumers = h.obs.slow.Load()
 	st.PresenceDropped = h.obs.presenceDropped.Load()
+	st.OccupancyLost = h.obs.occupancyLost.Load()
 	st.Overloaded = h.obs.overloaded.Load()
 	st.RateLimited = h.obs.rateLimited.Load()
 	if o := h.obs.opts.Load(); o != nil {
@@ -234,17 +244,22 @@ func (h *Hub) joined(ctx context.Context, s *Subscriber) {
 	h.obs.seq++
 	s.seq = h.obs.seq
 	h.presenceChanged(s)
+	h.watchChange(s, nil)
 }
 
 // left uncounts a removed subscriber and announces it.
 func (h *Hub) left(s *Subscriber) {
 	h.obs.transports[s.client.Transport]--
 	h.presenceChanged(s)
+	h.watchChange(s, s.filters)
 }
 
 // refiltered announces the filters a subscriber added and removed; s has
-// its new filters.
-func (h *Hub) refiltered(s *Subscriber) { h.presenceChanged(s) }
+// its new filters, old were its filters before.
+func (h *Hub) refiltered(s *Subscriber, old []string) {
+	h.presenceChanged(s)
+	h.watchChange(s, old)
+}
 
 // missing returns the filters of a that b lacks.
 func missing(a, b []string) []string {

@@ -34,6 +34,8 @@ type Subscriber struct {
 	allow func(topic string) bool
 	// subject is who subscribed, as the transport knows them (Subject).
 	subject string
+	// tag is its owner's value for watchers (Tag, watch.go).
+	tag any
 
 	// replay is the history still to send from Subscribe; nil when done.
 	// Only the owner uses it.
@@ -141,14 +143,15 @@ func (s *Subscriber) SetFilters(filters []string, opts ...SubscribeOption) (head
 	if s.removed {
 		return "", 0, errors.New("subscription ended")
 	}
-	for _, f := range s.filters {
+	old := s.filters
+	for _, f := range old {
 		h.index.remove(f, s)
 	}
 	for _, f := range filters {
 		h.index.add(f, s)
 	}
 	s.filters = filters
-	h.refiltered(s)
+	h.refiltered(s, old)
 	for _, o := range opts {
 		o(s)
 	}

@@ -1,0 +1,209 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
+)
+
+// Occupancy across instances (hub.Occupier), beside the stream, all keys
+// under it (one cluster slot):
+//
+//	KEY:occ             hash: filter -> instances whose subscriptions hold it
+//	KEY:occ:instances   set of instance IDs that counted something
+//	KEY:occ:i:ID        set: the filters instance ID counts
+//	KEY:occ:hb:ID       the instance's liveness, expiring after occupancyTTL
+//
+// An instance counts a filter once however many of its subscriptions hold
+// it, and withdraws it when its last ends; the script whose change makes
+// the hash's count cross zero tells that instance, the only one, to send
+// the event. Every occupancyTTL/3 each instance renews its liveness and
+// reaps the instances whose liveness lapsed (stopped, crashed, cut off):
+// their filters are withdrawn, and the filters that leaves with none are
+// vacated, told to the one instance whose script reaped them.
+const occupancyTTL = 15 * time.Second
+
+// Occupancy is a Broker that also counts occupied filters across the
+// instances sharing it (hub.Occupier).
+type Occupancy struct {
+	*Broker
+	occ occupancy
+}
+
+// WithOccupancy returns b counting occupancy too. Nothing reaches Redis
+// for it until a hub watcher asks (StartOccupancy).
+func WithOccupancy(b *Broker) *Occupancy { return &Occupancy{Broker: b} }
+
+// Close implements hub.Broker: it ends the heartbeat (withdrawing this
+// instance's liveness), then closes the broker.
+func (b *Occupancy) Close() error {
+	b.stopOccupancy()
+	return b.Broker.Close()
+}
+
+// occupancy is the state of the heartbeat.
+type occupancy struct {
+	mu     sync.Mutex
+	id     string
+	cancel context.CancelFunc
+	done   chan struct{}
+	resync func()
+	// registered: the instance joined KEY:occ:instances once; joining
+	// again means it was reaped, and counts its filters again.
+	registered atomic.Bool
+}
+
+// joined notes that a script added the instance to KEY:occ:instances: a
+// second time, it had been reaped.
+func (o *occupancy) joined(added bool) {
+	if added && o.registered.Swap(true) {
+		o.resync()
+	}
+}
+
+func (b *Occupancy) occKey() string { return b.stream + ":occ" }
+
+func (b *Occupancy) occKeys() []string {
+	base := b.occKey()
+	return []string{base, base + ":instances", base + ":i:" + b.occ.id, base + ":hb:" + b.occ.id}
+}
+
+// occupyScript counts or withdraws this instance's filter and renews its
+// liveness. KEYS: the hash, the instances, this instance's set, its
+// liveness. ARGV: filter, "1" to count or "0" to withdraw, instance ID,
+// TTL in milliseconds. Returns whether the filter's count crossed zero,
+// then whether the instance joined the instances (1 or 0 each).
+var occupyScript = goredis.NewScript(`
+local added = redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[4])
+if ARGV[2] == '1' then
+	if redis.call('SADD', KEYS[3], ARGV[1]) == 1 and redis.call('HINCRBY', KEYS[1], ARGV[1], 1) == 1 then
+		return {1, added}
+	end
+	return {0, added}
+end
+if redis.call('SREM', KEYS[3], ARGV[1]) == 1 and redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then
+	redis.call('HDEL', KEYS[1], ARGV[1])
+	return {1, added}
+end
+return {0, added}
+`)
+
+// heartbeatScript renews this instance's liveness and reaps the instances
+// whose liveness lapsed. KEYS: the hash, the instances, this instance's
+// set, its liveness. ARGV: instance ID, TTL in milliseconds, the prefix of
+// instance sets, the prefix of liveness keys. Returns 1 or 0 (whether
+// this instance had been reaped itself: its filters must be counted
+// again), then the filters vacated.
+var heartbeatScript = goredis.NewScript(`
+local reaped = redis.call('SADD', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[4]) == 1 then reaped = 0 end
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
+local out = {reaped}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+	if redis.call('EXISTS', ARGV[4] .. id) == 0 then
+		local set = ARGV[3] .. id
+		for _, f in ipairs(redis.call('SMEMBERS', set)) do
+			if redis.call('HINCRBY', KEYS[1], f, -1) <= 0 then
+				redis.call('HDEL', KEYS[1], f)
+				out[#out + 1] = f
+			end
+		end
+		redis.call('DEL', set)
+		redis.call('SREM', KEYS[2], id)
+	end
+end
+return out
+`)
+
+// StartOccupancy implements hub.Occupier: it starts the heartbeat, which
+// renews this instance's liveness and reaps lapsed instances.
+func (b *Occupancy) StartOccupancy(vacated func(filter string), resync func()) error {
+	b.occ.mu.Lock()
+	defer b.occ.mu.Unlock()
+	if b.occ.done != nil {
+		return errors.New("redis broker: occupancy started twice")
+	}
+	var raw [8]byte
+	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails
+	b.occ.id = hex.EncodeToString(raw[:])
+	ctx, cancel := context.WithCancel(context.Background())
+	b.occ.cancel, b.occ.done, b.occ.resync = cancel, make(chan struct{}), resync
+	go b.heartbeat(ctx, vacated)
+	return nil
+}
+
+// Occupy implements hub.Occupier.
+func (b *Occupancy) Occupy(ctx context.Context, filter string, occupied bool) (bool, error) {
+	flag := "0"
+	if occupied {
+		flag = "1"
+	}
+	res, err := occupyScript.Run(ctx, b.client, b.occKeys(), filter, flag, b.occ.id, occupancyTTL.Milliseconds()).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("unexpected answer %v", res)
+	}
+	if err != nil {
+		return false, b.failed("counting occupancy in", err)
+	}
+	b.occ.joined(res[1] == 1)
+	return res[0] == 1, nil
+}
+
+// heartbeat renews the liveness and reaps, every occupancyTTL/3, until
+// Close; then it withdraws this instance's liveness so that the others
+// reap what it still counted.
+func (b *Occupancy) heartbeat(ctx context.Context, vacated func(string)) {
+	defer close(b.occ.done)
+	tick := time.NewTicker(occupancyTTL / 3)
+	defer tick.Stop()
+	base := b.occKey()
+	for {
+		call, cancel := context.WithTimeout(ctx, occupancyTTL/3)
+		res, err := heartbeatScript.Run(call, b.client, b.occKeys(), b.occ.id, occupancyTTL.Milliseconds(), base+":i:", base+":hb:").Slice()
+		cancel()
+		if err != nil {
+			b.logger.Debug("occupancy heartbeat", zap.Error(err))
+		} else {
+			added, _ := res[0].(int64)
+			b.occ.joined(added == 1)
+			for _, f := range res[1:] {
+				if s, ok := f.(string); ok {
+					vacated(s)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			end, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = b.client.Del(end, base+":hb:"+b.occ.id).Err()
+			cancel()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// stopOccupancy ends the heartbeat, if it runs, and waits for it.
+func (b *Occupancy) stopOccupancy() {
+	b.occ.mu.Lock()
+	cancel, done := b.occ.cancel, b.occ.done
+	b.occ.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// Interface guard
+var _ hub.Occupier = (*Occupancy)(nil)
