@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"sync"
@@ -61,6 +62,7 @@ type Conn struct {
 	closed    atomic.Bool
 
 	// Used by its worker only.
+	readable     bool      // the socket may hold bytes a Receiver has not read
 	pending      []byte    // what the socket did not take
 	pendingSince time.Time // when pending last was empty
 	ending       bool      // close once pending is out
@@ -320,14 +322,30 @@ func (c *Conn) run(w *worker, now time.Time) {
 		return
 	}
 	ev := c.events.Swap(0)
-	switch {
-	case ev&(unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0:
-		c.close(ErrPeerGone)
-		return
-	case ev&unix.EPOLLIN != 0:
-		if err := c.read(); err != nil {
-			c.close(err)
+	if r, ok := c.stream.(Receiver); ok {
+		// What the peer sent before it closed still counts: a
+		// WebSocket's close frame comes with the FIN.
+		c.readable = c.readable || ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
+		if ev&unix.EPOLLERR != 0 {
+			c.close(ErrPeerGone)
 			return
+		}
+		if c.readable {
+			if err := r.Receive(c.receive); err != nil {
+				c.close(err)
+				return
+			}
+		}
+	} else {
+		switch {
+		case ev&(unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0:
+			c.close(ErrPeerGone)
+			return
+		case ev&unix.EPOLLIN != 0:
+			if err := c.read(); err != nil {
+				c.close(err)
+				return
+			}
 		}
 	}
 	if len(c.pending) > 0 {
@@ -384,6 +402,33 @@ func (c *Conn) read() error {
 		return nil
 	}
 	return ErrPeerGone
+}
+
+// receive is a Receiver's read: one non-blocking read from the socket.
+func (c *Conn) receive(p []byte) (int, error) {
+	var n int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Read(int(fd), p)
+			if rerr != unix.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, ErrPeerGone
+	case errors.Is(rerr, unix.EAGAIN):
+		c.readable = false
+		return 0, ErrWouldBlock
+	case rerr != nil:
+		return 0, fmt.Errorf("%w: %w", ErrPeerGone, rerr)
+	case n == 0 && len(p) > 0:
+		c.readable = false
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // write writes pending, then p, as far as the socket takes them without

@@ -186,3 +186,68 @@ func TestBlockingServesWhatParkCannot(t *testing.T) {
 		t.Fatalf("closed with %v, want ErrPeerGone", err)
 	}
 }
+
+// echoStream is a Receiver that sends back what it reads, a few bytes at
+// a time, and waits while the test holds it paused.
+type echoStream struct {
+	*testStream
+	chunk   int
+	paused  chan struct{} // closed to let it read
+	receive chan struct{} // a token per Receive
+}
+
+func (s *echoStream) Receive(read func([]byte) (int, error)) error {
+	s.receive <- struct{}{}
+	select {
+	case <-s.paused:
+	default:
+		return nil
+	}
+	for {
+		b := make([]byte, s.chunk)
+		n, err := read(b)
+		switch {
+		case errors.Is(err, ErrWouldBlock):
+			return nil
+		case err != nil:
+			return err
+		}
+		s.queue(b[:n], false)
+	}
+}
+
+// A Receiver reads what the peer sends, also what it sent before the
+// connection was parked, and what comes in while it did not want to read
+// waits in the socket until it does; the peer's close reaches it as
+// io.EOF from read.
+func TestReceiverReadsWhatThePeerSends(t *testing.T) {
+	server, client := pair(t)
+	if _, err := client.Write([]byte("before ")); err != nil {
+		t.Fatal(err)
+	}
+	s := &echoStream{testStream: newTestStream(), chunk: 3, paused: make(chan struct{}), receive: make(chan struct{}, 16)}
+	c, err := Park(server, s, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.receive:
+	case <-time.After(wait):
+		t.Fatal("bytes sent before the connection was parked: no Receive")
+	}
+	close(s.paused)
+	c.Notify()
+	if _, err := client.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadDeadline(time.Now().Add(wait))
+	want := "before after"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != want {
+		t.Fatalf("echoed %q, %v; want %q", got, err, want)
+	}
+	client.Close()
+	if err := s.waitClosed(t); !errors.Is(err, io.EOF) {
+		t.Fatalf("closed with %v, want io.EOF (the peer's FIN, read)", err)
+	}
+}
