@@ -15,6 +15,10 @@ package handlers
 // writer. When the writer stops (the hub ended the subscription, the socket
 // stopped draining), it ends the reader through a read deadline. The handler
 // goroutine closes the socket once both have stopped.
+//
+// That is the goroutine path. Over HTTP/1.1 without TLS on Linux, the
+// connection is parked after the handshake instead (ws_parked.go): the
+// same frame protocol runs without a goroutine per idle connection.
 
 import (
 	"bufio"

@@ -123,6 +123,9 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 		return fallBack()
 	}
 	p.pc.Store(pc)
+	// gorilla's Conn holds the read and write buffers net/http lent the
+	// handshake: nothing uses them from here on.
+	c.conn = nil
 	// Frames the client sent already wait in p.msgs: they are answered
 	// here, and the subscription handed over.
 	p.runCommands(nil)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
@@ -111,10 +113,14 @@ func parkedSubscriber(t testing.TB, base, topic string) *rawStream {
 	return s
 }
 
-var subscribersRe = regexp.MustCompile(`(?m)^caddy_pubsub_subscribers\{hub="default",transport="sse"\} (\d+)$`)
+var subscribersRe = regexp.MustCompile(`(?m)^caddy_pubsub_subscribers\{hub="default",transport="(\w+)"\} (\d+)$`)
 
 // subscribers returns the SSE subscriber count from the metrics route.
-func subscribers(t testing.TB, base string) int {
+func subscribers(t testing.TB, base string) int { return subscribersOf(t, base, "sse") }
+
+// subscribersOf returns the subscriber count of a transport from the
+// metrics route.
+func subscribersOf(t testing.TB, base, transport string) int {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
@@ -122,16 +128,147 @@ func subscribers(t testing.TB, base string) int {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	m := subscribersRe.FindSubmatch(b)
-	if m == nil {
-		return 0
+	for _, m := range subscribersRe.FindAllSubmatch(b, -1) {
+		if string(m[1]) == transport {
+			n, _ := strconv.Atoi(string(m[2]))
+			return n
+		}
 	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	return 0
 }
 
 // waitSubscribers waits until the server counts n SSE subscribers.
-func waitSubscribers(t testing.TB, base string, n int) {
+func waitSubscribers(t testing.TB, base string, n int) { waitSubscribersOf(t, base, "sse", n) }
+
+// waitSubscribersOf waits until the server counts n subscribers of a
+// transport.
+func waitSubscribersOf(t testing.TB, base, transport string, n int) {
 	t.Helper()
-	testserver.Eventually(t, fmt.Sprintf("%d SSE subscribers", n), func() bool { return subscribers(t, base) == n })
+	testserver.Eventually(t, fmt.Sprintf("%d %s subscribers", n, transport), func() bool { return subscribersOf(t, base, transport) == n })
+}
+
+// dialWS opens a WebSocket that nothing reads in the background: the test
+// reads it with readWS, and the process's goroutine count is the server's.
+func dialWS(t testing.TB, base, query string) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: testserver.Wait}
+	c, _, err := d.Dial(strings.Replace(base, "http://", "ws://", 1)+"/events"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readWS returns the next text frame (answering pings on the way), or the
+// error that ended the connection: a *websocket.CloseError when the
+// server sent a close frame.
+func readWS(c *websocket.Conn) (string, error) {
+	c.SetReadDeadline(time.Now().Add(testserver.Wait))
+	_, b, err := c.ReadMessage()
+	return string(b), err
+}
+
+// rawFrame is a client's frame, masked, as a test writes it byte by byte.
+func rawFrame(final bool, op int, payload string) []byte {
+	b0 := byte(op)
+	if final {
+		b0 |= 0x80
+	}
+	key := [4]byte{1, 2, 3, 4}
+	var b []byte
+	switch n := len(payload); {
+	case n < 126:
+		b = []byte{b0, 0x80 | byte(n)}
+	case n <= 0xffff:
+		b = []byte{b0, 0x80 | 126, byte(n >> 8), byte(n)}
+	default:
+		b = []byte{b0, 0x80 | 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	}
+	b = append(b, key[:]...)
+	for i := range len(payload) {
+		b = append(b, payload[i]^key[i%4])
+	}
+	return b
+}
+
+// rawWS is a WebSocket client on a bare TCP connection, for frames no
+// client library would send.
+type rawWS struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// dialRawWS makes the handshake for path and returns once it is answered.
+func dialRawWS(t testing.TB, base, path string) *rawWS {
+	t.Helper()
+	host := strings.TrimPrefix(base, "http://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path, host)
+	w := &rawWS{conn: conn, r: bufio.NewReader(conn)}
+	conn.SetReadDeadline(time.Now().Add(testserver.Wait))
+	resp, err := http.ReadResponse(w.r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %s", resp.Status)
+	}
+	return w
+}
+
+// next reads the server's next frame; io.EOF when the server closed.
+func (w *rawWS) next() (op int, payload string, err error) {
+	w.conn.SetReadDeadline(time.Now().Add(testserver.Wait))
+	var h [2]byte
+	if _, err := io.ReadFull(w.r, h[:]); err != nil {
+		return 0, "", err
+	}
+	if h[0]&0x80 == 0 || h[1]&0x80 != 0 {
+		return 0, "", fmt.Errorf("server frame %x: fragmented or masked", h)
+	}
+	n := int(h[1] & 0x7f)
+	switch n {
+	case 126, 127:
+		ext := make([]byte, map[int]int{126: 2, 127: 8}[n])
+		if _, err := io.ReadFull(w.r, ext); err != nil {
+			return 0, "", err
+		}
+		n = 0
+		for _, b := range ext {
+			n = n<<8 | int(b)
+		}
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(w.r, b); err != nil {
+		return 0, "", err
+	}
+	return int(h[0] & 0x0f), string(b), nil
+}
+
+// closeFrame reads until the server's close frame and returns its code and
+// reason; the server then closes the connection.
+func (w *rawWS) closeFrame(t testing.TB) (int, string) {
+	t.Helper()
+	for {
+		op, p, err := w.next()
+		if err != nil {
+			t.Fatalf("waiting for a close frame: %v", err)
+		}
+		if op == websocket.CloseMessage {
+			if len(p) < 2 {
+				return websocket.CloseNoStatusReceived, ""
+			}
+			code := int(p[0])<<8 | int(p[1])
+			if _, _, err := w.next(); err != io.EOF {
+				t.Fatalf("after the close frame: %v, want the connection closed", err)
+			}
+			return code, p[2:]
+		}
+	}
 }
