@@ -18,6 +18,8 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,22 +96,16 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 	if !ok {
 		return false, nil
 	}
-	// The subscription must not end with the handler's request.
-	handlerCtx := c.ctx
-	ctx, cancel := context.WithCancel(context.WithoutCancel(handlerCtx))
-	c.ctx = ctx
+	// The connection outlives the handler's request and its context.
+	ctx, cancel := context.WithCancel(hub.CarryClient(context.Background(), c.ctx))
 	p := &parkedWS{c: c, cancel: cancel, release: c.rq.keep(), gone: make(chan struct{}), room: make(chan struct{}, 1)}
 	p.hubEnded, p.hubReason = c.ep.Hub.Ended()
 	p.in.limit = c.ep.MaxMessageSize
-	fallBack := func() (bool, func()) {
-		c.ctx, c.sink = handlerCtx, gorillaSink{c.conn}
-		cancel()
-		return false, p.release
-	}
 	if done, err := c.replayAll(nil, gap, backlog); !done || err != nil {
 		// The client was told (an error frame) or is gone; either way
 		// the goroutine path ends it as it would have.
-		return fallBack()
+		cancel()
+		return false, p.release
 	}
 	now := time.Now()
 	p.nextPing = now.Add(c.ep.Heartbeat)
@@ -120,11 +116,22 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 	pc, err := park.Park(nc, p, writeTimeout)
 	if err != nil {
 		c.ep.Logger.Debug("WebSocket served on its goroutine", zap.Error(err))
-		return fallBack()
+		c.sink = gorillaSink{c.conn}
+		cancel()
+		return false, p.release
 	}
 	p.pc.Store(pc)
-	// gorilla's Conn holds the read and write buffers net/http lent the
-	// handshake: nothing uses them from here on.
+	// Keep only what the frame protocol reads of the request (ep.publish:
+	// its ?topic= and its peer's address) and of the module's answers
+	// (the default topic): the request, its context and Caddy's state in
+	// it, and gorilla's Conn with the buffers net/http lent the handshake,
+	// would stay for the connection's life.
+	c.ctx = ctx
+	c.r = &http.Request{URL: &url.URL{RawQuery: c.r.URL.RawQuery}, RemoteAddr: c.r.RemoteAddr}
+	if def := c.rq.DefaultTopic; def != nil {
+		topic, err := def()
+		c.rq.DefaultTopic = func() (string, error) { return topic, err }
+	}
 	c.conn = nil
 	// Frames the client sent already wait in p.msgs: they are answered
 	// here, and the subscription handed over.
