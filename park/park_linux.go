@@ -2,10 +2,12 @@ package park
 
 import (
 	"container/heap"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -61,6 +63,15 @@ type Conn struct {
 	events    atomic.Uint32 // epoll events not yet handled
 	closed    atomic.Bool
 
+	// A TLS connection's bytes go out through tls on a goroutine of its
+	// own while it has some (writeTLS): crypto/tls cannot resume a write
+	// that the socket did not take whole.
+	tls     *tls.Conn
+	wmu     sync.Mutex
+	wqueue  []byte // what the writer writes
+	writing bool   // the writer runs
+	werr    error  // why the last write failed
+
 	// Used by its worker only.
 	readable     bool      // the socket may hold bytes a Receiver has not read
 	pending      []byte    // what the socket did not take
@@ -72,8 +83,17 @@ type Conn struct {
 // Park hands nc, a TCP connection whose request was answered up to the
 // stream, to the core: from now on stream decides what it gets, and
 // bytes that wait longer than writeTimeout for the peer close it. nc must
-// be a plain TCP connection; on error it is left as it was.
+// be a plain TCP connection, or TLS over one (not with a Receiver: its
+// reads would have to go through crypto/tls); on error it is left as it
+// was.
 func Park(nc net.Conn, stream Stream, writeTimeout time.Duration) (*Conn, error) {
+	tc, isTLS := nc.(*tls.Conn)
+	if isTLS {
+		if _, ok := stream.(Receiver); ok {
+			return nil, errors.New("park: a Receiver cannot be parked over TLS")
+		}
+		nc = tc.NetConn()
+	}
 	tcp, ok := nc.(*net.TCPConn)
 	if !ok {
 		return nil, fmt.Errorf("park: %T is not a TCP connection", nc)
@@ -102,6 +122,7 @@ func Park(nc net.Conn, stream Stream, writeTimeout time.Duration) (*Conn, error)
 		worker:       active.workers[nextID%uint64(len(active.workers))],
 		nc:           nc,
 		raw:          raw,
+		tls:          tc,
 		stream:       stream,
 		writeTimeout: writeTimeout,
 	}
@@ -348,6 +369,10 @@ func (c *Conn) run(w *worker, now time.Time) {
 			}
 		}
 	}
+	if c.tls != nil {
+		c.runTLS(w, now)
+		return
+	}
 	if len(c.pending) > 0 {
 		if !c.write(nil, now) {
 			return
@@ -379,6 +404,68 @@ func (c *Conn) run(w *worker, now time.Time) {
 	default:
 		c.arm(w, next)
 	}
+}
+
+// runTLS is run's writing half for a TLS connection: the stream's bytes
+// go to a writer goroutine, and the stream is asked again once they are
+// out.
+func (c *Conn) runTLS(w *worker, now time.Time) {
+	c.wmu.Lock()
+	writing, err := c.writing, c.werr
+	c.wmu.Unlock()
+	switch {
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		c.close(ErrWriteTimeout)
+		return
+	case err != nil:
+		c.close(fmt.Errorf("%w: %w", ErrPeerGone, err))
+		return
+	case writing:
+		// The writer schedules c when it is done.
+		return
+	case c.ending:
+		c.close(nil)
+		return
+	}
+	out, next, end := c.stream.Send(w.buf[:0], now)
+	if cap(out) > cap(w.buf) {
+		w.buf = out[:0]
+	}
+	if len(out) == 0 {
+		if end {
+			c.close(nil)
+		} else {
+			c.arm(w, next)
+		}
+		return
+	}
+	c.ending = end
+	c.wmu.Lock()
+	c.wqueue = append(c.wqueue[:0], out...)
+	c.writing = true
+	c.wmu.Unlock()
+	go c.writeTLS()
+}
+
+// tlsKeep is the largest write queue an idle TLS connection keeps.
+const tlsKeep = 1 << 10
+
+// writeTLS writes the queue through crypto/tls, within the write timeout,
+// and hands the connection back to its worker. No writer exists while a
+// connection has nothing to send.
+func (c *Conn) writeTLS() {
+	c.wmu.Lock()
+	b := c.wqueue
+	c.wmu.Unlock()
+	_ = c.tls.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	_, err := c.tls.Write(b)
+	c.wmu.Lock()
+	c.writing, c.werr = false, err
+	if cap(c.wqueue) > tlsKeep {
+		c.wqueue = nil
+	}
+	c.wmu.Unlock()
+	c.schedule()
 }
 
 // read reads what the peer sent: nothing is expected, so any byte, or
@@ -517,6 +604,8 @@ func (c *Conn) close(reason error) {
 	_ = c.raw.Control(func(fd uintptr) {
 		_ = unix.EpollCtl(c.core.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
 	})
+	// nc is the TCP connection, also under TLS: no close_notify alert,
+	// whose write could block the worker.
 	_ = c.nc.Close()
 	c.pending = nil
 	c.core.release(c)

@@ -1,9 +1,12 @@
 package park
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -249,5 +252,68 @@ func TestReceiverReadsWhatThePeerSends(t *testing.T) {
 	client.Close()
 	if err := s.waitClosed(t); !errors.Is(err, io.EOF) {
 		t.Fatalf("closed with %v, want io.EOF (the peer's FIN, read)", err)
+	}
+}
+
+// tlsPair returns both ends of a loopback TLS connection, handshaken.
+func tlsPair(t *testing.T) (server, client *tls.Conn) {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(nil)
+	ts.StartTLS()
+	defer ts.Close()
+	clientConfig := ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	clientConfig.ServerName = "example.com"
+	s, c := pair(t)
+	server, client = tls.Server(s, ts.TLS), tls.Client(c, clientConfig)
+	done := make(chan error, 1)
+	go func() { done <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return server, client
+}
+
+// Over TLS the stream's bytes go out through crypto/tls, and bytes the
+// peer does not read close the connection after the write timeout; a
+// Receiver, whose reads would have to go through crypto/tls, is refused.
+func TestTLSStreamIsWrittenThroughCryptoTLS(t *testing.T) {
+	server, client := tlsPair(t)
+	s := newTestStream()
+	c, err := Park(server, s, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.queue([]byte("hello "), false)
+	c.Notify()
+	s.queue([]byte("over TLS"), true)
+	c.Notify()
+	client.SetReadDeadline(time.Now().Add(wait))
+	got := make([]byte, len("hello over TLS"))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "hello over TLS" {
+		t.Fatalf("client read %q, %v", got, err)
+	}
+	if err := s.waitClosed(t); err != nil {
+		t.Fatalf("closed with %v, want nil", err)
+	}
+
+	const timeout = 500 * time.Millisecond
+	server, _ = tlsPair(t)
+	s = newTestStream()
+	if c, err = Park(server, s, timeout); err != nil {
+		t.Fatal(err)
+	}
+	s.queue(make([]byte, 32<<20), false)
+	c.Notify()
+	if err := s.waitClosed(t); !errors.Is(err, ErrWriteTimeout) {
+		t.Fatalf("closed with %v, want ErrWriteTimeout", err)
+	}
+
+	server, _ = tlsPair(t)
+	e := &echoStream{testStream: newTestStream(), paused: make(chan struct{}), receive: make(chan struct{}, 1)}
+	if _, err := Park(server, e, time.Second); err == nil {
+		t.Fatal("Park took a Receiver over TLS")
 	}
 }

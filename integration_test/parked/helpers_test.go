@@ -2,13 +2,23 @@ package parked_test
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,15 +46,23 @@ type rawStream struct {
 	r    *bufio.Reader
 }
 
-// dialSSE subscribes over HTTP/1.1 and reads the response's headers.
+// dialSSE subscribes over HTTP/1.1 and reads the response's headers; an
+// https:// base is reached over TLS (tlsSite).
 func dialSSE(t testing.TB, base, query string) *rawStream {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
+	var conn net.Conn
+	var err error
+	if strings.HasPrefix(base, "https://") {
+		conn, err = tls.Dial("tcp", host, testCert(t).client)
+	} else {
+		conn, err = net.Dial("tcp", host)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /events%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", query, strings.TrimPrefix(base, "http://"))
+	fmt.Fprintf(conn, "GET /events%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", query, host)
 	s := &rawStream{conn: conn, r: bufio.NewReaderSize(conn, 512)}
 	conn.SetReadDeadline(time.Now().Add(testserver.Wait))
 	resp, err := http.ReadResponse(s.r, nil)
@@ -271,4 +289,93 @@ func (w *rawWS) closeFrame(t testing.TB) (int, string) {
 			return code, p[2:]
 		}
 	}
+}
+
+// tlsSite is site over HTTPS with the test's certificate ({CERT},
+// {KEY}); its Base is https://.
+const tlsSite = `
+https://127.0.0.1:{PORT} {
+	tls {CERT} {KEY}
+	pubsub /events* {
+		heartbeat 1s
+	}
+	metrics /metrics
+}
+`
+
+// startTLS starts site (with {CERT} and {KEY}) and returns it with its
+// https:// Base.
+func startTLS(t testing.TB, site string) *testserver.Server {
+	t.Helper()
+	c := testCert(t)
+	s := testserver.Start(t, strings.NewReplacer("{CERT}", c.certFile, "{KEY}", c.keyFile).Replace(site))
+	s.Base = strings.Replace(s.Base, "http://", "https://", 1)
+	return s
+}
+
+// cert is a self-signed certificate for 127.0.0.1, in files for Caddy, and
+// a client configuration that trusts it and speaks HTTP/1.1 only.
+type cert struct {
+	certFile, keyFile string
+	client            *tls.Config
+}
+
+var (
+	certOnce sync.Once
+	theCert  cert
+	certErr  error
+)
+
+// testCert returns the package's certificate, made once, and makes
+// http.DefaultClient (which testserver.Publish uses) trust it.
+func testCert(t testing.TB) cert {
+	t.Helper()
+	certOnce.Do(func() { theCert, certErr = makeCert() })
+	if certErr != nil {
+		t.Fatal(certErr)
+	}
+	return theCert
+}
+
+func makeCert() (cert, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return cert{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return cert{}, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return cert{}, err
+	}
+	// testserver.Main's directory, removed when the tests end.
+	dir := os.Getenv("XDG_DATA_HOME")
+	c := cert{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
+	if err := os.WriteFile(c.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return cert{}, err
+	}
+	if err := os.WriteFile(c.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return cert{}, err
+	}
+	parsed, err := x509.ParseCertificate(der)
+	if err != nil {
+		return cert{}, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(parsed)
+	c.client = &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}}
+	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
+	return c, nil
 }
