@@ -16,7 +16,7 @@ package handlers
 // stopped draining), it ends the reader through a read deadline. The handler
 // goroutine closes the socket once both have stopped.
 //
-// That is the goroutine path. Over HTTP/1.1 without TLS on Linux, the
+// That is the goroutine path. Over HTTP/1.1 on Linux, the
 // connection is parked after the handshake instead (ws_parked.go): the
 // same frame protocol runs without a goroutine per idle connection.
 

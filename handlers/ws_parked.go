@@ -1,7 +1,7 @@
 package handlers
 
-// A WebSocket over HTTP/1.1 without TLS leaves gorilla once its handshake
-// and replay are out: its socket is parked (package park), so an idle
+// A WebSocket over HTTP/1.1 leaves gorilla once its handshake and replay
+// are out: its socket is parked (package park), so an idle
 // connection holds no goroutine, only its socket, its subscription and
 // parkedWS. The core's worker reads the client's frames when the socket is
 // readable (wsread.go parses them) and answers pings and closes itself;
@@ -12,7 +12,9 @@ package handlers
 // owns the subscription and its frames go out first; otherwise the worker
 // sends the subscription's messages, pings and the closing frame, as
 // wsConn.write does on the goroutine path. gorilla negotiates no extension
-// here (no permessage-deflate), so the frames are plain.
+// here (no permessage-deflate), so the frames are plain. Over TLS, the core
+// reads and writes through crypto/tls on goroutines that exist while there
+// is something to read or write.
 
 import (
 	"context"
@@ -89,13 +91,12 @@ type wsInbound struct {
 // sent, the goroutine path serves the connection, and release, if not
 // nil, is to be called when it ends.
 func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, release func()) {
-	if !park.Supported || c.r.TLS != nil || c.conn.Subprotocol() != "" {
+	if !park.Supported || c.conn.Subprotocol() != "" {
 		return false, nil
 	}
-	nc, ok := c.conn.NetConn().(*net.TCPConn)
-	if !ok {
-		return false, nil
-	}
+	// Park takes plain TCP, or TLS over it; else it fails and this falls
+	// back.
+	nc := c.conn.NetConn()
 	// The connection outlives the handler's request and its context.
 	ctx, cancel := context.WithCancel(hub.CarryClient(context.Background(), c.ctx))
 	p := &parkedWS{c: c, cancel: cancel, release: c.rq.keep(), gone: make(chan struct{}), room: make(chan struct{}, 1)}

@@ -71,6 +71,14 @@ type Conn struct {
 	wqueue  []byte // what the writer writes
 	writing bool   // the writer runs
 	werr    error  // why the last write failed
+	// And a Receiver's bytes come through tls from a goroutine that runs
+	// while the peer sends (readTLS).
+	rmu      sync.Mutex
+	inbox    []byte // read, not yet received
+	rerr     error  // why reading ended
+	reading  bool   // the reader runs
+	rewake   bool   // the socket became readable while it ran
+	overfull bool   // the reader stopped for a full inbox
 
 	// Used by its worker only.
 	readable     bool      // the socket may hold bytes a Receiver has not read
@@ -83,15 +91,11 @@ type Conn struct {
 // Park hands nc, a TCP connection whose request was answered up to the
 // stream, to the core: from now on stream decides what it gets, and
 // bytes that wait longer than writeTimeout for the peer close it. nc must
-// be a plain TCP connection, or TLS over one (not with a Receiver: its
-// reads would have to go through crypto/tls); on error it is left as it
+// be a plain TCP connection, or TLS over one; on error it is left as it
 // was.
 func Park(nc net.Conn, stream Stream, writeTimeout time.Duration) (*Conn, error) {
 	tc, isTLS := nc.(*tls.Conn)
 	if isTLS {
-		if _, ok := stream.(Receiver); ok {
-			return nil, errors.New("park: a Receiver cannot be parked over TLS")
-		}
 		nc = tc.NetConn()
 	}
 	tcp, ok := nc.(*net.TCPConn)
@@ -351,8 +355,18 @@ func (c *Conn) run(w *worker, now time.Time) {
 			c.close(ErrPeerGone)
 			return
 		}
-		if c.readable {
-			if err := r.Receive(c.receive); err != nil {
+		read := c.receive
+		if c.tls != nil {
+			// Only crypto/tls can read a TLS socket: a reader goroutine
+			// does, while the peer sends.
+			if c.readable {
+				c.readable = false
+				c.startReader()
+			}
+			read = c.receiveTLS
+		}
+		if c.readable || (c.tls != nil && c.hasInbox()) {
+			if err := r.Receive(read); err != nil {
 				c.close(err)
 				return
 			}
@@ -445,6 +459,94 @@ func (c *Conn) runTLS(w *worker, now time.Time) {
 	c.writing = true
 	c.wmu.Unlock()
 	go c.writeTLS()
+}
+
+// A TLS connection's reader goroutine reads as long as the peer sends,
+// and tlsLinger more; it stops when tlsInbox bytes wait for Receive.
+const (
+	tlsLinger = 50 * time.Millisecond
+	tlsInbox  = 16 << 10
+)
+
+// startReader starts the reader goroutine, or, if it runs, makes it go on
+// when it would have stopped.
+func (c *Conn) startReader() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.reading {
+		c.rewake = true
+		return
+	}
+	if c.rerr != nil || len(c.inbox) >= tlsInbox {
+		return
+	}
+	c.reading = true
+	go c.readTLS()
+}
+
+// readTLS reads through crypto/tls into the inbox and has the worker
+// hand it to the stream. A read that times out with half a record leaves
+// it in crypto/tls, which goes on with it at the next read.
+func (c *Conn) readTLS() {
+	buf := make([]byte, 4<<10)
+	for {
+		_ = c.tls.SetReadDeadline(time.Now().Add(tlsLinger))
+		n, err := c.tls.Read(buf)
+		c.rmu.Lock()
+		c.inbox = append(c.inbox, buf[:n]...)
+		idle := errors.Is(err, os.ErrDeadlineExceeded)
+		if err != nil && !idle {
+			c.rerr = err
+		}
+		stop := err != nil || len(c.inbox) >= tlsInbox
+		if stop && idle && c.rewake {
+			c.rewake, stop = false, false
+		}
+		c.overfull = err == nil && stop
+		if stop {
+			c.reading = false
+		}
+		c.rmu.Unlock()
+		if n > 0 || (err != nil && !idle) {
+			c.schedule()
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// hasInbox reports whether Receive has something to take.
+func (c *Conn) hasInbox() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return len(c.inbox) > 0 || c.rerr != nil
+}
+
+// receiveTLS is a Receiver's read over TLS: from the inbox.
+func (c *Conn) receiveTLS(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(c.inbox) == 0 {
+		switch {
+		case c.rerr == nil:
+			return 0, ErrWouldBlock
+		case errors.Is(c.rerr, io.EOF):
+			return 0, io.EOF
+		}
+		return 0, fmt.Errorf("%w: %w", ErrPeerGone, c.rerr)
+	}
+	n := copy(p, c.inbox)
+	c.inbox = c.inbox[n:]
+	if len(c.inbox) == 0 {
+		c.inbox = nil
+		if c.overfull && !c.reading {
+			// It stopped for room, not for want of data.
+			c.overfull, c.reading = false, true
+			go c.readTLS()
+		}
+	}
+	return n, nil
 }
 
 // tlsKeep is the largest write queue an idle TLS connection keeps.

@@ -200,7 +200,10 @@ type echoStream struct {
 }
 
 func (s *echoStream) Receive(read func([]byte) (int, error)) error {
-	s.receive <- struct{}{}
+	select {
+	case s.receive <- struct{}{}:
+	default:
+	}
 	select {
 	case <-s.paused:
 	default:
@@ -278,7 +281,7 @@ func tlsPair(t *testing.T) (server, client *tls.Conn) {
 
 // Over TLS the stream's bytes go out through crypto/tls, and bytes the
 // peer does not read close the connection after the write timeout; a
-// Receiver, whose reads would have to go through crypto/tls, is refused.
+// Receiver gets what the peer sends through crypto/tls, and its close.
 func TestTLSStreamIsWrittenThroughCryptoTLS(t *testing.T) {
 	server, client := tlsPair(t)
 	s := newTestStream()
@@ -311,9 +314,22 @@ func TestTLSStreamIsWrittenThroughCryptoTLS(t *testing.T) {
 		t.Fatalf("closed with %v, want ErrWriteTimeout", err)
 	}
 
-	server, _ = tlsPair(t)
-	e := &echoStream{testStream: newTestStream(), paused: make(chan struct{}), receive: make(chan struct{}, 1)}
-	if _, err := Park(server, e, time.Second); err == nil {
-		t.Fatal("Park took a Receiver over TLS")
+	server, client = tlsPair(t)
+	e := &echoStream{testStream: newTestStream(), chunk: 3, paused: make(chan struct{}), receive: make(chan struct{}, 1)}
+	close(e.paused)
+	if _, err := Park(server, e, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Write([]byte("through TLS")); err != nil {
+		t.Fatal(err)
+	}
+	got = make([]byte, len("through TLS"))
+	client.SetReadDeadline(time.Now().Add(wait))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "through TLS" {
+		t.Fatalf("echoed %q, %v", got, err)
+	}
+	client.Close()
+	if err := e.waitClosed(t); !errors.Is(err, io.EOF) {
+		t.Fatalf("closed with %v, want io.EOF", err)
 	}
 }

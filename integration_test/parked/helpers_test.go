@@ -51,13 +51,7 @@ type rawStream struct {
 func dialSSE(t testing.TB, base, query string) *rawStream {
 	t.Helper()
 	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
-	var conn net.Conn
-	var err error
-	if strings.HasPrefix(base, "https://") {
-		conn, err = tls.Dial("tcp", host, testCert(t).client)
-	} else {
-		conn, err = net.Dial("tcp", host)
-	}
+	conn, err := dialHost(t, base, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +67,14 @@ func dialSSE(t testing.TB, base, query string) *rawStream {
 		t.Fatalf("subscribe: %s, transfer encoding %v", resp.Status, resp.TransferEncoding)
 	}
 	return s
+}
+
+// dialHost connects to host, over TLS when base is https://.
+func dialHost(t testing.TB, base, host string) (net.Conn, error) {
+	if strings.HasPrefix(base, "https://") {
+		return tls.Dial("tcp", host, testCert(t).client)
+	}
+	return net.Dial("tcp", host)
 }
 
 // chunk reads the next chunk of the response body; io.EOF after the last.
@@ -170,7 +172,11 @@ func waitSubscribersOf(t testing.TB, base, transport string, n int) {
 func dialWS(t testing.TB, base, query string) *websocket.Conn {
 	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: testserver.Wait}
-	c, _, err := d.Dial(strings.Replace(base, "http://", "ws://", 1)+"/events"+query, nil)
+	if strings.HasPrefix(base, "https://") {
+		d.TLSClientConfig = testCert(t).client
+	}
+	u := strings.Replace(strings.Replace(base, "https://", "wss://", 1), "http://", "ws://", 1)
+	c, _, err := d.Dial(u+"/events"+query, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,11 +223,12 @@ type rawWS struct {
 	r    *bufio.Reader
 }
 
-// dialRawWS makes the handshake for path and returns once it is answered.
+// dialRawWS makes the handshake for path and returns once it is answered;
+// an https:// base is reached over TLS.
 func dialRawWS(t testing.TB, base, path string) *rawWS {
 	t.Helper()
-	host := strings.TrimPrefix(base, "http://")
-	conn, err := net.Dial("tcp", host)
+	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
+	conn, err := dialHost(t, base, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,6 +296,12 @@ func (w *rawWS) closeFrame(t testing.TB) (int, string) {
 			return code, p[2:]
 		}
 	}
+}
+
+// withTLS turns a site's http:// address into https:// with the test's
+// certificate, for startTLS.
+func withTLS(site string) string {
+	return strings.Replace(site, "http://127.0.0.1:{PORT} {", "https://127.0.0.1:{PORT} {\n\ttls {CERT} {KEY}", 1)
 }
 
 // tlsSite is site over HTTPS with the test's certificate ({CERT},

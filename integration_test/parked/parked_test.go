@@ -130,8 +130,7 @@ http://127.0.0.1:{PORT} {
 `
 	t.Run("plain", func(t *testing.T) { slowConsumer(t, testserver.Start(t, slowSite)) })
 	t.Run("TLS", func(t *testing.T) {
-		site := strings.Replace(slowSite, "http://127.0.0.1:{PORT} {", "https://127.0.0.1:{PORT} {\n\ttls {CERT} {KEY}", 1)
-		slowConsumer(t, startTLS(t, site))
+		slowConsumer(t, startTLS(t, withTLS(slowSite)))
 	})
 }
 

@@ -30,9 +30,13 @@ http://127.0.0.1:{PORT} {
 // A thousand idle WebSocket subscribers cost the server no goroutine each,
 // as SSE ones do: they all get a message published to them, a frame on
 // one is answered, and once they hang up the server counts none and its
-// goroutines are back where they were.
+// goroutines are back where they were. So over TLS too.
 func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
-	s := testserver.Start(t, wsSite)
+	t.Run("plain", func(t *testing.T) { idleWebSockets(t, testserver.Start(t, wsSite)) })
+	t.Run("TLS", func(t *testing.T) { idleWebSockets(t, startTLS(t, withTLS(wsSite))) })
+}
+
+func idleWebSockets(t *testing.T, s *testserver.Server) {
 	warm := dialWS(t, s.Base, "?topic=idle")
 	testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"idle"}, "data": {"warm"}})
 	if got, err := readWS(warm); !strings.Contains(got, "warm") {
@@ -88,9 +92,13 @@ func TestIdleWebSocketsHoldNoGoroutine(t *testing.T) {
 // after the handshake, in fragments with a ping between them, is answered
 // (the pong first) and delivered; a message over max_message_size in
 // fragments gets 1009, an unmasked frame 1002, and a client's close is
-// echoed with its code.
+// echoed with its code. Over TLS too, where crypto/tls reads them.
 func TestParkedWebSocketReadsFrames(t *testing.T) {
-	s := testserver.Start(t, wsSite)
+	t.Run("plain", func(t *testing.T) { readsFrames(t, testserver.Start(t, wsSite)) })
+	t.Run("TLS", func(t *testing.T) { readsFrames(t, startTLS(t, withTLS(wsSite))) })
+}
+
+func readsFrames(t *testing.T, s *testserver.Server) {
 	c := dialRawWS(t, s.Base, "/events?topic=raw")
 	publish := `{"type":"publish","ref":7,"topic":"raw","data":"in pieces"}`
 	var burst []byte
