@@ -8,10 +8,11 @@ package handlers
 // text frames go, in order, to a goroutine that exists while some wait
 // and runs the frame protocol every path shares (wsframe.go,
 // wssubscribe.go, wsrefresh.go), since a publish may wait on the hub's
-// back-pressure and a subscribe on the broker's history. While it runs, it
-// owns the subscription and its frames go out first; otherwise the worker
-// sends the subscription's messages, pings and the closing frame, as
-// wsConn.write does on the goroutine path. gorilla negotiates no extension
+// back-pressure and a subscribe on the broker's history. The worker sends
+// the subscription's messages, pings and the closing frame, as
+// wsConn.write does on the goroutine path, except while a subscribe,
+// unsubscribe or refresh has taken the subscription from it (withSub):
+// then that change's frames go out first, as the writer's do there. gorilla negotiates no extension
 // here (no permessage-deflate), so the frames are plain. Over TLS, the core
 // reads and writes through crypto/tls on goroutines that exist while there
 // is something to read or write.
@@ -70,7 +71,10 @@ type parkedWS struct {
 	out      []byte        // frames queued for the socket
 	room     chan struct{} // a token when the worker took out
 	msgs     []wsInbound   // client messages waiting for the frame protocol
-	busy     bool          // runCommands runs: it owns c.sub
+	busy     bool          // runCommands runs
+	owned    bool          // c.sub is not the worker's (withSub, or park until it is done)
+	want     bool          // withSub asks the worker for c.sub
+	granted  chan struct{} // and gets it
 	paused   bool          // reading waits for room in msgs or out
 	closing  bool          // a close frame is queued: nothing follows it
 	closeBy  time.Time     // then, how long the client has to answer it
@@ -99,7 +103,7 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 	nc := c.conn.NetConn()
 	// The connection outlives the handler's request and its context.
 	ctx, cancel := context.WithCancel(hub.CarryClient(context.Background(), c.ctx))
-	p := &parkedWS{c: c, cancel: cancel, release: c.rq.keep(), gone: make(chan struct{}), room: make(chan struct{}, 1)}
+	p := &parkedWS{c: c, cancel: cancel, release: c.rq.keep(), gone: make(chan struct{}), room: make(chan struct{}, 1), granted: make(chan struct{}, 1)}
 	p.hubEnded, p.hubReason = c.ep.Hub.Ended()
 	p.in.limit = c.ep.MaxMessageSize
 	if done, err := c.replayAll(nil, gap, backlog); !done || err != nil {
@@ -112,8 +116,8 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 	p.nextPing = now.Add(c.ep.Heartbeat)
 	p.pongBy = now.Add(5 * c.ep.Heartbeat / 2)
 	c.sink = p
-	// This goroutine owns c.sub until runCommands hands it to the worker.
-	p.busy = true
+	// This goroutine owns c.sub until it hands it to the worker.
+	p.owned = true
 	pc, err := park.Park(nc, p, writeTimeout)
 	if err != nil {
 		c.ep.Logger.Debug("WebSocket served on its goroutine", zap.Error(err))
@@ -134,9 +138,7 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 		c.rq.DefaultTopic = func() (string, error) { return topic, err }
 	}
 	c.conn = nil
-	// Frames the client sent already wait in p.msgs: they are answered
-	// here, and the subscription handed over.
-	p.runCommands(nil)
+	p.handBack(nil)
 	return true, nil
 }
 
@@ -155,7 +157,11 @@ func (p *parkedWS) Send(buf []byte, now time.Time) ([]byte, time.Time, bool) {
 	if cap(p.out) > wsOutBound {
 		p.out = nil
 	}
-	busy := p.busy
+	if p.want && !p.owned {
+		p.want, p.owned = false, true
+		p.granted <- struct{}{}
+	}
+	owned := p.owned
 	if p.paused {
 		p.paused = false
 		defer p.notify()
@@ -165,7 +171,7 @@ func (p *parkedWS) Send(buf []byte, now time.Time) ([]byte, time.Time, bool) {
 	case p.room <- struct{}{}:
 	default:
 	}
-	if !busy {
+	if !owned {
 		buf = p.deliver(buf, now)
 	}
 	if tok := p.c.token.Load(); tok != nil && tok.Expired(now) {
@@ -397,40 +403,24 @@ func (p *parkedWS) frame(op int, payload []byte) {
 		p.msgs = append(p.msgs, wsInbound{binary: op == websocket.BinaryMessage, data: payload})
 		if !p.busy {
 			p.busy = true
-			go p.runCommands(p.c.sub)
+			go p.runCommands()
 		}
 	}
 }
 
 // runCommands runs the frame protocol on the client's messages, in order,
 // and returns when none waits: no goroutine stays while a connection is
-// idle. It owns c.sub while it runs; sub is the subscription the worker
-// had.
-func (p *parkedWS) runCommands(sub *hub.Subscriber) {
+// idle. A publish runs beside the worker, which goes on delivering, as
+// the reader does on the goroutine path; a subscription change takes the
+// subscription from it (withSub), as the writer does there.
+func (p *parkedWS) runCommands() {
 	c := p.c
 	for {
 		p.mu.Lock()
 		if len(p.msgs) == 0 || p.closing || p.failed != nil {
-			p.mu.Unlock()
-			if c.sub != nil && c.sub != sub {
-				// New to the worker: it takes it over.
-				sub = c.sub
-				sub.OnReady(p.notify)
-			}
-			p.mu.Lock()
-			if len(p.msgs) > 0 && !p.closing && p.failed == nil {
-				p.mu.Unlock()
-				continue
-			}
 			p.msgs = nil
 			p.busy = false
-			dead := p.dead
 			p.mu.Unlock()
-			if dead && c.sub != nil {
-				// Closed left the subscription to its owner.
-				c.sub.Close()
-			}
-			p.notify()
 			return
 		}
 		in := p.msgs[0]
@@ -442,7 +432,14 @@ func (p *parkedWS) runCommands(sub *hub.Subscriber) {
 		if !in.binary {
 			cmd = c.command(in.data)
 		}
-		if err := c.run(cmd); err != nil {
+		var err error
+		if cmd.kind == "" {
+			// An answer: it only needs writing.
+			err = c.run(cmd)
+		} else {
+			err = p.withSub(func() error { return c.run(cmd) })
+		}
+		if err != nil {
 			p.mu.Lock()
 			p.failed = err
 			if !p.closing {
@@ -454,6 +451,49 @@ func (p *parkedWS) runCommands(sub *hub.Subscriber) {
 			c.ep.Logger.Debug("WebSocket write failed", zap.Error(err))
 		}
 	}
+}
+
+// withSub runs f with c.sub taken from the worker, which grants it between
+// two of its turns (Send).
+func (p *parkedWS) withSub(f func() error) error {
+	p.mu.Lock()
+	p.want = true
+	p.mu.Unlock()
+	p.notify()
+	select {
+	case <-p.granted:
+	case <-p.gone:
+		p.mu.Lock()
+		owned := p.owned
+		p.mu.Unlock()
+		if owned {
+			// Granted as it closed: Closed left the subscription here.
+			p.handBack(p.c.sub)
+		}
+		return net.ErrClosed
+	}
+	prev := p.c.sub
+	err := f()
+	p.handBack(prev)
+	return err
+}
+
+// handBack gives c.sub back to the worker; prev is the one it had. A
+// subscription made meanwhile is new to it, and one whose connection
+// closed meanwhile is closed here, by its owner.
+func (p *parkedWS) handBack(prev *hub.Subscriber) {
+	c := p.c
+	if c.sub != nil && c.sub != prev {
+		c.sub.OnReady(p.notify)
+	}
+	p.mu.Lock()
+	p.owned = false
+	dead := p.dead
+	p.mu.Unlock()
+	if dead && c.sub != nil {
+		c.sub.Close()
+	}
+	p.notify()
 }
 
 // text implements wsSink for the frame protocol.
@@ -505,13 +545,12 @@ func (p *parkedWS) Closed(err error) {
 	close(p.gone)
 	p.cancel()
 	p.mu.Lock()
-	busy := p.busy
+	owned := p.owned
 	p.dead = true
 	p.failed = net.ErrClosed
 	p.mu.Unlock()
-	// A running runCommands owns the subscription: it closes it when it
-	// stops, at its next frame.
-	if c := p.c; c.sub != nil && !busy {
+	// Whoever holds the subscription closes it when it hands it back.
+	if c := p.c; !owned && c.sub != nil {
 		c.sub.Close()
 	}
 	if p.watching {
