@@ -50,31 +50,39 @@ type rawStream struct {
 // https:// base is reached over TLS (tlsSite).
 func dialSSE(t testing.TB, base, query string) *rawStream {
 	t.Helper()
-	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
-	conn, err := dialHost(t, base, host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /events%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", query, host)
-	s := &rawStream{conn: conn, r: bufio.NewReaderSize(conn, 512)}
-	conn.SetReadDeadline(time.Now().Add(testserver.Wait))
-	resp, err := http.ReadResponse(s.r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, r, resp := openRequest(t, base, "/events"+query, "Accept: text/event-stream\r\n")
+	s := &rawStream{conn: conn, r: r}
 	if resp.StatusCode != http.StatusOK || resp.TransferEncoding == nil {
 		t.Fatalf("subscribe: %s, transfer encoding %v", resp.Status, resp.TransferEncoding)
 	}
 	return s
 }
 
-// dialHost connects to host, over TLS when base is https://.
-func dialHost(t testing.TB, base, host string) (net.Conn, error) {
+// openRequest sends GET path with the header lines to base, over TLS when
+// it is https://, on a connection of its own, and reads the response's
+// head; the connection is closed when the test ends.
+func openRequest(t testing.TB, base, path, header string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
+	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
+	var conn net.Conn
+	var err error
 	if strings.HasPrefix(base, "https://") {
-		return tls.Dial("tcp", host, testCert(t).client)
+		conn, err = tls.Dial("tcp", host, testCert(t).client)
+	} else {
+		conn, err = net.Dial("tcp", host)
 	}
-	return net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, host, header)
+	r := bufio.NewReaderSize(conn, 512)
+	conn.SetReadDeadline(time.Now().Add(testserver.Wait))
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, r, resp
 }
 
 // chunk reads the next chunk of the response body; io.EOF after the last.
@@ -227,20 +235,9 @@ type rawWS struct {
 // an https:// base is reached over TLS.
 func dialRawWS(t testing.TB, base, path string) *rawWS {
 	t.Helper()
-	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
-	conn, err := dialHost(t, base, host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path, host)
-	w := &rawWS{conn: conn, r: bufio.NewReader(conn)}
-	conn.SetReadDeadline(time.Now().Add(testserver.Wait))
-	resp, err := http.ReadResponse(w.r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, r, resp := openRequest(t, base, path, "Upgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+	w := &rawWS{conn: conn, r: r}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("handshake: %s", resp.Status)
 	}

@@ -15,17 +15,9 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
-// wsSite pings seldom, so WebSockets the test does not read for a while
-// are not dropped for their silence, and takes small messages.
-const wsSite = `
-http://127.0.0.1:{PORT} {
-	pubsub /events* {
-		heartbeat 30s
-		max_message_size 1KiB
-	}
-	metrics /metrics
-}
-`
+// wsSite is site pinging seldom, so WebSockets the test does not read for
+// a while are not dropped for their silence, and taking small messages.
+var wsSite = strings.Replace(site, "heartbeat 1s", "heartbeat 30s\n\t\tmax_message_size 1KiB", 1)
 
 // A thousand idle WebSocket subscribers cost the server no goroutine each,
 // as SSE ones do: they all get a message published to them, a frame on
