@@ -508,7 +508,7 @@ func (c *Conn) readTLS() {
 		}
 		c.rmu.Unlock()
 		if n > 0 || (err != nil && !idle) {
-			c.schedule()
+			c.Notify()
 		}
 		if stop {
 			return
@@ -567,7 +567,7 @@ func (c *Conn) writeTLS() {
 		c.wqueue = nil
 	}
 	c.wmu.Unlock()
-	c.schedule()
+	c.Notify()
 }
 
 // read reads what the peer sent: nothing is expected, so any byte, or
