@@ -12,10 +12,11 @@ package handlers
 // the subscription's messages, pings and the closing frame, as
 // wsConn.write does on the goroutine path, except while a subscribe,
 // unsubscribe or refresh has taken the subscription from it (withSub):
-// then that change's frames go out first, as the writer's do there. gorilla negotiates no extension
-// here (no permessage-deflate), so the frames are plain. Over TLS, the core
-// reads and writes through crypto/tls on goroutines that exist while there
-// is something to read or write.
+// then that change's frames go out first, as the writer's do there.
+// gorilla negotiates no extension here (no permessage-deflate), so the
+// frames are plain. Over TLS, the core reads and writes through
+// crypto/tls on goroutines that exist while there is something to read or
+// write.
 
 import (
 	"context"
@@ -152,16 +153,15 @@ func (p *parkedWS) notify() {
 // Send implements park.Stream: what wsConn.write would send at now.
 func (p *parkedWS) Send(buf []byte, now time.Time) ([]byte, time.Time, bool) {
 	p.mu.Lock()
+	// out is let go, not kept: an idle connection holds no buffer.
 	buf = append(buf, p.out...)
-	p.out = p.out[:0]
-	if cap(p.out) > wsOutBound {
-		p.out = nil
-	}
+	p.out = nil
 	if p.want && !p.owned {
 		p.want, p.owned = false, true
 		p.granted <- struct{}{}
 	}
-	owned := p.owned
+	// Nothing follows a close frame.
+	deliver := !p.owned && !p.closing
 	if p.paused {
 		p.paused = false
 		defer p.notify()
@@ -171,7 +171,7 @@ func (p *parkedWS) Send(buf []byte, now time.Time) ([]byte, time.Time, bool) {
 	case p.room <- struct{}{}:
 	default:
 	}
-	if !owned {
+	if deliver {
 		buf = p.deliver(buf, now)
 	}
 	if tok := p.c.token.Load(); tok != nil && tok.Expired(now) {
