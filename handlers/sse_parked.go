@@ -12,15 +12,15 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/park"
 )
 
-// An SSE stream over HTTP/1.1 without TLS, once its headers and replay are
-// out, leaves net/http: it is hijacked and parked (package park), so an
-// idle subscriber holds no goroutine, only its socket, its subscription
-// and parkedSSE. The hub notifies the core when the subscription has
-// messages or ends (Subscriber.OnReady); a worker then calls Send, which
-// does what sseStream.run does on the goroutine path. HTTP/2 and HTTP/3
-// streams cannot leave net/http, and a TLS connection's writes cannot be
-// resumed after a partial one: those keep the goroutine path, as does
-// every platform but Linux.
+// An SSE stream over HTTP/1.1, once its headers and replay are out, leaves
+// net/http: it is hijacked and parked (package park), so an idle
+// subscriber holds no goroutine, only its socket, its subscription and
+// parkedSSE. The hub notifies the core when the subscription has messages
+// or ends (Subscriber.OnReady); a worker then calls Send, which does what
+// sseStream.run does on the goroutine path. Over TLS, what Send returns is
+// written through crypto/tls by a goroutine that exists while there is
+// something to write. HTTP/2 and HTTP/3 streams cannot leave net/http:
+// they keep the goroutine path, as does every platform but Linux.
 
 // chunkRoom is the room kept before a chunk's data for its size line:
 // eight hex digits and CRLF.
@@ -50,7 +50,7 @@ func (s *sseStream) park(rq Request) bool {
 	// has a chunked body (HTTP/1.0 has none, HEAD no body), and only an
 	// uncompressed one can be continued raw.
 	if !park.Supported || s.r.Method != http.MethodGet || s.r.ProtoMajor != 1 || s.r.ProtoMinor != 1 ||
-		s.r.TLS != nil || s.out.w.Header().Get("Content-Encoding") != "" {
+		s.out.w.Header().Get("Content-Encoding") != "" {
 		return false
 	}
 	conn, _, err := s.out.rc.Hijack()

@@ -15,6 +15,10 @@ package handlers
 // writer. When the writer stops (the hub ended the subscription, the socket
 // stopped draining), it ends the reader through a read deadline. The handler
 // goroutine closes the socket once both have stopped.
+//
+// That is the goroutine path. Over HTTP/1.1 on Linux, the
+// connection is parked after the handshake instead (ws_parked.go): the
+// same frame protocol runs without a goroutine per idle connection.
 
 import (
 	"bufio"
@@ -145,18 +149,28 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		return
 	}
 	c := &wsConn{
-		ep:         ep,
-		r:          r,
-		id:         id,
-		rq:         rq,
-		ctx:        ctx,
-		conn:       conn,
-		sub:        sub,
-		cmds:       make(chan *wsCommand, wsCommands),
-		quit:       make(chan struct{}),
-		writerDone: make(chan struct{}),
+		ep:   ep,
+		r:    r,
+		id:   id,
+		rq:   rq,
+		ctx:  ctx,
+		conn: conn,
+		sink: gorillaSink{conn},
+		sub:  sub,
 	}
 	c.token.Store(id.token)
+	parked, release := c.park(backlog, gap)
+	if parked {
+		return
+	}
+	if release != nil {
+		defer release()
+		// What park replayed is out.
+		backlog, gap = nil, nil
+	}
+	c.cmds = make(chan *wsCommand, wsCommands)
+	c.quit = make(chan struct{})
+	c.writerDone = make(chan struct{})
 	go c.write(backlog, gap)
 	c.read()
 	// Stop the writer now, even if it is waiting on the broker or on a
@@ -187,6 +201,7 @@ type wsConn struct {
 	rq    Request
 	ctx   context.Context
 	conn  *websocket.Conn
+	sink  wsSink // where frames go: conn, or the parked core once parked
 
 	sub *hub.Subscriber // owned by the writer; nil while no topics
 
@@ -334,7 +349,7 @@ func (c *wsConn) close(code int, reason string) {
 	if len(reason) > maxCloseReason {
 		reason = reason[:maxCloseReason]
 	}
-	_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeTimeout))
+	_ = c.sink.close(code, reason)
 }
 
 // writeQueued sends the next n queued messages (all that are, if fewer).
@@ -359,7 +374,26 @@ func (c *wsConn) writeMessage(m *hub.Message) error {
 
 // writeFrame sends one text frame; a socket that does not take it within
 // writeTimeout ends the connection.
-func (c *wsConn) writeFrame(b []byte) error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return c.conn.WriteMessage(websocket.TextMessage, b)
+func (c *wsConn) writeFrame(b []byte) error { return c.sink.text(b) }
+
+// wsSink is where a connection's frames go. The frame protocol
+// (wsframe.go, wssubscribe.go, wsrefresh.go) writes through it, and so
+// runs unchanged on the goroutine path and once parked (ws_parked.go).
+type wsSink interface {
+	// text sends a text frame, within writeTimeout.
+	text(b []byte) error
+	// close sends a close frame; reason fits one (maxCloseReason).
+	close(code int, reason string) error
+}
+
+// gorillaSink writes to the socket, on the goroutine path.
+type gorillaSink struct{ conn *websocket.Conn }
+
+func (g gorillaSink) text(b []byte) error {
+	_ = g.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return g.conn.WriteMessage(websocket.TextMessage, b)
+}
+
+func (g gorillaSink) close(code int, reason string) error {
+	return g.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeTimeout))
 }

@@ -283,3 +283,13 @@ func (h *Hub) overflowed(s *Subscriber) {
 func (h *Hub) subscriptionID(s *Subscriber) string {
 	return h.obs.idPrefix + "-" + strconv.FormatUint(s.seq, 10)
 }
+
+// CarryClient returns ctx carrying the Client that from carries (see
+// WithClient), presence budget and all: a transport whose connection
+// outlives its request's context keeps counting as one connection.
+func CarryClient(ctx, from context.Context) context.Context {
+	if c, ok := from.Value(clientKey{}).(Client); ok {
+		return context.WithValue(ctx, clientKey{}, c)
+	}
+	return ctx
+}

@@ -26,6 +26,22 @@ type Stream interface {
 	Closed(err error)
 }
 
+// Receiver is a Stream that takes what the peer sends (a WebSocket's
+// frames). Without it, any byte from the peer closes the connection.
+type Receiver interface {
+	Stream
+	// Receive is called, on the worker, before Send when the socket may
+	// have bytes to read: it calls read, which never blocks, until read
+	// returns ErrWouldBlock or it wants no more for now; then it calls
+	// Notify once it wants to read again. read returns io.EOF when the
+	// peer closed its side. An error closes the connection.
+	Receive(read func(p []byte) (int, error)) error
+}
+
+// ErrWouldBlock is what a Receiver's read returns when the socket holds
+// nothing more for now: the core calls Receive again when it does.
+var ErrWouldBlock = errors.New("park: nothing to read")
+
 // Why a parked connection was closed other than by its stream.
 var (
 	// ErrPeerGone: the peer closed the connection, reset it, or stopped

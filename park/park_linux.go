@@ -2,9 +2,12 @@ package park
 
 import (
 	"container/heap"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -60,7 +63,25 @@ type Conn struct {
 	events    atomic.Uint32 // epoll events not yet handled
 	closed    atomic.Bool
 
+	// A TLS connection's bytes go out through tls on a goroutine of its
+	// own while it has some (writeTLS): crypto/tls cannot resume a write
+	// that the socket did not take whole.
+	tls     *tls.Conn
+	wmu     sync.Mutex
+	wqueue  []byte // what the writer writes
+	writing bool   // the writer runs
+	werr    error  // why the last write failed
+	// And a Receiver's bytes come through tls from a goroutine that runs
+	// while the peer sends (readTLS).
+	rmu      sync.Mutex
+	inbox    []byte // read, not yet received
+	rerr     error  // why reading ended
+	reading  bool   // the reader runs
+	rewake   bool   // the socket became readable while it ran
+	overfull bool   // the reader stopped for a full inbox
+
 	// Used by its worker only.
+	readable     bool      // the socket may hold bytes a Receiver has not read
 	pending      []byte    // what the socket did not take
 	pendingSince time.Time // when pending last was empty
 	ending       bool      // close once pending is out
@@ -70,8 +91,13 @@ type Conn struct {
 // Park hands nc, a TCP connection whose request was answered up to the
 // stream, to the core: from now on stream decides what it gets, and
 // bytes that wait longer than writeTimeout for the peer close it. nc must
-// be a plain TCP connection; on error it is left as it was.
+// be a plain TCP connection, or TLS over one; on error it is left as it
+// was.
 func Park(nc net.Conn, stream Stream, writeTimeout time.Duration) (*Conn, error) {
+	tc, isTLS := nc.(*tls.Conn)
+	if isTLS {
+		nc = tc.NetConn()
+	}
 	tcp, ok := nc.(*net.TCPConn)
 	if !ok {
 		return nil, fmt.Errorf("park: %T is not a TCP connection", nc)
@@ -100,6 +126,7 @@ func Park(nc net.Conn, stream Stream, writeTimeout time.Duration) (*Conn, error)
 		worker:       active.workers[nextID%uint64(len(active.workers))],
 		nc:           nc,
 		raw:          raw,
+		tls:          tc,
 		stream:       stream,
 		writeTimeout: writeTimeout,
 	}
@@ -320,15 +347,45 @@ func (c *Conn) run(w *worker, now time.Time) {
 		return
 	}
 	ev := c.events.Swap(0)
-	switch {
-	case ev&(unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0:
-		c.close(ErrPeerGone)
-		return
-	case ev&unix.EPOLLIN != 0:
-		if err := c.read(); err != nil {
-			c.close(err)
+	if r, ok := c.stream.(Receiver); ok {
+		// What the peer sent before it closed still counts: a
+		// WebSocket's close frame comes with the FIN.
+		c.readable = c.readable || ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0
+		if ev&unix.EPOLLERR != 0 {
+			c.close(ErrPeerGone)
 			return
 		}
+		read := c.receive
+		if c.tls != nil {
+			// Only crypto/tls can read a TLS socket: a reader goroutine
+			// does, while the peer sends.
+			if c.readable {
+				c.readable = false
+				c.startReader()
+			}
+			read = c.receiveTLS
+		}
+		if c.readable || (c.tls != nil && c.hasInbox()) {
+			if err := r.Receive(read); err != nil {
+				c.close(err)
+				return
+			}
+		}
+	} else {
+		switch {
+		case ev&(unix.EPOLLERR|unix.EPOLLHUP|unix.EPOLLRDHUP) != 0:
+			c.close(ErrPeerGone)
+			return
+		case ev&unix.EPOLLIN != 0:
+			if err := c.read(); err != nil {
+				c.close(err)
+				return
+			}
+		}
+	}
+	if c.tls != nil {
+		c.runTLS(w, now)
+		return
 	}
 	if len(c.pending) > 0 {
 		if !c.write(nil, now) {
@@ -363,6 +420,156 @@ func (c *Conn) run(w *worker, now time.Time) {
 	}
 }
 
+// runTLS is run's writing half for a TLS connection: the stream's bytes
+// go to a writer goroutine, and the stream is asked again once they are
+// out.
+func (c *Conn) runTLS(w *worker, now time.Time) {
+	c.wmu.Lock()
+	writing, err := c.writing, c.werr
+	c.wmu.Unlock()
+	switch {
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		c.close(ErrWriteTimeout)
+		return
+	case err != nil:
+		c.close(fmt.Errorf("%w: %w", ErrPeerGone, err))
+		return
+	case writing:
+		// The writer schedules c when it is done.
+		return
+	case c.ending:
+		c.close(nil)
+		return
+	}
+	out, next, end := c.stream.Send(w.buf[:0], now)
+	if cap(out) > cap(w.buf) {
+		w.buf = out[:0]
+	}
+	if len(out) == 0 {
+		if end {
+			c.close(nil)
+		} else {
+			c.arm(w, next)
+		}
+		return
+	}
+	c.ending = end
+	c.wmu.Lock()
+	c.wqueue = append(c.wqueue[:0], out...)
+	c.writing = true
+	c.wmu.Unlock()
+	go c.writeTLS()
+}
+
+// A TLS connection's reader goroutine reads as long as the peer sends,
+// and tlsLinger more; it stops when tlsInbox bytes wait for Receive.
+const (
+	tlsLinger = 50 * time.Millisecond
+	tlsInbox  = 16 << 10
+)
+
+// startReader starts the reader goroutine, or, if it runs, makes it go on
+// when it would have stopped.
+func (c *Conn) startReader() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.reading {
+		c.rewake = true
+		return
+	}
+	if c.rerr != nil || len(c.inbox) >= tlsInbox {
+		return
+	}
+	c.reading = true
+	go c.readTLS()
+}
+
+// readTLS reads through crypto/tls into the inbox and has the worker
+// hand it to the stream. A read that times out with half a record leaves
+// it in crypto/tls, which goes on with it at the next read.
+func (c *Conn) readTLS() {
+	buf := make([]byte, 4<<10)
+	for {
+		_ = c.tls.SetReadDeadline(time.Now().Add(tlsLinger))
+		n, err := c.tls.Read(buf)
+		c.rmu.Lock()
+		c.inbox = append(c.inbox, buf[:n]...)
+		idle := errors.Is(err, os.ErrDeadlineExceeded)
+		if err != nil && !idle {
+			c.rerr = err
+		}
+		stop := err != nil || len(c.inbox) >= tlsInbox
+		if stop && idle && c.rewake {
+			c.rewake, stop = false, false
+		}
+		c.overfull = err == nil && stop
+		if stop {
+			c.reading = false
+		}
+		c.rmu.Unlock()
+		if n > 0 || (err != nil && !idle) {
+			c.Notify()
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// hasInbox reports whether Receive has something to take.
+func (c *Conn) hasInbox() bool {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return len(c.inbox) > 0 || c.rerr != nil
+}
+
+// receiveTLS is a Receiver's read over TLS: from the inbox.
+func (c *Conn) receiveTLS(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(c.inbox) == 0 {
+		switch {
+		case c.rerr == nil:
+			return 0, ErrWouldBlock
+		case errors.Is(c.rerr, io.EOF):
+			return 0, io.EOF
+		}
+		return 0, fmt.Errorf("%w: %w", ErrPeerGone, c.rerr)
+	}
+	n := copy(p, c.inbox)
+	c.inbox = c.inbox[n:]
+	if len(c.inbox) == 0 {
+		c.inbox = nil
+		if c.overfull && !c.reading {
+			// It stopped for room, not for want of data.
+			c.overfull, c.reading = false, true
+			go c.readTLS()
+		}
+	}
+	return n, nil
+}
+
+// tlsKeep is the largest write queue an idle TLS connection keeps.
+const tlsKeep = 1 << 10
+
+// writeTLS writes the queue through crypto/tls, within the write timeout,
+// and hands the connection back to its worker. No writer exists while a
+// connection has nothing to send.
+func (c *Conn) writeTLS() {
+	c.wmu.Lock()
+	b := c.wqueue
+	c.wmu.Unlock()
+	_ = c.tls.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	_, err := c.tls.Write(b)
+	c.wmu.Lock()
+	c.writing, c.werr = false, err
+	if cap(c.wqueue) > tlsKeep {
+		c.wqueue = nil
+	}
+	c.wmu.Unlock()
+	c.Notify()
+}
+
 // read reads what the peer sent: nothing is expected, so any byte, or
 // the end of the stream, closes the connection.
 func (c *Conn) read() error {
@@ -384,6 +591,33 @@ func (c *Conn) read() error {
 		return nil
 	}
 	return ErrPeerGone
+}
+
+// receive is a Receiver's read: one non-blocking read from the socket.
+func (c *Conn) receive(p []byte) (int, error) {
+	var n int
+	var rerr error
+	err := c.raw.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Read(int(fd), p)
+			if rerr != unix.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, ErrPeerGone
+	case errors.Is(rerr, unix.EAGAIN):
+		c.readable = false
+		return 0, ErrWouldBlock
+	case rerr != nil:
+		return 0, fmt.Errorf("%w: %w", ErrPeerGone, rerr)
+	case n == 0 && len(p) > 0:
+		c.readable = false
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // write writes pending, then p, as far as the socket takes them without
@@ -472,6 +706,8 @@ func (c *Conn) close(reason error) {
 	_ = c.raw.Control(func(fd uintptr) {
 		_ = unix.EpollCtl(c.core.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
 	})
+	// nc is the TCP connection, also under TLS: no close_notify alert,
+	// whose write could block the worker.
 	_ = c.nc.Close()
 	c.pending = nil
 	c.core.release(c)

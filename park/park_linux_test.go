@@ -1,9 +1,12 @@
 package park
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -184,5 +187,149 @@ func TestBlockingServesWhatParkCannot(t *testing.T) {
 	client.Close()
 	if err := s.waitClosed(t); !errors.Is(err, ErrPeerGone) {
 		t.Fatalf("closed with %v, want ErrPeerGone", err)
+	}
+}
+
+// echoStream is a Receiver that sends back what it reads, a few bytes at
+// a time, and waits while the test holds it paused.
+type echoStream struct {
+	*testStream
+	chunk   int
+	paused  chan struct{} // closed to let it read
+	receive chan struct{} // a token per Receive
+}
+
+func (s *echoStream) Receive(read func([]byte) (int, error)) error {
+	select {
+	case s.receive <- struct{}{}:
+	default:
+	}
+	select {
+	case <-s.paused:
+	default:
+		return nil
+	}
+	for {
+		b := make([]byte, s.chunk)
+		n, err := read(b)
+		switch {
+		case errors.Is(err, ErrWouldBlock):
+			return nil
+		case err != nil:
+			return err
+		}
+		s.queue(b[:n], false)
+	}
+}
+
+// A Receiver reads what the peer sends, also what it sent before the
+// connection was parked, and what comes in while it did not want to read
+// waits in the socket until it does; the peer's close reaches it as
+// io.EOF from read.
+func TestReceiverReadsWhatThePeerSends(t *testing.T) {
+	server, client := pair(t)
+	if _, err := client.Write([]byte("before ")); err != nil {
+		t.Fatal(err)
+	}
+	s := &echoStream{testStream: newTestStream(), chunk: 3, paused: make(chan struct{}), receive: make(chan struct{}, 16)}
+	c, err := Park(server, s, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.receive:
+	case <-time.After(wait):
+		t.Fatal("bytes sent before the connection was parked: no Receive")
+	}
+	close(s.paused)
+	c.Notify()
+	if _, err := client.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadDeadline(time.Now().Add(wait))
+	want := "before after"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != want {
+		t.Fatalf("echoed %q, %v; want %q", got, err, want)
+	}
+	client.Close()
+	if err := s.waitClosed(t); !errors.Is(err, io.EOF) {
+		t.Fatalf("closed with %v, want io.EOF (the peer's FIN, read)", err)
+	}
+}
+
+// tlsPair returns both ends of a loopback TLS connection, handshaken.
+func tlsPair(t *testing.T) (server, client *tls.Conn) {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(nil)
+	ts.StartTLS()
+	defer ts.Close()
+	clientConfig := ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	clientConfig.ServerName = "example.com"
+	s, c := pair(t)
+	server, client = tls.Server(s, ts.TLS), tls.Client(c, clientConfig)
+	done := make(chan error, 1)
+	go func() { done <- server.Handshake() }()
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return server, client
+}
+
+// Over TLS the stream's bytes go out through crypto/tls, and bytes the
+// peer does not read close the connection after the write timeout; a
+// Receiver gets what the peer sends through crypto/tls, and its close.
+func TestTLSStreamIsWrittenThroughCryptoTLS(t *testing.T) {
+	server, client := tlsPair(t)
+	s := newTestStream()
+	c, err := Park(server, s, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.queue([]byte("hello "), false)
+	c.Notify()
+	s.queue([]byte("over TLS"), true)
+	c.Notify()
+	client.SetReadDeadline(time.Now().Add(wait))
+	got := make([]byte, len("hello over TLS"))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "hello over TLS" {
+		t.Fatalf("client read %q, %v", got, err)
+	}
+	if err := s.waitClosed(t); err != nil {
+		t.Fatalf("closed with %v, want nil", err)
+	}
+
+	const timeout = 500 * time.Millisecond
+	server, _ = tlsPair(t)
+	s = newTestStream()
+	if c, err = Park(server, s, timeout); err != nil {
+		t.Fatal(err)
+	}
+	s.queue(make([]byte, 32<<20), false)
+	c.Notify()
+	if err := s.waitClosed(t); !errors.Is(err, ErrWriteTimeout) {
+		t.Fatalf("closed with %v, want ErrWriteTimeout", err)
+	}
+
+	server, client = tlsPair(t)
+	e := &echoStream{testStream: newTestStream(), chunk: 3, paused: make(chan struct{}), receive: make(chan struct{}, 1)}
+	close(e.paused)
+	if _, err := Park(server, e, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Write([]byte("through TLS")); err != nil {
+		t.Fatal(err)
+	}
+	got = make([]byte, len("through TLS"))
+	client.SetReadDeadline(time.Now().Add(wait))
+	if _, err := io.ReadFull(client, got); err != nil || string(got) != "through TLS" {
+		t.Fatalf("echoed %q, %v", got, err)
+	}
+	client.Close()
+	if err := e.waitClosed(t); !errors.Is(err, io.EOF) {
+		t.Fatalf("closed with %v, want io.EOF", err)
 	}
 }

@@ -25,12 +25,39 @@ func (s *beatStream) Send(buf []byte, now time.Time) ([]byte, time.Time, bool) {
 
 func (s *beatStream) Closed(err error) { s.closed <- err }
 
+// readingBeatStream is a beatStream that also reads, as a parked
+// WebSocket does: its peer's silence must end it the same way.
+type readingBeatStream struct{ *beatStream }
+
+func (s readingBeatStream) Receive(read func([]byte) (int, error)) error {
+	for {
+		if _, err := read(make([]byte, 64)); err != nil {
+			if errors.Is(err, ErrWouldBlock) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
 // A peer that vanishes without a FIN or a reset (its link goes down) is
 // dropped within TCP_USER_TIMEOUT of the first heartbeat it does not
 // acknowledge. The two ends live in network namespaces of their own,
 // joined by a veth pair, so taking the client's link down touches nothing
-// outside the test.
+// outside the test. A stream that reads (a WebSocket) is dropped as one
+// that only writes (SSE).
 func TestVanishedPeerIsDropped(t *testing.T) {
+	t.Run("writing", func(t *testing.T) {
+		s := &beatStream{interval: 200 * time.Millisecond, closed: make(chan error, 1)}
+		vanish(t, s, s.closed)
+	})
+	t.Run("reading", func(t *testing.T) {
+		s := &beatStream{interval: 200 * time.Millisecond, closed: make(chan error, 1)}
+		vanish(t, readingBeatStream{s}, s.closed)
+	})
+}
+
+func vanish(t *testing.T, s Stream, closed <-chan error) {
 	if os.Getuid() != 0 || exec.Command("ip", "-V").Run() != nil {
 		if os.Getenv("PUBSUB_REQUIRE_SERVICES") == "1" {
 			t.Fatal("needs root and iproute2's ip for network namespaces")
@@ -74,7 +101,6 @@ func TestVanishedPeerIsDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &beatStream{interval: 200 * time.Millisecond, closed: make(chan error, 1)}
 	if _, err := Park(server, s, wait); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +112,7 @@ func TestVanishedPeerIsDropped(t *testing.T) {
 	ip("-n", cliNS, "link", "set", "cli0", "down")
 	start := time.Now()
 	select {
-	case err := <-s.closed:
+	case err := <-closed:
 		if !errors.Is(err, ErrPeerGone) {
 			t.Fatalf("closed with %v, want ErrPeerGone", err)
 		}

@@ -2,15 +2,27 @@ package parked_test
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
@@ -34,25 +46,43 @@ type rawStream struct {
 	r    *bufio.Reader
 }
 
-// dialSSE subscribes over HTTP/1.1 and reads the response's headers.
+// dialSSE subscribes over HTTP/1.1 and reads the response's headers; an
+// https:// base is reached over TLS (tlsSite).
 func dialSSE(t testing.TB, base, query string) *rawStream {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /events%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", query, strings.TrimPrefix(base, "http://"))
-	s := &rawStream{conn: conn, r: bufio.NewReaderSize(conn, 512)}
-	conn.SetReadDeadline(time.Now().Add(testserver.Wait))
-	resp, err := http.ReadResponse(s.r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, r, resp := openRequest(t, base, "/events"+query, "Accept: text/event-stream\r\n")
+	s := &rawStream{conn: conn, r: r}
 	if resp.StatusCode != http.StatusOK || resp.TransferEncoding == nil {
 		t.Fatalf("subscribe: %s, transfer encoding %v", resp.Status, resp.TransferEncoding)
 	}
 	return s
+}
+
+// openRequest sends GET path with the header lines to base, over TLS when
+// it is https://, on a connection of its own, and reads the response's
+// head; the connection is closed when the test ends.
+func openRequest(t testing.TB, base, path, header string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
+	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
+	var conn net.Conn
+	var err error
+	if strings.HasPrefix(base, "https://") {
+		conn, err = tls.Dial("tcp", host, testCert(t).client)
+	} else {
+		conn, err = net.Dial("tcp", host)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", path, host, header)
+	r := bufio.NewReaderSize(conn, 512)
+	conn.SetReadDeadline(time.Now().Add(testserver.Wait))
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, r, resp
 }
 
 // chunk reads the next chunk of the response body; io.EOF after the last.
@@ -111,10 +141,14 @@ func parkedSubscriber(t testing.TB, base, topic string) *rawStream {
 	return s
 }
 
-var subscribersRe = regexp.MustCompile(`(?m)^caddy_pubsub_subscribers\{hub="default",transport="sse"\} (\d+)$`)
+var subscribersRe = regexp.MustCompile(`(?m)^caddy_pubsub_subscribers\{hub="default",transport="(\w+)"\} (\d+)$`)
 
 // subscribers returns the SSE subscriber count from the metrics route.
-func subscribers(t testing.TB, base string) int {
+func subscribers(t testing.TB, base string) int { return subscribersOf(t, base, "sse") }
+
+// subscribersOf returns the subscriber count of a transport from the
+// metrics route.
+func subscribersOf(t testing.TB, base, transport string) int {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
@@ -122,16 +156,236 @@ func subscribers(t testing.TB, base string) int {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	m := subscribersRe.FindSubmatch(b)
-	if m == nil {
-		return 0
+	for _, m := range subscribersRe.FindAllSubmatch(b, -1) {
+		if string(m[1]) == transport {
+			n, _ := strconv.Atoi(string(m[2]))
+			return n
+		}
 	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	return 0
 }
 
 // waitSubscribers waits until the server counts n SSE subscribers.
-func waitSubscribers(t testing.TB, base string, n int) {
+func waitSubscribers(t testing.TB, base string, n int) { waitSubscribersOf(t, base, "sse", n) }
+
+// waitSubscribersOf waits until the server counts n subscribers of a
+// transport.
+func waitSubscribersOf(t testing.TB, base, transport string, n int) {
 	t.Helper()
-	testserver.Eventually(t, fmt.Sprintf("%d SSE subscribers", n), func() bool { return subscribers(t, base) == n })
+	testserver.Eventually(t, fmt.Sprintf("%d %s subscribers", n, transport), func() bool { return subscribersOf(t, base, transport) == n })
+}
+
+// dialWS opens a WebSocket that nothing reads in the background: the test
+// reads it with readWS, and the process's goroutine count is the server's.
+func dialWS(t testing.TB, base, query string) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{HandshakeTimeout: testserver.Wait}
+	if strings.HasPrefix(base, "https://") {
+		d.TLSClientConfig = testCert(t).client
+	}
+	u := strings.Replace(strings.Replace(base, "https://", "wss://", 1), "http://", "ws://", 1)
+	c, _, err := d.Dial(u+"/events"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readWS returns the next text frame (answering pings on the way), or the
+// error that ended the connection: a *websocket.CloseError when the
+// server sent a close frame.
+func readWS(c *websocket.Conn) (string, error) {
+	c.SetReadDeadline(time.Now().Add(testserver.Wait))
+	_, b, err := c.ReadMessage()
+	return string(b), err
+}
+
+// rawFrame is a client's frame, masked, as a test writes it byte by byte.
+func rawFrame(final bool, op int, payload string) []byte {
+	b0 := byte(op)
+	if final {
+		b0 |= 0x80
+	}
+	key := [4]byte{1, 2, 3, 4}
+	var b []byte
+	switch n := len(payload); {
+	case n < 126:
+		b = []byte{b0, 0x80 | byte(n)}
+	case n <= 0xffff:
+		b = []byte{b0, 0x80 | 126, byte(n >> 8), byte(n)}
+	default:
+		b = []byte{b0, 0x80 | 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	}
+	b = append(b, key[:]...)
+	for i := range len(payload) {
+		b = append(b, payload[i]^key[i%4])
+	}
+	return b
+}
+
+// rawWS is a WebSocket client on a bare TCP connection, for frames no
+// client library would send.
+type rawWS struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// dialRawWS makes the handshake for path and returns once it is answered;
+// an https:// base is reached over TLS.
+func dialRawWS(t testing.TB, base, path string) *rawWS {
+	t.Helper()
+	conn, r, resp := openRequest(t, base, path, "Upgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+	w := &rawWS{conn: conn, r: r}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %s", resp.Status)
+	}
+	return w
+}
+
+// next reads the server's next frame; io.EOF when the server closed.
+func (w *rawWS) next() (op int, payload string, err error) {
+	w.conn.SetReadDeadline(time.Now().Add(testserver.Wait))
+	var h [2]byte
+	if _, err := io.ReadFull(w.r, h[:]); err != nil {
+		return 0, "", err
+	}
+	if h[0]&0x80 == 0 || h[1]&0x80 != 0 {
+		return 0, "", fmt.Errorf("server frame %x: fragmented or masked", h)
+	}
+	n := int(h[1] & 0x7f)
+	switch n {
+	case 126, 127:
+		ext := make([]byte, map[int]int{126: 2, 127: 8}[n])
+		if _, err := io.ReadFull(w.r, ext); err != nil {
+			return 0, "", err
+		}
+		n = 0
+		for _, b := range ext {
+			n = n<<8 | int(b)
+		}
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(w.r, b); err != nil {
+		return 0, "", err
+	}
+	return int(h[0] & 0x0f), string(b), nil
+}
+
+// closeFrame reads until the server's close frame and returns its code and
+// reason; the server then closes the connection.
+func (w *rawWS) closeFrame(t testing.TB) (int, string) {
+	t.Helper()
+	for {
+		op, p, err := w.next()
+		if err != nil {
+			t.Fatalf("waiting for a close frame: %v", err)
+		}
+		if op == websocket.CloseMessage {
+			if len(p) < 2 {
+				return websocket.CloseNoStatusReceived, ""
+			}
+			code := int(p[0])<<8 | int(p[1])
+			if _, _, err := w.next(); err != io.EOF {
+				t.Fatalf("after the close frame: %v, want the connection closed", err)
+			}
+			return code, p[2:]
+		}
+	}
+}
+
+// withTLS turns a site's http:// address into https:// with the test's
+// certificate, for startTLS.
+func withTLS(site string) string {
+	return strings.Replace(site, "http://127.0.0.1:{PORT} {", "https://127.0.0.1:{PORT} {\n\ttls {CERT} {KEY}", 1)
+}
+
+// tlsSite is site over HTTPS with the test's certificate ({CERT},
+// {KEY}); its Base is https://.
+const tlsSite = `
+https://127.0.0.1:{PORT} {
+	tls {CERT} {KEY}
+	pubsub /events* {
+		heartbeat 1s
+	}
+	metrics /metrics
+}
+`
+
+// startTLS starts site (with {CERT} and {KEY}) and returns it with its
+// https:// Base.
+func startTLS(t testing.TB, site string) *testserver.Server {
+	t.Helper()
+	c := testCert(t)
+	s := testserver.Start(t, strings.NewReplacer("{CERT}", c.certFile, "{KEY}", c.keyFile).Replace(site))
+	s.Base = strings.Replace(s.Base, "http://", "https://", 1)
+	return s
+}
+
+// cert is a self-signed certificate for 127.0.0.1, in files for Caddy, and
+// a client configuration that trusts it and speaks HTTP/1.1 only.
+type cert struct {
+	certFile, keyFile string
+	client            *tls.Config
+}
+
+var (
+	certOnce sync.Once
+	theCert  cert
+	certErr  error
+)
+
+// testCert returns the package's certificate, made once, and makes
+// http.DefaultClient (which testserver.Publish uses) trust it.
+func testCert(t testing.TB) cert {
+	t.Helper()
+	certOnce.Do(func() { theCert, certErr = makeCert() })
+	if certErr != nil {
+		t.Fatal(certErr)
+	}
+	return theCert
+}
+
+func makeCert() (cert, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return cert{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return cert{}, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return cert{}, err
+	}
+	// testserver.Main's directory, removed when the tests end.
+	dir := os.Getenv("XDG_DATA_HOME")
+	c := cert{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
+	if err := os.WriteFile(c.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return cert{}, err
+	}
+	if err := os.WriteFile(c.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return cert{}, err
+	}
+	parsed, err := x509.ParseCertificate(der)
+	if err != nil {
+		return cert{}, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(parsed)
+	c.client = &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}}
+	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
+	return c, nil
 }

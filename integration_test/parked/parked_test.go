@@ -20,9 +20,17 @@ import (
 // A thousand idle SSE subscribers cost the server no goroutine each: the
 // process's count barely moves while they are connected, they all get a
 // message published to them, and once they hang up the server counts
-// none and its goroutines are back where they were.
+// none and its goroutines are back where they were. So over TLS too,
+// where a writer goroutine exists only while a stream has bytes to send
+// (the heartbeat is long here, so none is caught writing one).
 func TestIdleSubscribersHoldNoGoroutine(t *testing.T) {
-	s := testserver.Start(t, site)
+	t.Run("plain", func(t *testing.T) { idleSubscribers(t, testserver.Start(t, site)) })
+	t.Run("TLS", func(t *testing.T) {
+		idleSubscribers(t, startTLS(t, strings.Replace(tlsSite, "heartbeat 1s", "heartbeat 30s", 1)))
+	})
+}
+
+func idleSubscribers(t *testing.T, s *testserver.Server) {
 	// Start what runs once per process or once per core (the parked
 	// core's workers stop with its last connection).
 	warm := dialSSE(t, s.Base, "?topic=idle")
@@ -76,9 +84,14 @@ func waitGoroutines(want int) int {
 	}
 }
 
-// An idle parked stream gets a heartbeat comment every heartbeat.
+// An idle parked stream gets a heartbeat comment every heartbeat, over
+// TLS too.
 func TestParkedStreamGetsHeartbeats(t *testing.T) {
-	s := testserver.Start(t, site)
+	t.Run("plain", func(t *testing.T) { heartbeats(t, testserver.Start(t, site)) })
+	t.Run("TLS", func(t *testing.T) { heartbeats(t, startTLS(t, tlsSite)) })
+}
+
+func heartbeats(t *testing.T, s *testserver.Server) {
 	sub := dialSSE(t, s.Base, "?topic=quiet")
 	sub.until(t, "retry:")
 	start := time.Now()
@@ -104,8 +117,9 @@ func TestParkedPeerCloseIsNoticed(t *testing.T) {
 // A parked subscriber that stops reading is dropped as a slow consumer
 // once its queue overflows, and, when it reads again, gets what was sent
 // and then the reason, as on the goroutine path; the others never wait.
+// Over TLS the writer goroutine waits on the socket instead of the core.
 func TestParkedSlowConsumerIsClosed(t *testing.T) {
-	s := testserver.Start(t, `
+	const slowSite = `
 http://127.0.0.1:{PORT} {
 	pubsub /events* {
 		queue 8
@@ -113,7 +127,14 @@ http://127.0.0.1:{PORT} {
 	}
 	metrics /metrics
 }
-`)
+`
+	t.Run("plain", func(t *testing.T) { slowConsumer(t, testserver.Start(t, slowSite)) })
+	t.Run("TLS", func(t *testing.T) {
+		slowConsumer(t, startTLS(t, withTLS(slowSite)))
+	})
+}
+
+func slowConsumer(t *testing.T, s *testserver.Server) {
 	slow := dialSSE(t, s.Base, "?topic=firehose")
 	slow.until(t, "retry:")
 	fast := testserver.Subscribe(t, nil, s.Base+"/events?topic=firehose", nil)
@@ -133,9 +154,13 @@ http://127.0.0.1:{PORT} {
 }
 
 // caddy.Stop ends a parked stream with the shutdown reason and the
-// response's last chunk, as a stop ends every stream.
+// response's last chunk, as a stop ends every stream, over TLS too.
 func TestStopEndsParkedStream(t *testing.T) {
-	s := testserver.Start(t, site)
+	t.Run("plain", func(t *testing.T) { stopEnds(t, testserver.Start(t, site)) })
+	t.Run("TLS", func(t *testing.T) { stopEnds(t, startTLS(t, tlsSite)) })
+}
+
+func stopEnds(t *testing.T, s *testserver.Server) {
 	sub := parkedSubscriber(t, s.Base, "stop")
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
