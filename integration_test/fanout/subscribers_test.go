@@ -49,9 +49,14 @@ http://127.0.0.1:{PORT} {
 	pubsub /events* {
 		queue 8
 		max_message_size 256KiB
+		presence
 	}
 }
 `)
+	// The slow subscription's end is announced: publishing stops there, so
+	// the slow client starts reading well within the write timeout (10 s)
+	// after its socket filled, however slowly a loaded machine publishes.
+	ended := testserver.Subscribe(t, nil, s.Base+"/events?topic=$pubsub/unsubscribe", nil)
 	path := "/events?topic=firehose"
 	// The slow client sends its request and then reads nothing: socket
 	// buffers fill, the server's writer blocks, the queue overflows.
@@ -70,8 +75,14 @@ http://127.0.0.1:{PORT} {
 			t.Fatalf("fast subscriber got %s, want %s", ev.ID, id)
 		}
 	}
+publishing:
 	for range 400 {
 		publishAndWait()
+		select {
+		case <-ended.Events():
+			break publishing
+		default:
+		}
 	}
 	// Everything the slow client will ever get, then the reason.
 	slow.SetReadDeadline(time.Now().Add(testserver.Wait))
