@@ -1,6 +1,7 @@
 package fanout_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -48,14 +49,16 @@ func TestSlowConsumerIsDroppedOthersUnaffected(t *testing.T) {
 http://127.0.0.1:{PORT} {
 	pubsub /events* {
 		queue 8
-		max_message_size 256KiB
+		max_message_size 1MiB
 		presence
 	}
 }
 `)
-	// The slow subscription's end is announced: publishing stops there, so
-	// the slow client starts reading well within the write timeout (10 s)
-	// after its socket filled, however slowly a loaded machine publishes.
+	// The slow subscription's end is announced: publishing stops there.
+	// With batches of 6, which the fast subscriber's queue of 8 holds, a
+	// batch or two overflow the slow one's queue once its socket is full,
+	// so the slow client starts reading well within the write timeout (10
+	// s) after that, however slowly a loaded machine publishes.
 	ended := testserver.Subscribe(t, nil, s.Base+"/events?topic=$pubsub/unsubscribe", nil)
 	path := "/events?topic=firehose"
 	// The slow client sends its request and then reads nothing: socket
@@ -68,15 +71,22 @@ http://127.0.0.1:{PORT} {
 	fmt.Fprintf(slow, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n", path)
 	fast := testserver.Subscribe(t, nil, s.Base+path, nil)
 	// Wait until the slow client's stream is up: it gets the first message.
-	payload := strings.Repeat("x", 64<<10)
+	message := `{"topic":"firehose","data":"` + strings.Repeat("x", 64<<10) + `"}`
+	batch := "[" + strings.Repeat(message+",", 5) + message + "]"
 	publishAndWait := func() {
-		id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"firehose"}, "data": {payload}})
-		if ev := fast.Next(); ev.ID != id {
-			t.Fatalf("fast subscriber got %s, want %s", ev.ID, id)
+		status, body, _ := testserver.Request(t, http.MethodPost, s.Base+"/events", "application/json", batch, nil)
+		var answer struct{ IDs []string }
+		if err := json.Unmarshal([]byte(body), &answer); status != http.StatusOK || err != nil || len(answer.IDs) != 6 {
+			t.Fatalf("batch publish answered %d %q", status, body)
+		}
+		for _, id := range answer.IDs {
+			if ev := fast.Next(); ev.ID != id {
+				t.Fatalf("fast subscriber got %s, want %s", ev.ID, id)
+			}
 		}
 	}
 publishing:
-	for range 400 {
+	for range 67 {
 		publishAndWait()
 		select {
 		case <-ended.Events():
@@ -90,7 +100,7 @@ publishing:
 	if !strings.Contains(string(got), ": closed: slow consumer") {
 		t.Fatalf("slow subscriber's stream ends with %q, want the slow consumer reason", tail(got))
 	}
-	if n := strings.Count(string(got), "\nid: "); n >= 400 {
+	if n := strings.Count(string(got), "\nid: "); n >= 6*67 {
 		t.Fatalf("slow subscriber got all %d messages: it was never slow", n)
 	}
 }

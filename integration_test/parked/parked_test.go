@@ -2,6 +2,7 @@ package parked_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -123,7 +124,7 @@ func TestParkedSlowConsumerIsClosed(t *testing.T) {
 http://127.0.0.1:{PORT} {
 	pubsub /events* {
 		queue 8
-		max_message_size 256KiB
+		max_message_size 1MiB
 	}
 	metrics /metrics
 }
@@ -134,18 +135,29 @@ http://127.0.0.1:{PORT} {
 	})
 }
 
+// The messages go in batches of 6, which the fast subscriber's queue of 8
+// holds: once the slow one's socket is full, a batch or two overflow its
+// queue, and the slow client reads well within the write timeout (10 s)
+// however slowly a loaded machine publishes.
 func slowConsumer(t *testing.T, s *testserver.Server) {
 	slow := dialSSE(t, s.Base, "?topic=firehose")
 	slow.until(t, "retry:")
 	fast := testserver.Subscribe(t, nil, s.Base+"/events?topic=firehose", nil)
-	payload := strings.Repeat("x", 64<<10)
+	message := `{"topic":"firehose","data":"` + strings.Repeat("x", 64<<10) + `"}`
+	batch := "[" + strings.Repeat(message+",", 5) + message + "]"
 	for i := 0; subscribers(t, s.Base) == 2; i++ {
-		if i == 1000 {
-			t.Fatal("1000 messages of 64 KiB published and the subscriber that reads nothing is still connected")
+		if i == 170 {
+			t.Fatal("1020 messages of 64 KiB published and the subscriber that reads nothing is still connected")
 		}
-		id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"firehose"}, "data": {payload}})
-		if ev := fast.Next(); ev.ID != id {
-			t.Fatalf("fast subscriber got %s, want %s", ev.ID, id)
+		status, body, _ := testserver.Request(t, http.MethodPost, s.Base+"/events", "application/json", batch, nil)
+		var answer struct{ IDs []string }
+		if err := json.Unmarshal([]byte(body), &answer); status != http.StatusOK || err != nil || len(answer.IDs) != 6 {
+			t.Fatalf("batch publish answered %d %q", status, body)
+		}
+		for _, id := range answer.IDs {
+			if ev := fast.Next(); ev.ID != id {
+				t.Fatalf("fast subscriber got %s, want %s", ev.ID, id)
+			}
 		}
 	}
 	if got := slow.expectEnd(t, ": closed: slow consumer"); !strings.Contains(got, "\nid: ") {
