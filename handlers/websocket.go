@@ -226,12 +226,7 @@ func (c *wsConn) read() {
 			c.ep.Logger.Debug("WebSocket closed", zap.Error(err))
 			return
 		}
-		var cmd wsCommand
-		if kind != websocket.TextMessage {
-			cmd.frame = errorFrame(nil, "binary frames are not supported: send JSON text frames")
-		} else {
-			cmd = c.command(data)
-		}
+		cmd := c.command(kind == websocket.BinaryMessage, data)
 		select {
 		case c.cmds <- &cmd:
 		case <-c.writerDone:
@@ -367,21 +362,21 @@ func (c *wsConn) writeQueued(n int) error {
 }
 
 // writeMessage sends m with the frame bytes shared by every WebSocket
-// subscriber.
+// subscriber: a text frame, or for binary data a binary one (encodeWS).
 func (c *wsConn) writeMessage(m *hub.Message) error {
-	return c.writeFrame(m.Frame(frameWebSocket, encodeWS))
+	return c.sink.send(wsOpcode(m), m.Frame(frameWebSocket, encodeWS))
 }
 
 // writeFrame sends one text frame; a socket that does not take it within
 // writeTimeout ends the connection.
-func (c *wsConn) writeFrame(b []byte) error { return c.sink.text(b) }
+func (c *wsConn) writeFrame(b []byte) error { return c.sink.send(websocket.TextMessage, b) }
 
 // wsSink is where a connection's frames go. The frame protocol
 // (wsframe.go, wssubscribe.go, wsrefresh.go) writes through it, and so
 // runs unchanged on the goroutine path and once parked (ws_parked.go).
 type wsSink interface {
-	// text sends a text frame, within writeTimeout.
-	text(b []byte) error
+	// send sends a text or binary frame, within writeTimeout.
+	send(op int, b []byte) error
 	// close sends a close frame; reason fits one (maxCloseReason).
 	close(code int, reason string) error
 }
@@ -389,9 +384,9 @@ type wsSink interface {
 // gorillaSink writes to the socket, on the goroutine path.
 type gorillaSink struct{ conn *websocket.Conn }
 
-func (g gorillaSink) text(b []byte) error {
+func (g gorillaSink) send(op int, b []byte) error {
 	_ = g.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return g.conn.WriteMessage(websocket.TextMessage, b)
+	return g.conn.WriteMessage(op, b)
 }
 
 func (g gorillaSink) close(code int, reason string) error {

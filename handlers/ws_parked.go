@@ -286,7 +286,7 @@ func drainWS(buf []byte, sub *hub.Subscriber) []byte {
 }
 
 func encodeWSWire(m *hub.Message) []byte {
-	return appendWSFrame(nil, websocket.TextMessage, m.Frame(frameWebSocket, encodeWS))
+	return appendWSFrame(nil, wsOpcode(m), m.Frame(frameWebSocket, encodeWS))
 }
 
 // appendWSFrame appends one unmasked, final frame: a server's.
@@ -428,10 +428,7 @@ func (p *parkedWS) runCommands() {
 		p.msgs = p.msgs[1:]
 		p.mu.Unlock()
 		p.notify() // there is room to read again
-		cmd := wsCommand{frame: errorFrame(nil, "binary frames are not supported: send JSON text frames")}
-		if !in.binary {
-			cmd = c.command(in.data)
-		}
+		cmd := c.command(in.binary, in.data)
 		var err error
 		if cmd.kind == "" {
 			// An answer: it only needs writing.
@@ -496,9 +493,9 @@ func (p *parkedWS) handBack(prev *hub.Subscriber) {
 	p.notify()
 }
 
-// text implements wsSink for the frame protocol.
-func (p *parkedWS) text(b []byte) error {
-	return p.queue(websocket.TextMessage, b)
+// send implements wsSink for the frame protocol.
+func (p *parkedWS) send(op int, b []byte) error {
+	return p.queue(op, b)
 }
 
 // close implements wsSink for the frame protocol.
