@@ -140,7 +140,8 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		return
 	}
 
-	conn, err := upgrader.Upgrade(hijacker{w}, r, nil)
+	u, offer, deflate := negotiate(r)
+	conn, err := u.Upgrade(hijacker{w}, offer, nil)
 	if err != nil {
 		// Upgrade has answered the client.
 		if sub != nil {
@@ -149,14 +150,15 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		return
 	}
 	c := &wsConn{
-		ep:   ep,
-		r:    r,
-		id:   id,
-		rq:   rq,
-		ctx:  ctx,
-		conn: conn,
-		sink: gorillaSink{conn},
-		sub:  sub,
+		ep:      ep,
+		r:       r,
+		id:      id,
+		rq:      rq,
+		ctx:     ctx,
+		conn:    conn,
+		sink:    gorillaSink{conn},
+		sub:     sub,
+		deflate: deflate,
 	}
 	c.token.Store(id.token)
 	parked, release := c.park(backlog, gap)
@@ -202,6 +204,8 @@ type wsConn struct {
 	ctx   context.Context
 	conn  *websocket.Conn
 	sink  wsSink // where frames go: conn, or the parked core once parked
+	// deflate is true when permessage-deflate was negotiated (wsdeflate.go).
+	deflate bool
 
 	sub *hub.Subscriber // owned by the writer; nil while no topics
 
@@ -221,7 +225,7 @@ func (c *wsConn) read() {
 	c.extendRead(false)
 	c.conn.SetPongHandler(func(string) error { c.extendRead(false); return nil })
 	for {
-		kind, data, err := c.conn.ReadMessage()
+		kind, data, err := c.readMessage()
 		if err != nil {
 			c.ep.Logger.Debug("WebSocket closed", zap.Error(err))
 			return
@@ -233,6 +237,21 @@ func (c *wsConn) read() {
 			return
 		}
 	}
+}
+
+// readMessage reads the client's next message, at most max_message_size
+// bytes once inflated; a larger one closes the connection with 1009, as
+// the read limit does for what comes uncompressed.
+func (c *wsConn) readMessage() (int, []byte, error) {
+	kind, r, err := c.conn.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := readLimited(r, c.ep.MaxMessageSize)
+	if errors.Is(err, errInflatedTooLarge) {
+		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseMessageTooBig, ""), time.Now().Add(writeTimeout))
+	}
+	return kind, data, err
 }
 
 // extendRead moves the read deadline: a pong wait ahead, or, once the
