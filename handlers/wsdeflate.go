@@ -117,10 +117,16 @@ var errInflatedTooLarge = errors.New("websocket: message inflates beyond the rea
 // inflate decompresses a client's message, and stops at limit bytes: a
 // few kilobytes that inflate to gigabytes cost no more than limit.
 func inflate(compressed []byte, limit int64) ([]byte, error) {
-	fr := flate.NewReader(io.MultiReader(bytes.NewReader(compressed), strings.NewReader(deflateTail+finalBlock)))
-	defer fr.Close()
+	src := io.MultiReader(bytes.NewReader(compressed), strings.NewReader(deflateTail+finalBlock))
+	fr := flateReaders.Get().(io.ReadCloser)
+	defer flateReaders.Put(fr)
+	_ = fr.(flate.Resetter).Reset(src, nil)
 	return readLimited(fr, limit)
 }
+
+// flateReaders lends decompressors, with their 32 KiB window, to the
+// messages being inflated: an idle connection holds none.
+var flateReaders = sync.Pool{New: func() any { return flate.NewReader(nil) }}
 
 // readLimited reads r to its end, refusing more than limit bytes.
 func readLimited(r io.Reader, limit int64) ([]byte, error) {
