@@ -16,7 +16,8 @@ export interface Message {
   topic: string;
   /** "" when the message has none. */
   event: string;
-  data: string;
+  /** Text, or binary data as a Uint8Array. */
+  data: string | Uint8Array;
   /** When the hub stored it: RFC 3339. */
   time: string;
 }

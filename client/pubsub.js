@@ -171,7 +171,8 @@ export function connect(url, options) {
     seen.add(m.id);
     if (seen.size > SEEN) seen.delete(seen.values().next().value);
     conn.lastId = m.id;
-    emit("message", { id: m.id, topic: m.topic, event: m.event || "", data: m.data, time: m.time });
+    const data = m.encoding === "base64" ? fromBase64(m.data) : m.data;
+    emit("message", { id: m.id, topic: m.topic, event: m.event || "", data, time: m.time });
   }
 
   // wsRequest sends frame over the live WebSocket and resolves to the
@@ -304,10 +305,56 @@ function pageURL() {
 
 // message is what publish sends: data as text, topic and event if given.
 function message(topic, data, event) {
-  const msg = { data: typeof data === "string" ? data : JSON.stringify(data) };
+  const bytes = asBytes(data);
+  const msg = bytes ? { data_base64: toBase64(bytes) } : { data: typeof data === "string" ? data : JSON.stringify(data) };
   if (topic) msg.topic = topic;
   if (event) msg.event = event;
   return msg;
+}
+
+// asBytes returns binary data (an ArrayBuffer or a view of one, such as a
+// Uint8Array) as a Uint8Array, and null for anything else.
+function asBytes(data) {
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return null;
+}
+
+function toBase64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+function fromBase64(text) {
+  const s = atob(text);
+  const bytes = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
+  return bytes;
+}
+
+// binaryFrame is a publish of binary data as one WebSocket binary frame:
+// the length of its JSON header (2 bytes, big-endian), the header (the
+// publish frame without data), the data.
+function binaryFrame(frame) {
+  const bytes = fromBase64(frame.data_base64);
+  const header = Object.assign({}, frame);
+  delete header.data_base64;
+  const h = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(2 + h.length + bytes.length);
+  new DataView(out.buffer).setUint16(0, h.length);
+  out.set(h, 2);
+  out.set(bytes, 2 + h.length);
+  return out;
+}
+
+// binaryMessage reads a binary message frame: header length, JSON
+// header, data (a Uint8Array).
+function binaryMessage(buf) {
+  const n = new DataView(buf).getUint16(0);
+  const f = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 2, n)));
+  f.data = new Uint8Array(buf, 2 + n);
+  return f;
 }
 
 // authorized returns the headers of a fetch: the configured ones, and the
@@ -371,10 +418,11 @@ function openWS(url, conn, request, h) {
   withToken(url, request).then((u) => {
     if (closed) return;
     ws = new WebSocket(u);
+    ws.binaryType = "arraybuffer";
     ws.onopen = () => h.open();
     ws.onmessage = (e) => {
       let f;
-      try { f = JSON.parse(e.data); } catch (_) { return; }
+      try { f = typeof e.data === "string" ? JSON.parse(e.data) : binaryMessage(e.data); } catch (_) { return; }
       switch (f.type) {
         case "message":
           h.message(f);
@@ -398,7 +446,8 @@ function openWS(url, conn, request, h) {
       closed = true;
       if (ws) { ws.onclose = ws.onmessage = ws.onopen = null; ws.close(1000); }
     },
-    send(frame) { ws.send(JSON.stringify(frame)); },
+    // Binary data goes raw, in a binary frame, rather than in base64.
+    send(frame) { ws.send(frame.data_base64 === undefined ? JSON.stringify(frame) : binaryFrame(frame)); },
   };
 }
 

@@ -57,7 +57,7 @@ func checkPublished(t *testing.T, h *hub.Hub, ids []string, batch int) {
 			t.Fatalf("message %d has ID %s, answer says %s", i, m.ID, ids[i])
 		case hub.ValidateTopic(m.Topic) != nil:
 			t.Fatalf("published to invalid topic %q", m.Topic)
-		case !utf8.ValidString(m.Data):
+		case !m.Binary && !utf8.ValidString(m.Data):
 			t.Fatalf("published data that is not UTF-8: %q", m.Data)
 		case hub.ValidateEvent(m.Event) != nil:
 			t.Fatalf("published with event %q", m.Event)
@@ -91,6 +91,10 @@ func FuzzPublish(f *testing.F) {
 		{js, "", `{"topic":"a","event":"gap"}`},
 		{"application/json; charset=utf-8", "", `{"topic":"$x","data":"x"}`},
 		{"text/plain", "", "hello"},
+		{"application/octet-stream", "topic=b&event=e", "\x00\xff"},
+		{"application/octet-stream", "", ""},
+		{js, "", `{"topic":"a","data_base64":"AP8="}`},
+		{js, "", `[{"topic":"a","data_base64":"!"},{"topic":"a","data":"x","data_base64":""}]`},
 		{"", "", ""},
 	} {
 		f.Add(seed.ctype, seed.query, []byte(seed.body))
@@ -157,64 +161,83 @@ func FuzzWebSocketCommand(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		ep := fuzzEndpoint(t)
-		r := httptest.NewRequest(http.MethodGet, "/events", nil)
-		r.RemoteAddr, r.Host = "127.0.0.1:40000", "localhost"
-		loopback, _ := fromLoopback(r)
-		c := &wsConn{ep: ep, r: r, id: identity{ep: ep, loopback: loopback}, ctx: context.Background()}
-		cmd := c.command(data)
+	f.Fuzz(func(t *testing.T, data []byte) { checkCommand(t, false, data) })
+}
 
-		if !validRef(cmd.ref) {
-			t.Fatalf("command echoes invalid ref %s", cmd.ref)
-		}
-		switch cmd.kind {
-		case "subscribe", "unsubscribe":
-			if len(cmd.topics) == 0 || len(cmd.topics) > ep.Limits.topics() {
-				t.Fatalf("%s with %d topics", cmd.kind, len(cmd.topics))
-			}
-			for _, topic := range cmd.topics {
-				if err := hub.ValidateFilter(topic); err != nil {
-					t.Fatalf("%s with filter %q: %v", cmd.kind, topic, err)
-				}
-			}
-			if len(cmd.lastID) > maxIDLength || cmd.kind == "unsubscribe" && cmd.lastID != "" {
-				t.Fatalf("%s with last_id %q", cmd.kind, cmd.lastID)
-			}
-			return
-		case "":
-		default:
-			t.Fatalf("command kind %q", cmd.kind)
-		}
+// Whatever a WebSocket client sends in a binary frame (a header and data),
+// the reader answers as it does a text frame: never more than one
+// published message, only a valid one.
+func FuzzWebSocketBinaryCommand(f *testing.F) {
+	for _, seed := range [][]byte{
+		appendBinaryFrame(nil, []byte(`{"type":"publish","topic":"a","event":"e","ref":1}`), "\x00\xff"),
+		appendBinaryFrame(nil, []byte(`{"type":"publish","topic":"a","data":"x"}`), "y"),
+		appendBinaryFrame(nil, []byte(`{"type":"subscribe","topics":["a"]}`), ""),
+		appendBinaryFrame(nil, []byte(`{"type":"publish"}`), "no topic"),
+		{0}, {0xff, 0xff, '{', '}'}, {0, 2, '{', '}'},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { checkCommand(t, true, data) })
+}
 
-		var reply struct {
-			Type   string          `json:"type"`
-			Ref    json.RawMessage `json:"ref"`
-			ID     string          `json:"id"`
-			IDs    []string        `json:"ids"`
-			Reason string          `json:"reason"`
+// checkCommand checks what the reader makes of one client frame.
+func checkCommand(t *testing.T, binaryFrame bool, data []byte) {
+	ep := fuzzEndpoint(t)
+	r := httptest.NewRequest(http.MethodGet, "/events", nil)
+	r.RemoteAddr, r.Host = "127.0.0.1:40000", "localhost"
+	loopback, _ := fromLoopback(r)
+	c := &wsConn{ep: ep, r: r, id: identity{ep: ep, loopback: loopback}, ctx: context.Background()}
+	cmd := c.command(binaryFrame, data)
+
+	if !validRef(cmd.ref) {
+		t.Fatalf("command echoes invalid ref %s", cmd.ref)
+	}
+	switch cmd.kind {
+	case "subscribe", "unsubscribe":
+		if len(cmd.topics) == 0 || len(cmd.topics) > ep.Limits.topics() {
+			t.Fatalf("%s with %d topics", cmd.kind, len(cmd.topics))
 		}
-		if err := json.Unmarshal(cmd.frame, &reply); err != nil {
-			t.Fatalf("answer %q: %v", cmd.frame, err)
-		}
-		if !validRef(reply.Ref) {
-			t.Fatalf("answer echoes invalid ref %s", reply.Ref)
-		}
-		switch reply.Type {
-		case "ack":
-			if reply.ID != "" {
-				reply.IDs = append(reply.IDs, reply.ID)
+		for _, topic := range cmd.topics {
+			if err := hub.ValidateFilter(topic); err != nil {
+				t.Fatalf("%s with filter %q: %v", cmd.kind, topic, err)
 			}
-			checkPublished(t, ep.Hub, reply.IDs, ep.Limits.batch())
-		case "error":
-			if reply.Reason == "" || strings.ContainsAny(reply.Reason, "\r\n") {
-				t.Fatalf("error reason is not one line: %s", cmd.frame)
-			}
-			if msgs := published(t, ep.Hub); len(msgs) != 0 {
-				t.Fatalf("answered an error, but published %d messages", len(msgs))
-			}
-		default:
-			t.Fatalf("answer of type %q: %s", reply.Type, cmd.frame)
 		}
-	})
+		if len(cmd.lastID) > maxIDLength || cmd.kind == "unsubscribe" && cmd.lastID != "" {
+			t.Fatalf("%s with last_id %q", cmd.kind, cmd.lastID)
+		}
+		return
+	case "":
+	default:
+		t.Fatalf("command kind %q", cmd.kind)
+	}
+
+	var reply struct {
+		Type   string          `json:"type"`
+		Ref    json.RawMessage `json:"ref"`
+		ID     string          `json:"id"`
+		IDs    []string        `json:"ids"`
+		Reason string          `json:"reason"`
+	}
+	if err := json.Unmarshal(cmd.frame, &reply); err != nil {
+		t.Fatalf("answer %q: %v", cmd.frame, err)
+	}
+	if !validRef(reply.Ref) {
+		t.Fatalf("answer echoes invalid ref %s", reply.Ref)
+	}
+	switch reply.Type {
+	case "ack":
+		if reply.ID != "" {
+			reply.IDs = append(reply.IDs, reply.ID)
+		}
+		checkPublished(t, ep.Hub, reply.IDs, ep.Limits.batch())
+	case "error":
+		if reply.Reason == "" || strings.ContainsAny(reply.Reason, "\r\n") {
+			t.Fatalf("error reason is not one line: %s", cmd.frame)
+		}
+		if msgs := published(t, ep.Hub); len(msgs) != 0 {
+			t.Fatalf("answered an error, but published %d messages", len(msgs))
+		}
+	default:
+		t.Fatalf("answer of type %q: %s", reply.Type, cmd.frame)
+	}
 }

@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,7 +174,7 @@ func readBody(r *http.Request) ([]byte, error) {
 type errUnsupportedType struct{ got string }
 
 func (e errUnsupportedType) Error() string {
-	return fmt.Sprintf("unsupported Content-Type %q: use application/x-www-form-urlencoded, multipart/form-data or application/json", e.got)
+	return fmt.Sprintf("unsupported Content-Type %q: use application/x-www-form-urlencoded, multipart/form-data, application/json or application/octet-stream", e.got)
 }
 
 // parsePublish reads the messages of a publish request; batch is true for a
@@ -204,6 +205,14 @@ func (ep *Endpoint) parsePublish(r *http.Request) (msgs []hub.Message, batch boo
 			return nil, false, errors.New("a form publishes one message: use a JSON array for several")
 		}
 		msgs = []hub.Message{{Topic: form.Get("topic"), Event: form.Get("event"), Data: form.Get("data")}}
+	case "application/octet-stream":
+		// The body is the data, as it is: the topic comes from ?topic=
+		// (or the default topic), the event name from ?event=.
+		body, err := readBody(r)
+		if err != nil {
+			return nil, false, err
+		}
+		msgs = []hub.Message{{Event: r.URL.Query().Get("event"), Data: string(body), Binary: true}}
 	default:
 		return nil, false, errUnsupportedType{ctype}
 	}
@@ -211,11 +220,13 @@ func (ep *Endpoint) parsePublish(r *http.Request) (msgs []hub.Message, batch boo
 }
 
 // jsonMessage is one message of a JSON publish. Data may be a string, kept
-// as is, or any other JSON value, kept as its compact JSON text.
+// as is, or any other JSON value, kept as its compact JSON text; binary
+// data comes instead as DataBase64, standard base64.
 type jsonMessage struct {
-	Topic string          `json:"topic"`
-	Event string          `json:"event"`
-	Data  json.RawMessage `json:"data"`
+	Topic      string          `json:"topic"`
+	Event      string          `json:"event"`
+	Data       json.RawMessage `json:"data"`
+	DataBase64 *string         `json:"data_base64"`
 }
 
 func parseJSON(body []byte, maxBatch int) ([]hub.Message, bool, error) {
@@ -315,6 +326,15 @@ func messages(in []jsonMessage, batch bool) ([]hub.Message, error) {
 func (m jsonMessage) message() (hub.Message, error) {
 	msg := hub.Message{Topic: m.Topic, Event: m.Event}
 	switch {
+	case m.DataBase64 != nil:
+		if len(m.Data) > 0 {
+			return msg, errors.New(`send either "data" or "data_base64"`)
+		}
+		data, err := base64.StdEncoding.DecodeString(*m.DataBase64)
+		if err != nil {
+			return msg, fmt.Errorf("data_base64: %w", err)
+		}
+		msg.Data, msg.Binary = string(data), true
 	case len(m.Data) == 0 || string(m.Data) == "null":
 	case m.Data[0] == '"':
 		if err := json.Unmarshal(m.Data, &msg.Data); err != nil {

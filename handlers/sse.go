@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -277,6 +278,13 @@ func encodeSSE(m *hub.Message) []byte {
 		b = append(b, m.Event...)
 		b = append(b, '\n')
 	}
+	if m.Binary {
+		// A field EventSource ignores, so only a client that reads the
+		// stream itself learns to decode; browsers use ?format=json.
+		b = append(b, "encoding: base64\ndata: "...)
+		b = base64.StdEncoding.AppendEncode(b, []byte(m.Data))
+		return append(b, "\n\n"...)
+	}
 	data := strings.ReplaceAll(m.Data, "\r\n", "\n")
 	data = strings.ReplaceAll(data, "\r", "\n")
 	for line := range strings.SplitSeq(data, "\n") {
@@ -300,17 +308,23 @@ func appendSSEID(b []byte, m *hub.Message) []byte {
 }
 
 // envelope is a message as JSON: the SSE data with ?format=json. A signal
-// (a presence event) has no id.
+// (a presence event) has no id. Binary data is in base64, with
+// "encoding":"base64"; text has no encoding.
 type envelope struct {
-	ID    string    `json:"id,omitempty"`
-	Topic string    `json:"topic"`
-	Event string    `json:"event,omitempty"`
-	Data  string    `json:"data"`
-	Time  time.Time `json:"time"`
+	ID       string    `json:"id,omitempty"`
+	Topic    string    `json:"topic"`
+	Event    string    `json:"event,omitempty"`
+	Data     string    `json:"data"`
+	Encoding string    `json:"encoding,omitempty"`
+	Time     time.Time `json:"time"`
 }
 
 func newEnvelope(m *hub.Message) envelope {
-	return envelope{ID: m.ID, Topic: m.Topic, Event: m.Event, Data: m.Data, Time: m.Time.UTC()}
+	e := envelope{ID: m.ID, Topic: m.Topic, Event: m.Event, Data: m.Data, Time: m.Time.UTC()}
+	if m.Binary {
+		e.Data, e.Encoding = base64.StdEncoding.EncodeToString([]byte(m.Data)), "base64"
+	}
+	return e
 }
 
 // encodeSSEJSON encodes m as an unnamed SSE event whose data is the JSON

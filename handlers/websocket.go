@@ -140,7 +140,8 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		return
 	}
 
-	conn, err := upgrader.Upgrade(hijacker{w}, r, nil)
+	u, offer, deflate := negotiate(r)
+	conn, err := u.Upgrade(hijacker{w}, offer, nil)
 	if err != nil {
 		// Upgrade has answered the client.
 		if sub != nil {
@@ -149,14 +150,15 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		return
 	}
 	c := &wsConn{
-		ep:   ep,
-		r:    r,
-		id:   id,
-		rq:   rq,
-		ctx:  ctx,
-		conn: conn,
-		sink: gorillaSink{conn},
-		sub:  sub,
+		ep:      ep,
+		r:       r,
+		id:      id,
+		rq:      rq,
+		ctx:     ctx,
+		conn:    conn,
+		sink:    gorillaSink{conn},
+		sub:     sub,
+		deflate: deflate,
 	}
 	c.token.Store(id.token)
 	parked, release := c.park(backlog, gap)
@@ -202,6 +204,8 @@ type wsConn struct {
 	ctx   context.Context
 	conn  *websocket.Conn
 	sink  wsSink // where frames go: conn, or the parked core once parked
+	// deflate is true when permessage-deflate was negotiated (wsdeflate.go).
+	deflate bool
 
 	sub *hub.Subscriber // owned by the writer; nil while no topics
 
@@ -221,23 +225,33 @@ func (c *wsConn) read() {
 	c.extendRead(false)
 	c.conn.SetPongHandler(func(string) error { c.extendRead(false); return nil })
 	for {
-		kind, data, err := c.conn.ReadMessage()
+		kind, data, err := c.readMessage()
 		if err != nil {
 			c.ep.Logger.Debug("WebSocket closed", zap.Error(err))
 			return
 		}
-		var cmd wsCommand
-		if kind != websocket.TextMessage {
-			cmd.frame = errorFrame(nil, "binary frames are not supported: send JSON text frames")
-		} else {
-			cmd = c.command(data)
-		}
+		cmd := c.command(kind == websocket.BinaryMessage, data)
 		select {
 		case c.cmds <- &cmd:
 		case <-c.writerDone:
 			return
 		}
 	}
+}
+
+// readMessage reads the client's next message, at most max_message_size
+// bytes once inflated; a larger one closes the connection with 1009, as
+// the read limit does for what comes uncompressed.
+func (c *wsConn) readMessage() (int, []byte, error) {
+	kind, r, err := c.conn.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := readLimited(r, c.ep.MaxMessageSize)
+	if errors.Is(err, errInflatedTooLarge) {
+		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseMessageTooBig, ""), time.Now().Add(writeTimeout))
+	}
+	return kind, data, err
 }
 
 // extendRead moves the read deadline: a pong wait ahead, or, once the
@@ -367,21 +381,21 @@ func (c *wsConn) writeQueued(n int) error {
 }
 
 // writeMessage sends m with the frame bytes shared by every WebSocket
-// subscriber.
+// subscriber: a text frame, or for binary data a binary one (encodeWS).
 func (c *wsConn) writeMessage(m *hub.Message) error {
-	return c.writeFrame(m.Frame(frameWebSocket, encodeWS))
+	return c.sink.send(wsOpcode(m), m.Frame(frameWebSocket, encodeWS))
 }
 
 // writeFrame sends one text frame; a socket that does not take it within
 // writeTimeout ends the connection.
-func (c *wsConn) writeFrame(b []byte) error { return c.sink.text(b) }
+func (c *wsConn) writeFrame(b []byte) error { return c.sink.send(websocket.TextMessage, b) }
 
 // wsSink is where a connection's frames go. The frame protocol
 // (wsframe.go, wssubscribe.go, wsrefresh.go) writes through it, and so
 // runs unchanged on the goroutine path and once parked (ws_parked.go).
 type wsSink interface {
-	// text sends a text frame, within writeTimeout.
-	text(b []byte) error
+	// send sends a text or binary frame, within writeTimeout.
+	send(op int, b []byte) error
 	// close sends a close frame; reason fits one (maxCloseReason).
 	close(code int, reason string) error
 }
@@ -389,9 +403,9 @@ type wsSink interface {
 // gorillaSink writes to the socket, on the goroutine path.
 type gorillaSink struct{ conn *websocket.Conn }
 
-func (g gorillaSink) text(b []byte) error {
+func (g gorillaSink) send(op int, b []byte) error {
 	_ = g.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return g.conn.WriteMessage(websocket.TextMessage, b)
+	return g.conn.WriteMessage(op, b)
 }
 
 func (g gorillaSink) close(code int, reason string) error {

@@ -13,8 +13,8 @@ package handlers
 // wsConn.write does on the goroutine path, except while a subscribe,
 // unsubscribe or refresh has taken the subscription from it (withSub):
 // then that change's frames go out first, as the writer's do there.
-// gorilla negotiates no extension here (no permessage-deflate), so the
-// frames are plain. Over TLS, the core reads and writes through
+// With permessage-deflate, messages go as their shared compressed frames
+// and the reader inflates the client's (wsdeflate.go). Over TLS, the core reads and writes through
 // crypto/tls on goroutines that exist while there is something to read or
 // write.
 
@@ -106,7 +106,7 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 	ctx, cancel := context.WithCancel(hub.CarryClient(context.Background(), c.ctx))
 	p := &parkedWS{c: c, cancel: cancel, release: c.rq.keep(), gone: make(chan struct{}), room: make(chan struct{}, 1), granted: make(chan struct{}, 1)}
 	p.hubEnded, p.hubReason = c.ep.Hub.Ended()
-	p.in.limit = c.ep.MaxMessageSize
+	p.in.limit, p.in.deflate = c.ep.MaxMessageSize, c.deflate
 	if done, err := c.replayAll(nil, gap, backlog); !done || err != nil {
 		// The client was told (an error frame) or is gone; either way
 		// the goroutine path ends it as it would have.
@@ -236,13 +236,13 @@ func (p *parkedWS) deliver(buf []byte, now time.Time) []byte {
 	select {
 	case <-c.sub.Done():
 	default:
-		return drainWS(buf, c.sub)
+		return drainWS(buf, c.sub, c.deflate)
 	}
 	reason := c.sub.Err()
 	code := websocket.CloseGoingAway
 	if errors.Is(reason, hub.ErrSlowConsumer) {
 		code = websocket.CloseTryAgainLater
-	} else if buf = drainWS(buf, c.sub); c.sub.Queued() > 0 {
+	} else if buf = drainWS(buf, c.sub, c.deflate); c.sub.Queued() > 0 {
 		// A batch per turn: the queue notifies again.
 		return buf
 	}
@@ -270,13 +270,17 @@ func (p *parkedWS) closeFrame(buf []byte, now time.Time, code int, reason string
 }
 
 // drainWS appends the whole frames of what is queued, up to sseBatch bytes
-// and a few messages beyond.
-func drainWS(buf []byte, sub *hub.Subscriber) []byte {
+// and a few messages beyond; compressed when deflate was negotiated.
+func drainWS(buf []byte, sub *hub.Subscriber, deflate bool) []byte {
+	kind, encode := frameWSWire, encodeWSWire
+	if deflate {
+		kind, encode = frameWSDeflate, encodeWSDeflate
+	}
 	var batch [8]*hub.Message
 	for start := len(buf); len(buf)-start < sseBatch; {
 		msgs := sub.Take(batch[:0])
 		for _, m := range msgs {
-			buf = append(buf, m.Frame(frameWSWire, encodeWSWire)...)
+			buf = append(buf, m.Frame(kind, encode)...)
 		}
 		if len(msgs) < len(batch) {
 			break
@@ -286,7 +290,7 @@ func drainWS(buf []byte, sub *hub.Subscriber) []byte {
 }
 
 func encodeWSWire(m *hub.Message) []byte {
-	return appendWSFrame(nil, websocket.TextMessage, m.Frame(frameWebSocket, encodeWS))
+	return appendWSFrame(nil, wsOpcode(m), m.Frame(frameWebSocket, encodeWS))
 }
 
 // appendWSFrame appends one unmasked, final frame: a server's.
@@ -428,10 +432,7 @@ func (p *parkedWS) runCommands() {
 		p.msgs = p.msgs[1:]
 		p.mu.Unlock()
 		p.notify() // there is room to read again
-		cmd := wsCommand{frame: errorFrame(nil, "binary frames are not supported: send JSON text frames")}
-		if !in.binary {
-			cmd = c.command(in.data)
-		}
+		cmd := c.command(in.binary, in.data)
 		var err error
 		if cmd.kind == "" {
 			// An answer: it only needs writing.
@@ -496,9 +497,9 @@ func (p *parkedWS) handBack(prev *hub.Subscriber) {
 	p.notify()
 }
 
-// text implements wsSink for the frame protocol.
-func (p *parkedWS) text(b []byte) error {
-	return p.queue(websocket.TextMessage, b)
+// send implements wsSink for the frame protocol.
+func (p *parkedWS) send(op int, b []byte) error {
+	return p.queue(op, b)
 }
 
 // close implements wsSink for the frame protocol.

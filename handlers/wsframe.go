@@ -6,9 +6,13 @@ package handlers
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
@@ -31,9 +35,10 @@ type clientFrame struct {
 	Topics []string `json:"topics"`
 	LastID string   `json:"last_id"`
 	// publish: one message, or several in Messages
-	Topic string          `json:"topic"`
-	Event string          `json:"event"`
-	Data  json.RawMessage `json:"data"`
+	Topic      string          `json:"topic"`
+	Event      string          `json:"event"`
+	Data       json.RawMessage `json:"data"`
+	DataBase64 *string         `json:"data_base64"`
 	// Messages stays undecoded until the frame's type and the
 	// connection's right to publish are checked (decodeBatch).
 	Messages json.RawMessage `json:"messages"`
@@ -66,9 +71,60 @@ type (
 	}
 )
 
+// encodeWS encodes m as the payload of its WebSocket frame: the JSON
+// envelope, or for binary data a binary envelope (appendBinaryFrame) whose
+// header is the envelope without data, with "encoding":"binary".
 func encodeWS(m *hub.Message) []byte {
+	if m.Binary {
+		header, _ := json.Marshal(wsBinaryHeader{Type: "message", ID: m.ID, Topic: m.Topic, Event: m.Event, Time: m.Time.UTC(), Encoding: "binary"})
+		return appendBinaryFrame(nil, header, m.Data)
+	}
 	b, _ := json.Marshal(wsMessage{Type: "message", envelope: newEnvelope(m)})
 	return b
+}
+
+// wsOpcode is the opcode of m's frame (encodeWS).
+func wsOpcode(m *hub.Message) int {
+	if m.Binary {
+		return websocket.BinaryMessage
+	}
+	return websocket.TextMessage
+}
+
+// wsBinaryHeader is the header of a binary message frame.
+type wsBinaryHeader struct {
+	Type     string    `json:"type"`
+	ID       string    `json:"id,omitempty"`
+	Topic    string    `json:"topic"`
+	Event    string    `json:"event,omitempty"`
+	Time     time.Time `json:"time"`
+	Encoding string    `json:"encoding"`
+}
+
+// A binary frame, either way, is a binary envelope: the length of a JSON
+// header (2 bytes, big-endian), the header, then the data, raw. One frame
+// per message keeps it whole: nothing pairs frames, on either side.
+const binaryHeaderLength = 2
+
+// appendBinaryFrame appends a binary envelope; header is at most 64 KiB
+// (a topic, an event name and an ID are bounded far below).
+func appendBinaryFrame(b, header []byte, data string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(header)))
+	b = append(b, header...)
+	return append(b, data...)
+}
+
+// splitBinaryFrame splits a client's binary envelope into its header and
+// data.
+func splitBinaryFrame(frame []byte) (header, data []byte, err error) {
+	if len(frame) < binaryHeaderLength {
+		return nil, nil, errors.New("invalid binary frame: shorter than its 2-byte header length")
+	}
+	n := int(binary.BigEndian.Uint16(frame))
+	if n > len(frame)-binaryHeaderLength {
+		return nil, nil, fmt.Errorf("invalid binary frame: header of %d bytes in a frame of %d", n, len(frame))
+	}
+	return frame[binaryHeaderLength : binaryHeaderLength+n], frame[binaryHeaderLength+n:], nil
 }
 
 func ackFrame(ref json.RawMessage) []byte {
@@ -83,7 +139,12 @@ func errorFrame(ref json.RawMessage, reason string) []byte {
 
 // command parses a client frame into the writer's command; a bad frame, or
 // a publish, becomes the frame that answers it.
-func (c *wsConn) command(data []byte) wsCommand {
+// A binary frame is a publish of binary data: its header is the publish
+// frame, without data.
+func (c *wsConn) command(isBinary bool, data []byte) wsCommand {
+	if isBinary {
+		return c.binaryCommand(data)
+	}
 	f, err := parseFrame(data)
 	if err != nil {
 		return wsCommand{frame: errorFrame(f.Ref, err.Error())}
@@ -101,6 +162,25 @@ func (c *wsConn) command(data []byte) wsCommand {
 	default:
 		return wsCommand{frame: errorFrame(f.Ref, fmt.Sprintf("unknown frame type %q: use subscribe, unsubscribe, publish or refresh", f.Type))}
 	}
+}
+
+// binaryCommand publishes a binary frame's data, as its header says.
+func (c *wsConn) binaryCommand(frame []byte) wsCommand {
+	header, data, err := splitBinaryFrame(frame)
+	if err != nil {
+		return wsCommand{frame: errorFrame(nil, err.Error())}
+	}
+	f, err := parseFrame(header)
+	switch {
+	case err != nil:
+		return wsCommand{frame: errorFrame(f.Ref, "binary frame header: "+err.Error())}
+	case f.Type != "publish":
+		return wsCommand{frame: errorFrame(f.Ref, `a binary frame publishes: its header's type must be "publish"`)}
+	case f.Data != nil || f.Messages != nil || f.Topics != nil || f.LastID != "" || f.Token != "":
+		return wsCommand{frame: errorFrame(f.Ref, `a binary frame's header takes "topic", "event", "ref" and "idempotency_key": the data follows it`)}
+	}
+	msg := hub.Message{Topic: f.Topic, Event: f.Event, Data: string(data), Binary: true}
+	return wsCommand{frame: c.publishMessages(f, []hub.Message{msg}, false)}
 }
 
 func parseFrame(data []byte) (clientFrame, error) {
@@ -143,7 +223,7 @@ func validRef(ref json.RawMessage) bool {
 
 func checkSubscription(f clientFrame, maxTopics int) error {
 	switch {
-	case f.Topic != "" || f.Event != "" || f.Data != nil || f.Messages != nil:
+	case f.Topic != "" || f.Event != "" || f.Data != nil || f.DataBase64 != nil || f.Messages != nil:
 		return fmt.Errorf(`%s takes "topics" (a list) and "last_id"`, f.Type)
 	case len(f.Topics) == 0:
 		return errors.New(`no topics: send "topics": ["NAME"]`)
@@ -166,7 +246,7 @@ func (c *wsConn) publish(f clientFrame) []byte {
 	if string(f.Messages) == "null" {
 		f.Messages = nil
 	}
-	one := f.Topic != "" || f.Event != "" || f.Data != nil
+	one := f.Topic != "" || f.Event != "" || f.Data != nil || f.DataBase64 != nil
 	batch := f.Messages != nil
 	switch {
 	case f.Topics != nil || f.LastID != "":
@@ -174,7 +254,7 @@ func (c *wsConn) publish(f clientFrame) []byte {
 	case one && batch:
 		return errorFrame(f.Ref, `publish takes either "messages" or one message's "topic", "data", "event"`)
 	}
-	in := []jsonMessage{{Topic: f.Topic, Event: f.Event, Data: f.Data}}
+	in := []jsonMessage{{Topic: f.Topic, Event: f.Event, Data: f.Data, DataBase64: f.DataBase64}}
 	if batch {
 		var err error
 		in, err = decodeBatch(f.Messages, c.ep.Limits.batch())
@@ -190,6 +270,15 @@ func (c *wsConn) publish(f clientFrame) []byte {
 	msgs, err := messages(in, batch)
 	if err != nil {
 		return errorFrame(f.Ref, err.Error())
+	}
+	return c.publishMessages(f, msgs, batch)
+}
+
+// publishMessages publishes msgs, which f carried, and returns the ack or
+// error frame.
+func (c *wsConn) publishMessages(f clientFrame, msgs []hub.Message, batch bool) []byte {
+	if denied := c.ident().mayPublish(); denied != nil {
+		return errorFrame(f.Ref, denied.reason)
 	}
 	ids, denied := c.ep.publish(c.ctx, *c.ident(), c.rq, c.r, msgs, batch, f.IdempotencyKey)
 	if denied != nil {

@@ -2,12 +2,14 @@ package handlers
 
 // Reading a client's WebSocket frames on the parked path (ws_parked.go),
 // by the rules gorilla applies on the goroutine path: frames masked, no
-// reserved bits (no extension is negotiated), control frames whole and
-// short, fragments in order, a message no larger than the read limit; a
-// breach gets the close code and reason gorilla would send.
+// reserved bits but RSV1 on the first frame of a compressed message (when
+// permessage-deflate was negotiated), control frames whole and short,
+// fragments in order, a message no larger than the read limit, compressed
+// or inflated; a breach gets the close code and reason gorilla would send.
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -43,6 +45,11 @@ type wsReader struct {
 	pooled *[wsReadBuffer]byte
 	msg    []byte // the fragments of a message so far
 	msgOp  int    // its opcode; 0 between messages
+	// deflate allows compressed messages (permessage-deflate).
+	deflate bool
+	// compressed marks the message being read as compressed (RSV1 on
+	// its first frame).
+	compressed bool
 }
 
 // fill reads once from the socket.
@@ -103,7 +110,12 @@ func (r *wsReader) frames(handle func(op int, payload []byte)) error {
 			}
 			n, hdr = int64(u), 10
 		}
-		if err := r.check(b[0]&0x70, final, op, masked, n); err != nil {
+		rsv := b[0] & 0x70
+		if r.deflate && rsv == rsv1 && (op == websocket.TextMessage || op == websocket.BinaryMessage) {
+			// A compressed message: only its first frame says so.
+			rsv, r.compressed = 0, true
+		}
+		if err := r.check(rsv, final, op, masked, n); err != nil {
 			return err
 		}
 		hdr += 4
@@ -124,18 +136,42 @@ func (r *wsReader) frames(handle func(op int, payload []byte)) error {
 			}
 			handle(op, append([]byte(nil), payload...))
 		case final && op != 0:
-			handle(op, append([]byte(nil), payload...))
+			msg, err := r.message(append([]byte(nil), payload...))
+			if err != nil {
+				return err
+			}
+			handle(op, msg)
 		default:
 			r.msg = append(r.msg, payload...)
 			if op != 0 {
 				r.msgOp = op
 			}
 			if final {
-				handle(r.msgOp, r.msg)
+				msg, err := r.message(r.msg)
+				if err != nil {
+					return err
+				}
+				handle(r.msgOp, msg)
 				r.msg, r.msgOp = nil, 0
 			}
 		}
 	}
+}
+
+// message is a whole message's payload, inflated if it came compressed.
+func (r *wsReader) message(payload []byte) ([]byte, error) {
+	if !r.compressed {
+		return payload, nil
+	}
+	r.compressed = false
+	msg, err := inflate(payload, r.limit)
+	switch {
+	case errors.Is(err, errInflatedTooLarge):
+		return nil, &wsCloseError{code: websocket.CloseMessageTooBig}
+	case err != nil:
+		return nil, &wsCloseError{code: websocket.CloseInvalidFramePayloadData, text: "invalid compressed data"}
+	}
+	return msg, nil
 }
 
 // check applies gorilla's rules to a frame's header.

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"compress/flate"
 	"errors"
 	"testing"
 
@@ -85,6 +86,70 @@ func FuzzWSReader(f *testing.F) {
 			n = 1
 		}
 		r := &wsReader{limit: 1 << 10}
+		frames, err := feed(r, in, n)
+		var ce *wsCloseError
+		if err != nil && !errors.As(err, &ce) {
+			t.Fatal(err)
+		}
+		for _, fr := range frames {
+			if len(fr)-1 > int(r.limit) {
+				t.Fatalf("handed over %d bytes, limit %d", len(fr)-1, r.limit)
+			}
+		}
+	})
+}
+
+// compressedFrame is a client's compressed message: RSV1 on its first
+// frame, the payload deflated without its tail.
+func compressedFrame(t testing.TB, op int, payload []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, _ := flate.NewWriter(&buf, flate.BestSpeed)
+	_, _ = w.Write(payload)
+	_ = w.Flush()
+	b := maskedFrame(true, op, bytes.TrimSuffix(buf.Bytes(), []byte(deflateTail)))
+	b[0] |= rsv1
+	return b
+}
+
+// With permessage-deflate, the parked reader inflates a compressed
+// message, reads a plain one as it is, refuses one that inflates beyond
+// the limit with 1009 however small it came, and refuses RSV1 when
+// compression was not negotiated.
+func TestWSReaderInflates(t *testing.T) {
+	in := append(compressedFrame(t, websocket.TextMessage, []byte(`{"type":"publish","data":"hello hello hello"}`)),
+		maskedFrame(true, websocket.BinaryMessage, []byte{0, 1})...)
+	r := &wsReader{limit: 1 << 10, deflate: true}
+	frames, err := feed(r, in, 3)
+	if err != nil || len(frames) != 2 || string(frames[0]) != "\x01"+`{"type":"publish","data":"hello hello hello"}` || string(frames[1]) != "\x02\x00\x01" {
+		t.Fatalf("frames %q, %v", frames, err)
+	}
+
+	bomb := compressedFrame(t, websocket.TextMessage, bytes.Repeat([]byte{'0'}, 1<<20))
+	if len(bomb) > 4<<10 {
+		t.Fatalf("the bomb is %d bytes compressed, more than the limit", len(bomb))
+	}
+	var ce *wsCloseError
+	if _, err := feed(&wsReader{limit: 4 << 10, deflate: true}, bomb, len(bomb)); !errors.As(err, &ce) || ce.code != websocket.CloseMessageTooBig {
+		t.Fatalf("1 MiB inflated from %d bytes: %v, want close 1009", len(bomb), err)
+	}
+	if _, err := feed(&wsReader{limit: 1 << 10}, in, len(in)); !errors.As(err, &ce) || ce.code != websocket.CloseProtocolError {
+		t.Fatalf("RSV1 without compression: %v, want close 1002", err)
+	}
+}
+
+// Whatever a client that negotiated compression sends, the parked reader
+// does not panic and hands over no message, inflated, larger than the
+// limit.
+func FuzzWSReaderCompressed(f *testing.F) {
+	f.Add(compressedFrame(f, websocket.TextMessage, []byte(`{"type":"publish"}`)), 3)
+	f.Add(compressedFrame(f, websocket.BinaryMessage, bytes.Repeat([]byte("x"), 6000)), 100)
+	f.Add(append(compressedFrame(f, websocket.TextMessage, []byte("ab"))[:2:2], 0, 0, 0, 0, 0xff, 0xff), 1)
+	f.Fuzz(func(t *testing.T, in []byte, n int) {
+		if n <= 0 || n > 1<<16 {
+			n = 1
+		}
+		r := &wsReader{limit: 1 << 10, deflate: true}
 		frames, err := feed(r, in, n)
 		var ce *wsCloseError
 		if err != nil && !errors.As(err, &ce) {

@@ -31,7 +31,7 @@ func (c *wsConn) refresh(f clientFrame) wsCommand {
 		return wsCommand{frame: errorFrame(f.Ref, "refresh: this endpoint takes no tokens")}
 	case cur == nil:
 		return wsCommand{frame: errorFrame(f.Ref, "refresh: this connection has no token to refresh")}
-	case f.Token == "" || f.Topics != nil || f.Topic != "" || f.Data != nil || f.Messages != nil:
+	case f.Token == "" || f.Topics != nil || f.Topic != "" || f.Data != nil || f.DataBase64 != nil || f.Messages != nil:
 		return wsCommand{frame: errorFrame(f.Ref, `refresh takes "token" alone`)}
 	}
 	tok, err := c.ep.JWT.Verify(f.Token)

@@ -57,7 +57,7 @@ func (m *MemoryBroker) Publish(_ context.Context, msgs []Message) ([]string, err
 		m.seq++
 		id = strconv.AppendUint(append(append(id[:0], m.epoch...), '-'), m.seq, 10)
 		msg := &stored[i]
-		*msg = Message{ID: string(id), Topic: msgs[i].Topic, Event: msgs[i].Event, Data: msgs[i].Data, Time: now}
+		*msg = Message{ID: string(id), Topic: msgs[i].Topic, Event: msgs[i].Event, Data: msgs[i].Data, Binary: msgs[i].Binary, Time: now}
 		ids[i] = msg.ID
 		m.push(msg)
 	}

@@ -23,7 +23,11 @@ type Message struct {
 	Topic string
 	Event string // optional event name (SSE "event:" field)
 	Data  string
-	Time  time.Time
+	// Binary marks Data as bytes, not text: it may then hold any bytes,
+	// and transports deliver it as such (a WebSocket binary frame) or
+	// encoded (base64 over SSE and long-poll).
+	Binary bool
+	Time   time.Time
 
 	frames []frameSlot
 	queued time.Duration // clock() when handed to the fan-out
@@ -76,7 +80,7 @@ var ErrInvalidMessage = errors.New("invalid message")
 // publisher, an upstream link, or a broker's record read back from disk or
 // from Redis, where anyone with access may have written it. Transports write
 // the topic, event name and data into frames, so a message that fails is
-// never delivered.
+// never delivered. Binary data may be any bytes.
 func ValidateMessage(m *Message) error {
 	if err := ValidateTopic(m.Topic); err != nil {
 		return err
@@ -84,7 +88,7 @@ func ValidateMessage(m *Message) error {
 	if err := ValidateEvent(m.Event); err != nil {
 		return err
 	}
-	if !utf8.ValidString(m.Data) {
+	if !m.Binary && !utf8.ValidString(m.Data) {
 		return fmt.Errorf("%w: data is not valid UTF-8", ErrInvalidMessage)
 	}
 	return nil

@@ -248,7 +248,7 @@ func (b *Broker) Since(_ context.Context, q hub.Query) (hub.Page, error) {
 			seq := binary.BigEndian.Uint64(k)
 			rec, ok := parseRecord(v)
 			if !ok {
-				if len(v) > 0 && v[0] > formatVersion {
+				if len(v) > 0 && v[0] > binaryRecord {
 					newer = max(newer, v[0])
 				}
 				skipped = append(skipped, seq)
@@ -279,7 +279,7 @@ func (b *Broker) Since(_ context.Context, q hub.Query) (hub.Page, error) {
 		if b.Logger != nil {
 			fields := []zap.Field{zap.String("file", b.path), zap.Int("records", len(skipped)), zap.Uint64("first_sequence", skipped[0])}
 			if newer > 0 {
-				fields = append(fields, zap.Uint8("newest_format_met", newer), zap.Int("reads_up_to", formatVersion))
+				fields = append(fields, zap.Uint8("newest_format_met", newer), zap.Int("reads_up_to", binaryRecord))
 			}
 			b.Logger.Warn("skipped damaged or invalid history records, or records of a newer format; they are never delivered", fields...)
 		}

@@ -156,7 +156,7 @@ func TestDamagedOrInvalidRecordIsSkipped(t *testing.T) {
 		encode(&hub.Message{Topic: "t", Event: "gap", Data: "d", Time: now}),
 		encode(&hub.Message{Topic: "t", Data: "\xff", Time: now}),
 		encode(&hub.Message{Topic: "a/#", Data: "d", Time: now}),
-		append([]byte{formatVersion + 1}, encode(&hub.Message{Topic: "t", Data: "d", Time: now})[1:]...),
+		append([]byte{binaryRecord + 1}, encode(&hub.Message{Topic: "t", Data: "d", Time: now})[1:]...),
 	} {
 		err := b.db.Update(func(tx *bbolt.Tx) error {
 			return tx.Bucket(bucketMessages).Put(binary.BigEndian.AppendUint64(nil, 2), bad)

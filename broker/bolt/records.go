@@ -21,11 +21,24 @@ func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) 
 // Format 1: a stored message is the version byte 1, time (Unix
 // nanoseconds, varint), topic and event (length-prefixed), then data up to
 // the end.
+//
+// A record of version 2 (binaryRecord) has the same layout and binary
+// data. Only binary messages are written so, and the file stays format 1:
+// a build that knows only version 1 skips and counts them rather than
+// deliver bytes as text, and reads every other record.
 const formatVersion = 1
+
+// binaryRecord is the version of a record whose data is binary
+// (hub.Message.Binary), the newest record version this build reads.
+const binaryRecord = 2
 
 func encode(m *hub.Message) []byte {
 	b := make([]byte, 0, 1+binary.MaxVarintLen64*3+len(m.Topic)+len(m.Event)+len(m.Data))
-	b = append(b, formatVersion)
+	version := byte(formatVersion)
+	if m.Binary {
+		version = binaryRecord
+	}
+	b = append(b, version)
 	b = binary.AppendVarint(b, m.Time.UnixNano())
 	b = binary.AppendUvarint(b, uint64(len(m.Topic)))
 	b = append(b, m.Topic...)
@@ -35,7 +48,7 @@ func encode(m *hub.Message) []byte {
 }
 
 func decodeTime(v []byte) (int64, bool) {
-	if len(v) < 2 || v[0] != formatVersion {
+	if len(v) < 2 || v[0] != formatVersion && v[0] != binaryRecord {
 		return 0, false
 	}
 	t, n := binary.Varint(v[1:])
@@ -47,6 +60,7 @@ func decodeTime(v []byte) (int64, bool) {
 type record struct {
 	time               int64
 	topic, event, data []byte
+	binary             bool
 }
 
 // parseRecord splits a stored message into its fields without copying
@@ -68,11 +82,11 @@ func parseRecord(v []byte) (rec record, ok bool) {
 	}
 	topic, ok1 := field()
 	event, ok2 := field()
-	rec.topic, rec.event, rec.data = topic, event, rest
+	rec.topic, rec.event, rec.data, rec.binary = topic, event, rest, v[0] == binaryRecord
 	return rec, ok1 && ok2
 }
 
 // message copies rec out of the file's memory.
 func (rec record) message() *hub.Message {
-	return &hub.Message{Topic: string(rec.topic), Event: string(rec.event), Data: string(rec.data), Time: time.Unix(0, rec.time)}
+	return &hub.Message{Topic: string(rec.topic), Event: string(rec.event), Data: string(rec.data), Binary: rec.binary, Time: time.Unix(0, rec.time)}
 }

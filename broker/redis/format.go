@@ -23,15 +23,35 @@ package redis
 // Version 1: fields epoch (the hub's epoch, hex), topic, event, data and
 // seq (the append's number; missing on entries written before numbers);
 // signals {"topic","event","data","time"} (Unix milliseconds).
+//
+// Version 2: the fields of version 1, with binary data (hub.Message.Binary).
+// Only binary messages are written so; text stays version 1, which every
+// release reads. An instance that reads only version 1 skips and counts a
+// binary entry as one of a newer format, never delivering bytes as text;
+// its subscribers miss binary messages until it is upgraded.
 
 import (
 	"strconv"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
-// formatVersion is the format this build writes and the newest it reads.
-const formatVersion = 1
+// formatVersion is the newest format this build reads, and the one it
+// writes binary entries in; signals and text entries keep version 1.
+const formatVersion = 2
+
+// textVersion is the format of an entry whose data is text.
+const textVersion = 1
+
+// entryVersion is the v field of m's entry.
+func entryVersion(m hub.Message) string {
+	if m.Binary {
+		return strconv.Itoa(formatVersion)
+	}
+	return strconv.Itoa(textVersion)
+}
 
 // maxVersion bounds the versions taken for one: a writer that is not a
 // release of this broker cannot have each of its entries logged as yet

@@ -95,8 +95,8 @@ func TestEntriesOfOtherReleases(t *testing.T) {
 	older := appendAs(t, raw, key, e, "epoch", e, "topic", "t", "event", "", "data", "older release")
 	added := appendAs(t, raw, key, e, "v", "1", "epoch", e, "topic", "t", "event", "note", "data", "next release",
 		"headers", `{"x":"y"}`, "expires", "1795307561868")
-	appendAs(t, raw, key, e, "v", "2", "epoch", e, "topic", "t", "event", "", "data", "changed meaning", "codec", "zstd")
-	appendAs(t, raw, key, e, "v", "2", "e", e, "t", "t", "d", "renamed fields")
+	appendAs(t, raw, key, e, "v", "3", "epoch", e, "topic", "t", "event", "", "data", "changed meaning", "codec", "zstd")
+	appendAs(t, raw, key, e, "v", "3", "e", e, "t", "t", "d", "renamed fields")
 	last := publish(t, b, "this release again")
 
 	want := []string{first[0], older, added, last[0]}
@@ -116,7 +116,7 @@ func TestEntriesOfOtherReleases(t *testing.T) {
 		t.Fatalf("Since(earliest) = %v gap %+v; want %v", ids(msgs), gap, want)
 	}
 	if n := b.Skipped(); n != 2 {
-		t.Fatalf("Skipped() = %d after reading two entries of version 2, want 2", n)
+		t.Fatalf("Skipped() = %d after reading two entries of version 3, want 2", n)
 	}
 	msgs, gap = since(t, b, added, last[0])
 	if gap != nil || !slices.Equal(ids(msgs), want[3:]) {
@@ -126,15 +126,15 @@ func TestEntriesOfOtherReleases(t *testing.T) {
 	if gap != nil || !slices.Equal(ids(msgs), want[2:]) {
 		t.Fatalf("resume from the older release's entry: %v gap %+v; want %v", ids(msgs), gap, want[2:])
 	}
-	if got := newerFormatLogs(logs); !slices.Equal(got, []int64{2}) {
-		t.Fatalf("warnings about newer versions named %v, want [2] once", got)
+	if got := newerFormatLogs(logs); !slices.Equal(got, []int64{3}) {
+		t.Fatalf("warnings about newer versions named %v, want [3] once", got)
 	}
 
+	appendAs(t, raw, key, e, "v", "4", "epoch", e)
 	appendAs(t, raw, key, e, "v", "3", "epoch", e)
-	appendAs(t, raw, key, e, "v", "2", "epoch", e)
-	s.waitIDs(t, append(want, publish(t, b, "after version 3")...))
-	if got := newerFormatLogs(logs); !slices.Equal(got, []int64{2, 3}) {
-		t.Fatalf("warnings about newer versions named %v, want [2 3]", got)
+	s.waitIDs(t, append(want, publish(t, b, "after version 4")...))
+	if got := newerFormatLogs(logs); !slices.Equal(got, []int64{3, 4}) {
+		t.Fatalf("warnings about newer versions named %v, want [3 4]", got)
 	}
 }
 
@@ -218,8 +218,8 @@ func TestSignalsOfOtherReleases(t *testing.T) {
 	for _, payload := range []string{
 		`{"topic":"older","data":"d","time":1}`,
 		`{"v":1,"topic":"next","data":"d","time":2,"origin":"node-2"}`,
-		`{"v":2,"topic":"changed","data":"d","time":3}`,
-		`{"v":2,"topic":"changed","data":"d","time":"2026-12-05T16:00:00Z"}`,
+		`{"v":3,"topic":"changed","data":"d","time":3}`,
+		`{"v":3,"topic":"changed","data":"d","time":"2026-12-05T16:00:00Z"}`,
 	} {
 		if err := raw.Publish(context.Background(), channel, payload).Err(); err != nil {
 			t.Fatal(err)
@@ -241,8 +241,8 @@ func TestSignalsOfOtherReleases(t *testing.T) {
 	if !slices.Equal(topics, []string{"older", "next", "this"}) {
 		t.Fatalf("signals delivered: %v; want older, next and this", topics)
 	}
-	if got := newerFormatLogs(logs); !slices.Equal(got, []int64{2}) {
-		t.Fatalf("warnings about newer versions named %v, want [2] once", got)
+	if got := newerFormatLogs(logs); !slices.Equal(got, []int64{3}) {
+		t.Fatalf("warnings about newer versions named %v, want [3] once", got)
 	}
 
 	var sent struct {

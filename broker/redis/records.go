@@ -44,11 +44,12 @@ func decode(x goredis.XMessage) (e entry, version uint64, ok bool) {
 		return entry{}, version, false
 	}
 	m := &hub.Message{
-		ID:    epoch + "-" + x.ID,
-		Topic: topic,
-		Event: event,
-		Data:  data,
-		Time:  time.UnixMilli(int64(min(id.ms, 1<<62))),
+		ID:     epoch + "-" + x.ID,
+		Topic:  topic,
+		Event:  event,
+		Data:   data,
+		Binary: version == formatVersion,
+		Time:   time.UnixMilli(int64(min(id.ms, 1<<62))),
 	}
 	if hub.ValidateMessage(m) != nil {
 		return entry{}, version, false

@@ -141,8 +141,8 @@ func (b *Broker) Start(deliver func(*hub.Message)) error {
 // KEYS: stream, epoch, seq[, key][, fence counter]. ARGV: epoch to use if
 // renewing, epoch, number and stream ID the publisher saw, MAXLEN ("0":
 // none), MINID ("0": none), the key's window in milliseconds ("0": no
-// key), the fencing token ("0": none), then topic, event and data of each
-// message. Returns the epoch, the number of appends lost (0: none; -1:
+// key), the fencing token ("0": none), then topic, event, data and format
+// version (format.go) of each message. Returns the epoch, the number of appends lost (0: none; -1:
 // nothing stored, the key's IDs again), the last entry's number, then the
 // entries' IDs.
 var publishScript = goredis.NewScript(`
@@ -170,9 +170,9 @@ if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
 end
 ` + lossCheck + `
 local out = {epoch, lost, 0}
-for i = 9, #ARGV, 3 do
+for i = 9, #ARGV, 4 do
 	seq = seq + 1
-	out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'v', '` + strconv.Itoa(formatVersion) + `', 'epoch', epoch,
+	out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'v', ARGV[i + 3], 'epoch', epoch,
 		'topic', ARGV[i], 'event', ARGV[i + 1], 'data', ARGV[i + 2], 'seq', seq)
 end
 redis.call('SET', KEYS[3], seq)
@@ -220,11 +220,11 @@ func (b *Broker) publish(ctx context.Context, key string, window time.Duration, 
 		}
 		keys, token = append(keys, fence), max(f.Token, 1)
 	}
-	args := make([]any, 0, 8+3*len(msgs))
+	args := make([]any, 0, 8+4*len(msgs))
 	args = append(args, newEpoch())
 	args = append(append(args, seen...), maxLen, minID, windowMS, token)
 	for _, m := range msgs {
-		args = append(args, m.Topic, m.Event, m.Data)
+		args = append(args, m.Topic, m.Event, m.Data, entryVersion(m))
 	}
 	res, err := b.append(ctx, keys, args)
 	if err != nil {

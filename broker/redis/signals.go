@@ -133,7 +133,7 @@ func (b *Broker) Signal(ctx context.Context, msgs []hub.Message) error {
 	pipe := b.client.Pipeline()
 	channel := b.signalChannel()
 	for _, m := range msgs {
-		payload, _ := json.Marshal(signalEntry{V: formatVersion, Topic: m.Topic, Event: m.Event, Data: m.Data, Time: m.Time.UnixMilli()})
+		payload, _ := json.Marshal(signalEntry{V: textVersion, Topic: m.Topic, Event: m.Event, Data: m.Data, Time: m.Time.UnixMilli()})
 		if len(payload) > maxSignalPayload {
 			return fmt.Errorf("redis broker: signal on %s: %d bytes, more than %d", m.Topic, len(payload), maxSignalPayload)
 		}

@@ -234,9 +234,9 @@ func sameMessages(t *testing.T, what string, got, want []*hub.Message) {
 	}
 	for i := range got {
 		g, w := got[i], want[i]
-		if g.ID != w.ID || g.Topic != w.Topic || g.Event != w.Event || g.Data != w.Data || !g.Time.Equal(w.Time) {
-			t.Fatalf("%s: message %d is {%s %q %q %.40q %v}, want {%s %q %q %.40q %v}", what, i,
-				g.ID, g.Topic, g.Event, g.Data, g.Time, w.ID, w.Topic, w.Event, w.Data, w.Time)
+		if g.ID != w.ID || g.Topic != w.Topic || g.Event != w.Event || g.Data != w.Data || g.Binary != w.Binary || !g.Time.Equal(w.Time) {
+			t.Fatalf("%s: message %d is {%s %q %q %.40q binary=%v %v}, want {%s %q %q %.40q binary=%v %v}", what, i,
+				g.ID, g.Topic, g.Event, g.Data, g.Binary, g.Time, w.ID, w.Topic, w.Event, w.Data, w.Binary, w.Time)
 		}
 	}
 }

@@ -58,14 +58,17 @@ func testFields(t *testing.T, newBroker NewBroker) {
 		{Topic: "json", Event: "reading", Data: `{"temp":21.5,"tags":["a","b"]}`},
 		{Topic: "$pubsub/stats", Data: "reserved topics are stored like any other"},
 		{Topic: "big", Data: strings.Repeat("0123456789abcdef", 4096)},
+		{Topic: "bytes", Event: "blob", Data: "\x00\xff\xfe\r\n\x80 not UTF-8", Binary: true},
+		{Topic: "bytes", Data: "binary that happens to be text", Binary: true},
+		{Topic: "bytes", Data: "", Binary: true},
 	}
 	ids := publish(t, b, msgs...)
 	got := rec.wait(len(msgs))
 	checkIDs(t, "delivered", got, ids)
 	for i, m := range got {
-		if m.Topic != msgs[i].Topic || m.Event != msgs[i].Event || m.Data != msgs[i].Data {
-			t.Fatalf("message %d came back as {%q %q %.40q}, want {%q %q %.40q}",
-				i, m.Topic, m.Event, m.Data, msgs[i].Topic, msgs[i].Event, msgs[i].Data)
+		if m.Topic != msgs[i].Topic || m.Event != msgs[i].Event || m.Data != msgs[i].Data || m.Binary != msgs[i].Binary {
+			t.Fatalf("message %d came back as {%q %q %.40q binary=%v}, want {%q %q %.40q binary=%v}",
+				i, m.Topic, m.Event, m.Data, m.Binary, msgs[i].Topic, msgs[i].Event, msgs[i].Data, msgs[i].Binary)
 		}
 	}
 	retained, _ := since(t, b, hub.Earliest, ids[len(ids)-1])

@@ -291,3 +291,53 @@ func TestClientWebSocketPublishTimeout(t *testing.T) {
 	}
 	eval[bool](p, `(conns.silent.close(), true)`)
 }
+
+// Over each transport, binary data reaches the client as a Uint8Array,
+// published from the page (a binary frame over a WebSocket, data_base64 in
+// a POST) and as application/octet-stream from elsewhere.
+func TestClientBinaryMessages(t *testing.T) {
+	browser := testbrowser.New(t)
+	srv, p := startClientPage(t, browser, clientSite("", ""))
+	for _, transport := range transports {
+		t.Run(transport, func(t *testing.T) {
+			p.t = t
+			topic := "bin/" + transport
+			eval[bool](p, `connectAs(`+js(transport)+`, "/events/x", {transports: [`+js(transport)+`], topics: [`+js(topic)+`], lastId: "earliest"})`)
+			p.waitLog(transport, "open "+transport)
+			eval[string](p, `conns[`+js(transport)+`].publish(`+js(topic)+`, new Uint8Array([0, 255, 254, 10]))`)
+			p.waitGot(transport, topic+" bytes:0,255,254,10")
+
+			status, body, _ := testserver.Request(t, http.MethodPost, srv.Base+"/events/x?topic="+topic, "application/octet-stream", "\x80\x00", nil)
+			if status != http.StatusOK {
+				t.Fatalf("octet-stream publish: %d %s", status, body)
+			}
+			p.waitGot(transport, topic+" bytes:0,255,254,10", topic+" bytes:128,0")
+			eval[bool](p, `(conns[`+js(transport)+`].close(), true)`)
+		})
+	}
+}
+
+// Chromium offers permessage-deflate on every WebSocket: the server
+// accepts it without context takeover, and a compressible message and a
+// binary one reach the client whole over the compressed connection.
+func TestClientCompressedWebSocket(t *testing.T) {
+	browser := testbrowser.New(t)
+	srv, p := startClientPage(t, browser, clientSite("", ""))
+	ext := eval[string](p, `new Promise((resolve, reject) => {
+		const ws = new WebSocket(location.origin.replace("http", "ws") + "/events/x?topic=z");
+		ws.onopen = () => { resolve(ws.extensions); ws.close(); };
+		ws.onerror = () => reject(new Error("WebSocket failed"));
+	})`)
+	if ext != "permessage-deflate; server_no_context_takeover; client_no_context_takeover" {
+		t.Fatalf("Chromium negotiated %q", ext)
+	}
+	eval[bool](p, `connectAs("z", "/events/x", {transports: ["ws"], topics: ["z"]})`)
+	p.waitLog("z", "open ws")
+	data := strings.Repeat(`{"sensor":"kitchen","celsius":21.5},`, 300)
+	testserver.Publish(t, srv.Base+"/events/x", url.Values{"topic": {"z"}, "data": {data}})
+	status, body, _ := testserver.Request(t, http.MethodPost, srv.Base+"/events/x?topic=z", "application/octet-stream", strings.Repeat("\x01", 5000), nil)
+	if status != http.StatusOK {
+		t.Fatalf("octet-stream publish: %d %s", status, body)
+	}
+	p.waitFor("both messages whole", `conns.z.got.length === 2 && conns.z.got[0] === "z " + `+js(data)+` && conns.z.got[1] === "z bytes:" + Array(5000).fill(1).join(",")`)
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
@@ -231,4 +232,25 @@ func TestConnectHookSeesIdentity(t *testing.T) {
 	testserver.Subscribe(t, nil, ep+"?topic=a", token("mallory"))
 	b.none("connect")
 	b.none("subscribe")
+}
+
+// Binary data cannot go through the publish hook, whose messages are
+// text: a binary publish is refused with 400 before the backend is asked,
+// over HTTP and in a WebSocket binary frame; text goes on being asked.
+func TestPublishHookRefusesBinaryData(t *testing.T) {
+	b := startBackend(t, allowAll)
+	ep := start(t, site(b.URL, "on publish", ""))
+	code, body, _ := testserver.Request(t, "POST", ep+"?topic=chat", "application/octet-stream", "\x00\xff", nil)
+	if code != http.StatusBadRequest || !strings.Contains(body, "publish hook") {
+		t.Fatalf("binary publish with a publish hook: %d %q", code, body)
+	}
+	ws := testserver.DialWS(t, ep, nil)
+	header := `{"type":"publish","topic":"chat","ref":1}`
+	ws.SendRaw(websocket.BinaryMessage, append([]byte{0, byte(len(header))}, header+"\x00\xff"...))
+	if f := ws.Next(); f.Type != "error" || !strings.Contains(f.Reason, "publish hook") {
+		t.Fatalf("binary frame with a publish hook: %+v", f)
+	}
+	b.none("publish")
+	testserver.Publish(t, ep, url.Values{"topic": {"chat"}, "data": {"text"}})
+	b.next("publish")
 }

@@ -124,7 +124,7 @@ func TestWebSocketMalformedFrames(t *testing.T) {
 		{"publish both forms", `{"type":"publish","ref":"r10","topic":"a","messages":[{"topic":"a"}]}`, false, `"r10"`, "either"},
 		{"publish empty batch", `{"type":"publish","ref":"r11","messages":[]}`, false, `"r11"`, "nothing to publish"},
 		{"publish bad message in batch", `{"type":"publish","ref":"r12","messages":[{"topic":"a"},{"topic":""}]}`, false, `"r12"`, "message 1: no topic"},
-		{"binary frame", `{"type":"subscribe","topics":["a"]}`, true, "", "binary frames are not supported"},
+		{"binary frame without its header length", `{"type":"subscribe","topics":["a"]}`, true, "", "invalid binary frame"},
 	}
 	for _, tc := range cases {
 		kind := websocket.TextMessage

@@ -18,6 +18,8 @@ type Envelope struct {
 	Event string    `json:"event"`
 	Data  string    `json:"data"`
 	Time  time.Time `json:"time"`
+	// Encoding is "base64" for binary data, in Data as base64.
+	Encoding string `json:"encoding"`
 }
 
 // PollAnswer is a long-poll answer.
