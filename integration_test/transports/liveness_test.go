@@ -23,9 +23,14 @@ http://127.0.0.1:{PORT} {
 		queue 2
 		max_message_size 1MiB
 		heartbeat 30s
+		presence
 	}
 }
 `)
+	// The slow subscription's end is announced: publishing stops there, so
+	// the slow client reads well within the write timeout (10 s) after its
+	// socket filled, however slowly a loaded machine publishes.
+	ended := testserver.Subscribe(t, nil, ep+"?topic=$pubsub/unsubscribe", nil)
 	// 40 x 256 KiB is more than the loopback socket buffers of an unread
 	// connection hold (the server's send buffer grows to 4 MiB, the
 	// client's receive buffer stays near 128 KiB), so the slow client's
@@ -34,12 +39,18 @@ http://127.0.0.1:{PORT} {
 	fast := testserver.DialWS(t, ep+query("", "big"), nil)
 	payload := strings.Repeat("x", 256<<10)
 	var ids []string
+publishing:
 	for i := range 40 {
 		id := publish(t, ep, "big", fmt.Sprint(i, payload))
 		ids = append(ids, id)
 		// In step with the fast subscriber, so only the slow one lags.
 		if f := fast.NextOf("message"); f.ID != id {
 			t.Fatalf("fast subscriber got %s, want %s", f.ID, id)
+		}
+		select {
+		case <-ended.Events():
+			break publishing
+		default:
 		}
 	}
 
