@@ -13,16 +13,31 @@ const Earliest = "earliest"
 // right now, e.g. while its server is down. The HTTP edge answers 503.
 var ErrUnavailable = errors.New("broker unavailable")
 
-// Retention bounds a hub's history: at most Count messages, none older than
-// MaxAge. Count 0 keeps no messages, whatever MaxAge says; MaxAge 0 means no
-// age bound.
+// Retention bounds a hub's history: the messages of topics that no rule
+// matches, at most Count of them, none older than MaxAge. Count 0 keeps no
+// messages, whatever MaxAge says; MaxAge 0 means no age bound. Rules bound
+// the topics they match instead, each topic on its own (retention.go).
 type Retention struct {
 	Count  int
 	MaxAge time.Duration
+	// Rules are the per-topic retention rules, as configured; a broker
+	// matches topics against them in the order of OrderRules.
+	Rules []RetentionRule
+	// RuleTopics caps the topics each rule keeps messages of; beyond it
+	// the topic published to least recently loses all its messages. 0
+	// means DefaultRuleTopics.
+	RuleTopics int
 }
 
-// Keeps reports whether r retains any message at all.
+// Keeps reports whether r's hub-wide bound retains any message at all.
 func (r Retention) Keeps() bool { return r.Count > 0 }
+
+// RuleRetainer is implemented by brokers that apply Retention.Rules. A
+// hub whose retention has rules needs one: the configuration refuses
+// rules for any other broker rather than ignore them.
+type RuleRetainer interface {
+	RetainsByRule()
+}
 
 // Gap tells a resuming subscriber that messages after LastID (the ID it
 // resumed from) are no longer retained: it may have missed some. FirstID is
