@@ -55,6 +55,17 @@ type Query struct {
 	Match func(topic string) bool
 	// Limit bounds the messages of one page; 0 means ReplayPage.
 	Limit int
+	// Continued says that this page continues one read before (Next):
+	// the reader was told then of what was missing up to that page, so
+	// Since tells it only of what went missing since Upto was the head.
+	Continued bool
+}
+
+// Next turns q into the query for the page after p, which was read with
+// q and has More.
+func (q *Query) Next(p Page) {
+	q.After = p.Messages[len(p.Messages)-1].ID
+	q.Continued = true
 }
 
 // Page is part of a broker's history: Messages, oldest first, a Gap when

@@ -34,9 +34,9 @@ type MemoryBroker struct {
 	evicted   uint64          // highest sequence dropped from the default history
 	// A rule's drops are told per topic (topicKeep.dropped); those of the
 	// topics a rule let go entirely are in drops, and once too many, only
-	// their highest sequence is kept, in dropFloor, for any filter.
+	// the highest are kept, in dropFloor, for any filter.
 	drops     []drop
-	dropFloor uint64
+	dropFloor mark
 }
 
 type entry struct {
@@ -45,9 +45,23 @@ type entry struct {
 	rule int      // index in rules; -1 for the default history
 }
 
+// mark is where a rule dropped a message: seq is its sequence and at
+// when it was dropped, as the sequence of the publish that dropped it, or
+// the next sequence for a drop by age. A replay up to Upto that continues
+// a page read before was told of the drops with at up to Upto already.
+type mark struct{ seq, at uint64 }
+
+// missed reports whether a reader that saw everything up to sequence after
+// missed the drop at m, for a replay up to upto, continued or not.
+func (m mark) missed(after, upto uint64, continued bool) bool {
+	return m.seq > after && (!continued || m.at > upto)
+}
+
+func (m mark) max(o mark) mark { return mark{max(m.seq, o.seq), max(m.at, o.at)} }
+
 // drop is a message a rule dropped, of a topic it no longer tracks.
 type drop struct {
-	seq   uint64
+	mark
 	topic string
 }
 
@@ -69,7 +83,7 @@ type ruleKeep struct {
 type topicKeep struct {
 	topic      string
 	seqs       seqQueue // retained, oldest first
-	dropped    uint64   // highest sequence dropped
+	dropped    mark     // the last drop
 	prev, next *topicKeep
 }
 
@@ -166,14 +180,14 @@ func (m *MemoryBroker) store(seq uint64, msg *Message) {
 		m.append(seq, msg, r)
 		m.def.push(seq)
 		for m.def.len() > m.retention.Count {
-			m.dropSeq(m.def.pop())
+			m.dropSeq(m.def.pop(), seq)
 		}
 		return
 	}
 	k := m.kept[r]
 	t := m.topicOf(k, msg.Topic)
 	if k.rule.Count == 0 {
-		t.dropped = seq
+		t.dropped = mark{seq, seq}
 		return
 	}
 	m.append(seq, msg, r)
@@ -183,7 +197,7 @@ func (m *MemoryBroker) store(seq uint64, msg *Message) {
 		k.aged.push(seq)
 	}
 	for t.seqs.len() > k.rule.Count {
-		m.dropSeq(t.seqs.pop())
+		m.dropSeq(t.seqs.pop(), seq)
 	}
 }
 
@@ -200,7 +214,7 @@ func (m *MemoryBroker) topicOf(k *ruleKeep, topic string) *topicKeep {
 		t.unlink()
 	} else {
 		if len(k.topics) >= m.retention.topicsPerRule() {
-			m.forget(k, k.lru.prev)
+			m.forget(k, k.lru.prev, m.seq)
 		}
 		t = &topicKeep{topic: topic}
 		k.topics[topic] = t
@@ -210,24 +224,24 @@ func (m *MemoryBroker) topicOf(k *ruleKeep, topic string) *topicKeep {
 	return t
 }
 
-// forget drops every message of t and t itself, remembering the highest
-// sequence it dropped for gaps.
-func (m *MemoryBroker) forget(k *ruleKeep, t *topicKeep) {
+// forget drops every message of t, at sequence at, and t itself,
+// remembering its last drop for gaps.
+func (m *MemoryBroker) forget(k *ruleKeep, t *topicKeep, at uint64) {
 	for t.seqs.len() > 0 {
-		m.dropSeq(t.seqs.pop())
+		m.dropSeq(t.seqs.pop(), at)
 	}
 	t.unlink()
 	delete(k.topics, t.topic)
-	if t.dropped == 0 {
+	if t.dropped.seq == 0 {
 		return
 	}
 	if len(m.drops) == maxDrops {
 		for _, d := range m.drops {
-			m.dropFloor = max(m.dropFloor, d.seq)
+			m.dropFloor = m.dropFloor.max(d.mark)
 		}
 		m.drops = m.drops[:0]
 	}
-	m.drops = append(m.drops, drop{seq: t.dropped, topic: t.topic})
+	m.drops = append(m.drops, drop{mark: t.dropped, topic: t.topic})
 }
 
 // find returns the entry of seq in the log, nil if it has none.
@@ -239,9 +253,9 @@ func (m *MemoryBroker) find(seq uint64) *entry {
 	return &m.log[i]
 }
 
-// dropSeq drops the retained message seq (already taken off its queue)
-// and records it for gaps.
-func (m *MemoryBroker) dropSeq(seq uint64) {
+// dropSeq drops the retained message seq (already taken off its queue),
+// at sequence at, and records it for gaps.
+func (m *MemoryBroker) dropSeq(seq, at uint64) {
 	e := m.find(seq)
 	if e == nil || e.msg == nil {
 		return
@@ -252,7 +266,7 @@ func (m *MemoryBroker) dropSeq(seq uint64) {
 		k := m.kept[e.rule]
 		k.live--
 		if t := k.topics[e.msg.Topic]; t != nil {
-			t.dropped = max(t.dropped, seq)
+			t.dropped = t.dropped.max(mark{seq, at})
 		}
 	}
 	e.msg = nil
@@ -264,7 +278,7 @@ func (m *MemoryBroker) trim(now time.Time) {
 	if age := m.retention.MaxAge; age > 0 {
 		cutoff := now.Add(-age)
 		for m.def.len() > 0 && m.find(m.def.front()).msg.Time.Before(cutoff) {
-			m.dropSeq(m.def.pop())
+			m.dropSeq(m.def.pop(), m.seq+1)
 		}
 	}
 	for _, k := range m.kept {
@@ -288,7 +302,7 @@ func (m *MemoryBroker) trimRule(k *ruleKeep, cutoff time.Time) {
 		k.aged.pop()
 		if e != nil && e.msg != nil {
 			k.topics[e.msg.Topic].seqs.pop()
-			m.dropSeq(e.seq)
+			m.dropSeq(e.seq, m.seq+1)
 		}
 	}
 	// Messages dropped by count stay listed until they come first: list
@@ -304,22 +318,26 @@ func (m *MemoryBroker) trimRule(k *ruleKeep, cutoff time.Time) {
 	}
 }
 
-// missed reports whether a subscriber that saw every message up to
+// missed reports whether a reader of q that saw every message up to
 // sequence after, of the topics q accepts, missed one that was dropped.
 // It is conservative: drops from the default history count whatever their
-// topic, and so do those of topics a rule let go of long ago (dropFloor).
+// topic, and so do those of topics a rule let go of long ago (dropFloor);
+// a topic's drops are known by its last one, so a continued replay is
+// told of a drop that the first page told already if the topic lost
+// another message since.
 func (m *MemoryBroker) missed(after uint64, q Query) bool {
-	if after < m.evicted || after < m.dropFloor {
+	upto := m.seqOf(q.Upto)
+	if after < m.evicted || m.dropFloor.missed(after, upto, q.Continued) {
 		return true
 	}
 	for _, d := range m.drops {
-		if d.seq > after && q.Accepts(d.topic) {
+		if d.missed(after, upto, q.Continued) && q.Accepts(d.topic) {
 			return true
 		}
 	}
 	for _, k := range m.kept {
 		for topic, t := range k.topics {
-			if t.dropped > after && q.Accepts(topic) {
+			if t.dropped.missed(after, upto, q.Continued) && q.Accepts(topic) {
 				return true
 			}
 		}
@@ -415,17 +433,28 @@ func (m *MemoryBroker) SetRetention(r Retention) {
 	old := m.log
 	for _, k := range m.kept {
 		for _, t := range k.topics {
-			m.dropFloor = max(m.dropFloor, t.dropped)
+			m.dropFloor = m.dropFloor.max(t.dropped)
 		}
 	}
 	for _, d := range m.drops {
-		m.dropFloor = max(m.dropFloor, d.seq)
+		m.dropFloor = m.dropFloor.max(d.mark)
 	}
 	m.drops = nil
 	m.reset(r)
 	for _, e := range old {
 		if e.msg != nil {
 			m.store(e.seq, e.msg)
+		}
+	}
+	// What the new bounds dropped was dropped now, after every publish.
+	for i := range m.drops {
+		m.drops[i].at = m.seq + 1
+	}
+	for _, k := range m.kept {
+		for _, t := range k.topics {
+			if t.dropped.seq != 0 {
+				t.dropped.at = m.seq + 1
+			}
 		}
 	}
 	m.trim(m.now())

@@ -49,14 +49,15 @@ func (r Retention) topicsPerRule() int {
 }
 
 // OrderRules returns rules most specific first, the order in which a
-// topic is matched against them: more literal levels first, then fewer
-// "+" levels, then patterns without "#" before those with it; rules that
-// tie keep the order they were given in.
+// topic is matched against them: more literal levels first, then
+// patterns without "#" before those with it, then fewer "+" levels; rules that
+// tie keep the order they were given in. So "a/b" comes before "a/+",
+// which comes before "a/#", which comes before "+/+".
 func OrderRules(rules []RetentionRule) []RetentionRule {
 	out := slices.Clone(rules)
 	slices.SortStableFunc(out, func(a, b RetentionRule) int {
 		sa, sb := specificity(a.Pattern), specificity(b.Pattern)
-		return cmp.Or(cmp.Compare(sb.literal, sa.literal), cmp.Compare(sa.plus, sb.plus), cmp.Compare(sa.hash, sb.hash))
+		return cmp.Or(cmp.Compare(sb.literal, sa.literal), cmp.Compare(sa.hash, sb.hash), cmp.Compare(sa.plus, sb.plus))
 	})
 	return out
 }
