@@ -62,6 +62,17 @@ func checkHistory(count int, age time.Duration) error {
 	return nil
 }
 
+// maxRetainTopics bounds retain_topics: the topics one rule tracks all
+// stay in memory.
+const maxRetainTopics = 1_000_000
+
+func checkRetainTopics(n int) error {
+	if n < 1 || n > maxRetainTopics {
+		return fmt.Errorf("retain_topics %d out of range 1..%d", n, maxRetainTopics)
+	}
+	return nil
+}
+
 func checkHeartbeat(d time.Duration) error {
 	if d < minHeartbeat {
 		return fmt.Errorf("heartbeat %s is shorter than %s", d, minHeartbeat)

@@ -251,6 +251,12 @@ func FenceFrom(ctx context.Context) (Fence, bool) {
 	return f, ok
 }
 
+// RetainsByRule reports whether the hub's broker applies retention rules.
+func (h *Hub) RetainsByRule() bool {
+	_, ok := h.broker.(RuleRetainer)
+	return ok
+}
+
 // Leaser returns the hub's broker as a Leaser, when it is one.
 func (h *Hub) Leaser() (Leaser, bool) {
 	l, ok := h.broker.(Leaser)
