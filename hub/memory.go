@@ -31,10 +31,11 @@ type MemoryBroker struct {
 	seq       uint64          // last assigned
 	def       seqQueue        // the default history's messages, oldest first
 	kept      []*ruleKeep     // per rule of rules
-	evicted   uint64          // highest sequence dropped from the default history
-	// A rule's drops are told per topic (topicKeep.dropped); those of the
-	// topics a rule let go entirely are in drops, and once too many, only
-	// the highest are kept, in dropFloor, for any filter.
+	// Drops are told per topic: a rule's in topicKeep.dropped, the
+	// default history's in defDrops, those of the topics a rule let go
+	// entirely in drops; once either holds too many, only the highest are
+	// kept, in dropFloor, for any filter.
+	defDrops  map[string]mark
 	drops     []drop
 	dropFloor mark
 }
@@ -174,7 +175,7 @@ func (m *MemoryBroker) store(seq uint64, msg *Message) {
 	r := RuleOf(m.rules, msg.Topic)
 	if r < 0 {
 		if !m.retention.Keeps() {
-			m.evicted = seq
+			m.dropDefault(msg.Topic, mark{seq, seq})
 			return
 		}
 		m.append(seq, msg, r)
@@ -253,6 +254,21 @@ func (m *MemoryBroker) find(seq uint64) *entry {
 	return &m.log[i]
 }
 
+// dropDefault records the drop d of a message of topic from the default
+// history, folding the records into dropFloor when there are too many.
+func (m *MemoryBroker) dropDefault(topic string, d mark) {
+	if _, ok := m.defDrops[topic]; !ok && len(m.defDrops) >= m.retention.topicsPerRule() {
+		for _, d := range m.defDrops {
+			m.dropFloor = m.dropFloor.max(d)
+		}
+		clear(m.defDrops)
+	}
+	if m.defDrops == nil {
+		m.defDrops = make(map[string]mark)
+	}
+	m.defDrops[topic] = m.defDrops[topic].max(d)
+}
+
 // dropSeq drops the retained message seq (already taken off its queue),
 // at sequence at, and records it for gaps.
 func (m *MemoryBroker) dropSeq(seq, at uint64) {
@@ -261,7 +277,7 @@ func (m *MemoryBroker) dropSeq(seq, at uint64) {
 		return
 	}
 	if e.rule < 0 {
-		m.evicted = max(m.evicted, seq)
+		m.dropDefault(e.msg.Topic, mark{seq, at})
 	} else {
 		k := m.kept[e.rule]
 		k.live--
@@ -320,15 +336,20 @@ func (m *MemoryBroker) trimRule(k *ruleKeep, cutoff time.Time) {
 
 // missed reports whether a reader of q that saw every message up to
 // sequence after, of the topics q accepts, missed one that was dropped.
-// It is conservative: drops from the default history count whatever their
-// topic, and so do those of topics a rule let go of long ago (dropFloor);
+// It is conservative: drops of topics no longer told apart (dropFloor)
+// count whatever their topic;
 // a topic's drops are known by its last one, so a continued replay is
 // told of a drop that the first page told already if the topic lost
 // another message since.
 func (m *MemoryBroker) missed(after uint64, q Query) bool {
 	upto := m.seqOf(q.Upto)
-	if after < m.evicted || m.dropFloor.missed(after, upto, q.Continued) {
+	if m.dropFloor.missed(after, upto, q.Continued) {
 		return true
+	}
+	for topic, d := range m.defDrops {
+		if d.missed(after, upto, q.Continued) && q.Accepts(topic) {
+			return true
+		}
 	}
 	for _, d := range m.drops {
 		if d.missed(after, upto, q.Continued) && q.Accepts(d.topic) {
@@ -440,6 +461,10 @@ func (m *MemoryBroker) SetRetention(r Retention) {
 		m.dropFloor = m.dropFloor.max(d.mark)
 	}
 	m.drops = nil
+	for _, d := range m.defDrops {
+		m.dropFloor = m.dropFloor.max(d)
+	}
+	clear(m.defDrops)
 	m.reset(r)
 	for _, e := range old {
 		if e.msg != nil {
@@ -449,6 +474,9 @@ func (m *MemoryBroker) SetRetention(r Retention) {
 	// What the new bounds dropped was dropped now, after every publish.
 	for i := range m.drops {
 		m.drops[i].at = m.seq + 1
+	}
+	for topic := range m.defDrops {
+		m.defDrops[topic] = mark{m.defDrops[topic].seq, m.seq + 1}
 	}
 	for _, k := range m.kept {
 		for _, t := range k.topics {
