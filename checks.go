@@ -62,9 +62,14 @@ func checkHistory(count int, age time.Duration) error {
 	return nil
 }
 
-// maxRetainTopics bounds retain_topics: the topics one rule tracks all
-// stay in memory.
-const maxRetainTopics = 1_000_000
+const (
+	// maxRetainTopics bounds retain_topics: the topics one rule tracks
+	// all stay in memory.
+	maxRetainTopics = 1_000_000
+	// maxRetainRules bounds the retain rules of a hub: every publish
+	// matches its topic against them in turn.
+	maxRetainRules = 1000
+)
 
 func checkRetainTopics(n int) error {
 	if n < 1 || n > maxRetainTopics {

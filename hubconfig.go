@@ -119,6 +119,9 @@ func (c *HubConfig) check() error {
 	if c.History != nil {
 		errs = append(errs, checkHistory(c.History.count(), time.Duration(c.History.MaxAge)))
 	}
+	if len(c.Retain) > maxRetainRules {
+		errs = append(errs, fmt.Errorf("retain: more than %d rules", maxRetainRules))
+	}
 	for _, r := range c.Retain {
 		errs = append(errs, r.check())
 	}
@@ -310,6 +313,9 @@ func (c *HubConfig) parseRetain(args []string) error {
 			return fmt.Errorf("age %q: %v", args[2], err)
 		}
 		r.MaxAge = caddy.Duration(age)
+	}
+	if len(c.Retain) >= maxRetainRules {
+		return fmt.Errorf("more than %d rules", maxRetainRules)
 	}
 	for _, prev := range c.Retain {
 		if prev.Pattern == r.Pattern {

@@ -70,9 +70,8 @@ http://127.0.0.1:{PORT} {
 		t.Fatalf("after the gap: got %+v, want %s", ev, ids["metrics/a"][3])
 	}
 
-	// A resume from the latest value missed nothing: no gap, though chat
-	// messages after it were dropped by history, which this subscriber
-	// does not read... and other metrics were superseded.
+	// A resume from the latest value missed nothing of its topic: no
+	// gap, though history dropped chat messages published after it.
 	upToDate := testserver.Subscribe(t, nil, ep+"?topic=metrics/b", http.Header{"Last-Event-Id": {ids["metrics/b"][3]}})
 	next := publish("metrics/b", "next")
 	if ev := upToDate.Next(); ev.ID != next {
