@@ -103,3 +103,30 @@ func TestRetainRefused(t *testing.T) {
 		t.Fatalf("retain with the redis broker: %v; want it refused", err)
 	}
 }
+
+// A reload that adds a rule applies it to the messages the hub kept, and
+// keeps its subscribers.
+func TestReloadAppliesRules(t *testing.T) {
+	site := func(lines string) string {
+		return "http://127.0.0.1:{PORT} {\n\tpubsub /events* {\n\t\thistory 100\n\t\t" + lines + "\n\t}\n}\n"
+	}
+	s := testserver.Start(t, site(""))
+	ep := s.Base + "/events"
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, testserver.Publish(t, ep, url.Values{"topic": {"metrics/a"}, "data": {fmt.Sprint(i)}}))
+	}
+	sub := testserver.Subscribe(t, nil, ep+"?topic=metrics/a", nil)
+
+	s.Load(site("retain metrics/+ 1"))
+	fresh := testserver.Subscribe(t, nil, ep+"?topic=metrics/%2B&last_id=earliest", nil)
+	if ev := fresh.Next(); ev.ID != ids[2] {
+		t.Fatalf("after the reload, a new subscriber got %+v first, want only the latest %s", ev, ids[2])
+	}
+	live := testserver.Publish(t, ep, url.Values{"topic": {"metrics/a"}, "data": {"live"}})
+	for name, stream := range map[string]*testserver.SSEStream{"new": fresh, "from before the reload": sub} {
+		if ev := stream.Next(); ev.ID != live {
+			t.Fatalf("subscriber %s: got %+v, want the live %s", name, ev, live)
+		}
+	}
+}
