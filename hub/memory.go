@@ -46,10 +46,12 @@ type entry struct {
 	rule int      // index in rules; -1 for the default history
 }
 
-// mark is where a rule dropped a message: seq is its sequence and at
-// when it was dropped, as the sequence of the publish that dropped it, or
-// the next sequence for a drop by age. A replay up to Upto that continues
-// a page read before was told of the drops with at up to Upto already.
+// mark is where a message was dropped: seq is its sequence and at when
+// it was dropped, as the sequence of the publish that dropped it, or the
+// next sequence for a drop by age or reload. A replay up to Upto that
+// continues a page read before was told of the drops with at up to Upto
+// already. Marks of one topic merge into their highest seq and at: a
+// continued replay may be told of a gap too many, never one too few.
 type mark struct{ seq, at uint64 }
 
 // missed reports whether a reader that saw everything up to sequence after
@@ -157,7 +159,14 @@ func (m *MemoryBroker) Publish(_ context.Context, msgs []Message) ([]string, err
 		msg := &stored[i]
 		*msg = Message{ID: string(id), Topic: msgs[i].Topic, Event: msgs[i].Event, Data: msgs[i].Data, Time: now}
 		ids[i] = msg.ID
-		m.store(m.seq, msg)
+		r := RuleOf(m.rules, msg.Topic)
+		if r >= 0 && len(msgs) > 1 {
+			// A rule may keep it long after the rest of the batch is
+			// dropped: alone, it does not hold the batch in memory.
+			kept := *msg
+			msg = &kept
+		}
+		m.store(m.seq, msg, r)
 	}
 	m.trim(now)
 	if m.deliver != nil {
@@ -168,11 +177,10 @@ func (m *MemoryBroker) Publish(_ context.Context, msgs []Message) ([]string, err
 	return ids, nil
 }
 
-// store retains msg, of sequence seq (above every retained one), as the
-// rule of its topic or the default history says, dropping what that no
-// longer keeps.
-func (m *MemoryBroker) store(seq uint64, msg *Message) {
-	r := RuleOf(m.rules, msg.Topic)
+// store retains msg, of sequence seq (above every retained one), as its
+// topic's rule r (RuleOf) or, for -1, the default history says, dropping
+// what that no longer keeps.
+func (m *MemoryBroker) store(seq uint64, msg *Message, r int) {
 	if r < 0 {
 		if !m.retention.Keeps() {
 			m.dropDefault(msg.Topic, mark{seq, seq})
@@ -468,7 +476,7 @@ func (m *MemoryBroker) SetRetention(r Retention) {
 	m.reset(r)
 	for _, e := range old {
 		if e.msg != nil {
-			m.store(e.seq, e.msg)
+			m.store(e.seq, e.msg, RuleOf(m.rules, e.msg.Topic))
 		}
 	}
 	// What the new bounds dropped was dropped now, after every publish.

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -146,4 +149,28 @@ func TestMemoryBrokerTopicFloodIsBounded(t *testing.T) {
 	if err != nil || page.Gap == nil {
 		t.Fatalf("resume on quiet from before the flood: gap %+v, %v; want the conservative gap", page.Gap, err)
 	}
+}
+
+// A message a rule keeps does not keep the rest of its publish batch in
+// memory once history has dropped it.
+func TestMemoryBrokerRuleKeepsNotItsBatch(t *testing.T) {
+	b := NewMemoryBroker(Retention{Rules: []RetentionRule{{Pattern: "last", Count: 1}}})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	batch := make([]Message, 200)
+	for i := range batch {
+		batch[i] = Message{Topic: "t", Data: strings.Repeat(strconv.Itoa(i%10), 64<<10)}
+	}
+	batch[0].Topic = "last"
+	if _, err := b.Publish(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	batch = nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 2<<20 {
+		t.Fatalf("heap grew by %d KiB keeping one 64 KiB message of a batch of 200", grown>>10)
+	}
+	runtime.KeepAlive(b)
 }
