@@ -10,26 +10,14 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
-// brokers are the Caddyfile broker lines the rules are kept with.
-func brokers(t *testing.T) map[string]string {
-	return map[string]string{
-		"memory": "",
-	}
-}
-
+// `retain metrics/+ 1` beside a history of 5: a last-value cache that a
+// busy chat does not push out.
 func TestLastValueCache(t *testing.T) {
-	for name, broker := range brokers(t) {
-		t.Run(name, func(t *testing.T) { testLastValueCache(t, broker) })
-	}
-}
-
-func testLastValueCache(t *testing.T, broker string) {
 	s := testserver.Start(t, `
 http://127.0.0.1:{PORT} {
 	pubsub /events* {
 		history 5
 		retain metrics/+ 1
-		`+broker+`
 	}
 }
 `)
