@@ -38,6 +38,9 @@ type MemoryBroker struct {
 	defDrops  map[string]mark
 	drops     []drop
 	dropFloor mark
+	// onDrop, when set (Retainer), hears of each message dropped, or
+	// stored and dropped at once, by its sequence.
+	onDrop func(seq uint64)
 }
 
 type entry struct {
@@ -184,6 +187,7 @@ func (m *MemoryBroker) store(seq uint64, msg *Message, r int) {
 	if r < 0 {
 		if !m.retention.Keeps() {
 			m.dropDefault(msg.Topic, mark{seq, seq})
+			m.dropped(seq)
 			return
 		}
 		m.append(seq, msg, r)
@@ -197,6 +201,7 @@ func (m *MemoryBroker) store(seq uint64, msg *Message, r int) {
 	t := m.topicOf(k, msg.Topic)
 	if k.rule.Count == 0 {
 		t.dropped = mark{seq, seq}
+		m.dropped(seq)
 		return
 	}
 	m.append(seq, msg, r)
@@ -295,6 +300,13 @@ func (m *MemoryBroker) dropSeq(seq, at uint64) {
 	}
 	e.msg = nil
 	m.live--
+	m.dropped(seq)
+}
+
+func (m *MemoryBroker) dropped(seq uint64) {
+	if m.onDrop != nil {
+		m.onDrop(seq)
+	}
 }
 
 // trim drops messages older than their age bound and compacts the log.
@@ -349,8 +361,7 @@ func (m *MemoryBroker) trimRule(k *ruleKeep, cutoff time.Time) {
 // a topic's drops are known by its last one, so a continued replay is
 // told of a drop that the first page told already if the topic lost
 // another message since.
-func (m *MemoryBroker) missed(after uint64, q Query) bool {
-	upto := m.seqOf(q.Upto)
+func (m *MemoryBroker) missed(after, upto uint64, q Query) bool {
 	if m.dropFloor.missed(after, upto, q.Continued) {
 		return true
 	}
@@ -398,7 +409,7 @@ func (m *MemoryBroker) Since(_ context.Context, q Query) (Page, error) {
 	switch seq, ok := m.parse(q.After); {
 	case q.After == Earliest:
 		from = 1
-	case !ok || seq > m.seq || m.missed(seq, q):
+	case !ok || seq > m.seq || m.missed(seq, end, q):
 		from = seq + 1
 		if !ok || seq > m.seq {
 			from = 1
@@ -456,6 +467,10 @@ func (m *MemoryBroker) parse(id string) (uint64, bool) {
 func (m *MemoryBroker) SetRetention(r Retention) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.setRetention(r)
+}
+
+func (m *MemoryBroker) setRetention(r Retention) {
 	if r.Equal(m.retention) {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,13 +12,20 @@ import (
 )
 
 // `retain metrics/+ 1` beside a history of 5: a last-value cache that a
-// busy chat does not push out.
+// busy chat does not push out, on each broker that keeps rules.
 func TestLastValueCache(t *testing.T) {
+	for name, broker := range map[string]string{"memory": "", "bolt": "broker bolt " + filepath.Join(t.TempDir(), "history.db")} {
+		t.Run(name, func(t *testing.T) { testLastValueCache(t, broker) })
+	}
+}
+
+func testLastValueCache(t *testing.T, broker string) {
 	s := testserver.Start(t, `
 http://127.0.0.1:{PORT} {
 	pubsub /events* {
 		history 5
 		retain metrics/+ 1
+		`+broker+`
 	}
 }
 `)
