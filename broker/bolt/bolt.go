@@ -197,7 +197,9 @@ func (b *Broker) Publish(_ context.Context, msgs []hub.Message) ([]string, error
 	if err != nil {
 		return nil, fmt.Errorf("bolt broker: %w: storing in %s: %v", hub.ErrUnavailable, b.path, err)
 	}
-	b.last = max(b.last, b.parsed(stored[len(stored)-1].ID))
+	if n := len(stored); n > 0 {
+		b.last = max(b.last, b.parsed(stored[n-1].ID))
+	}
 	ids := make([]string, len(stored))
 	for i, m := range stored {
 		ids[i] = m.ID
