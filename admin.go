@@ -176,7 +176,7 @@ func hubStats(ctx context.Context, v hubView) statsHub {
 			if !page.More {
 				break
 			}
-			q.After = out.History.LastID
+			q.Next(page)
 		}
 		cancel()
 	}

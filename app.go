@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -26,6 +27,11 @@ var hubs = caddy.NewUsagePool()
 type hubDefinition struct {
 	opts   hub.Options
 	broker string // brokerOf.poolKey
+}
+
+// equal reports whether d and o define a hub the same way.
+func (d hubDefinition) equal(o hubDefinition) bool {
+	return reflect.DeepEqual(d, o)
 }
 
 // hubReaders is who may subscribe through one endpoint of a hub (see
@@ -170,8 +176,8 @@ func (a *App) hub(name string, opts hub.Options, broker brokerOf) (*hub.Hub, err
 	defer a.mu.Unlock()
 	key := broker.poolKey(name)
 	def := hubDefinition{opts: opts, broker: key}
-	if prev, ok := a.defined[name]; ok && prev != def {
-		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue, broker, presence, limits subscribers, per_ip, publish_wait, publish_rate or publish_burst); give one of them another hub name", name)
+	if prev, ok := a.defined[name]; ok && !prev.equal(def) {
+		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, retain, queue, broker, presence, limits subscribers, per_ip, publish_wait, publish_rate or publish_burst); give one of them another hub name", name)
 	}
 	val, loaded, err := hubs.LoadOrNew(key, func() (caddy.Destructor, error) {
 		b, err := broker.OpenBroker(name, opts.Retention)

@@ -34,7 +34,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	pubsub [<matcher>] {
 //		<endpoint settings>  # hub, heartbeat, poll_timeout, topic, publish_key, cors, jwt, hooks, limits...
-//		<hub settings>       # history, queue, presence, broker, mqtt: for a hub the global option does not define
+//		<hub settings>       # history, retain, queue, presence, broker, mqtt: for a hub the global option does not define
 //	}
 //
 // docs/caddyfile.md holds the complete syntax, each sub-directive's default

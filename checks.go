@@ -62,6 +62,22 @@ func checkHistory(count int, age time.Duration) error {
 	return nil
 }
 
+const (
+	// maxRetainTopics bounds retain_topics: the topics one rule tracks
+	// all stay in memory.
+	maxRetainTopics = 1_000_000
+	// maxRetainRules bounds the retain rules of a hub: every publish
+	// matches its topic against them in turn.
+	maxRetainRules = 1000
+)
+
+func checkRetainTopics(n int) error {
+	if n < 1 || n > maxRetainTopics {
+		return fmt.Errorf("retain_topics %d out of range 1..%d", n, maxRetainTopics)
+	}
+	return nil
+}
+
 func checkHeartbeat(d time.Duration) error {
 	if d < minHeartbeat {
 		return fmt.Errorf("heartbeat %s is shorter than %s", d, minHeartbeat)

@@ -33,6 +33,16 @@ type HubConfig struct {
 	// 1000 messages, none older than 1h.
 	History *History `json:"history,omitempty"`
 
+	// Retain keeps, per topic, the messages of the topics that a rule's
+	// pattern matches, instead of History: a topic takes the most specific
+	// rule that matches it (see hub.OrderRules). Default: none.
+	Retain []*RetainRule `json:"retain,omitempty"`
+
+	// RetainTopics caps the topics each retain rule keeps messages of:
+	// beyond it, the topic published to least recently loses them all.
+	// Default: 10000.
+	RetainTopics int `json:"retain_topics,omitempty"`
+
 	// Queue is each subscriber's queue length; a subscriber that falls this
 	// far behind is disconnected and resumes from its last ID. Default: 1024.
 	Queue int `json:"queue,omitempty"`
@@ -109,6 +119,15 @@ func (c *HubConfig) check() error {
 	if c.History != nil {
 		errs = append(errs, checkHistory(c.History.count(), time.Duration(c.History.MaxAge)))
 	}
+	if len(c.Retain) > maxRetainRules {
+		errs = append(errs, fmt.Errorf("retain: more than %d rules", maxRetainRules))
+	}
+	for _, r := range c.Retain {
+		errs = append(errs, r.check())
+	}
+	if c.RetainTopics != 0 {
+		errs = append(errs, checkRetainTopics(c.RetainTopics))
+	}
 	if c.Queue != 0 {
 		errs = append(errs, checkQueue(c.Queue))
 	}
@@ -129,6 +148,8 @@ func (c *HubConfig) hubSettings() []string {
 		}
 	}
 	add(c.History != nil, "history")
+	add(len(c.Retain) > 0, "retain")
+	add(c.RetainTopics != 0, "retain_topics")
 	add(c.Queue != 0, "queue")
 	add(len(c.MQTT) > 0, "mqtt")
 	add(len(c.BrokerRaw) > 0, "broker")
@@ -146,7 +167,7 @@ func (c *HubConfig) hubSettings() []string {
 func (c *HubConfig) options() hub.Options {
 	return hub.Options{
 		Queue:          c.Queue,
-		Retention:      hub.Retention{Count: c.History.count(), MaxAge: time.Duration(c.History.MaxAge)},
+		Retention:      c.retention(),
 		Presence:       c.Presence,
 		MaxSubscribers: c.Limits.Subscribers,
 		MaxPerClient:   c.Limits.PerIP,
@@ -156,19 +177,37 @@ func (c *HubConfig) options() hub.Options {
 	}
 }
 
+// retention is the hub.Retention of a HubConfig with its defaults filled.
+func (c *HubConfig) retention() hub.Retention {
+	r := hub.Retention{Count: c.History.count(), MaxAge: time.Duration(c.History.MaxAge), RuleTopics: c.RetainTopics}
+	for _, rule := range c.Retain {
+		r.Rules = append(r.Rules, rule.rule())
+	}
+	return r
+}
+
 // parseSetting parses the hub setting name (the dispenser stands on it,
 // args being the rest of its line) into c; it reports false for a name that
 // is no hub setting. The handler directive and the global pubsub option
 // both parse hub settings here, so defaults and errors are the same.
 func (c *HubConfig) parseSetting(d *caddyfile.Dispenser, name string, args []string) (bool, error) {
 	switch name {
-	case "history", "queue", "presence", "mqtt", "broker", "caddy_events":
+	case "history", "retain", "retain_topics", "queue", "presence", "mqtt", "broker", "caddy_events":
 		c.parsedAt(d.Token()) // of limits, only some are: parseLimits says
 	}
 	var err error
 	switch name {
 	case "history":
 		err = c.parseHistory(args)
+	case "retain":
+		err = c.parseRetain(args)
+	case "retain_topics":
+		if len(args) != 1 {
+			return true, d.ArgErr()
+		}
+		if c.RetainTopics, err = strconv.Atoi(args[0]); err == nil {
+			err = checkRetainTopics(c.RetainTopics)
+		}
 	case "queue":
 		if len(args) != 1 {
 			return true, d.ArgErr()
@@ -224,6 +263,67 @@ func (c *HubConfig) parseHistory(args []string) error {
 	}
 	c.History = &History{Count: &count, MaxAge: caddy.Duration(age)}
 	return checkHistory(count, age)
+}
+
+// RetainRule keeps the latest Count messages of each topic that Pattern
+// matches, none older than MaxAge.
+type RetainRule struct {
+	// Pattern is a topic filter: "+" matches one level, a trailing "#"
+	// the rest.
+	Pattern string `json:"pattern"`
+	// Count is the most messages kept per topic; 0 keeps none.
+	Count int `json:"count"`
+	// MaxAge drops messages older than this; 0 means no age bound.
+	MaxAge caddy.Duration `json:"max_age,omitempty"`
+}
+
+func (r *RetainRule) rule() hub.RetentionRule {
+	return hub.RetentionRule{Pattern: r.Pattern, Count: r.Count, MaxAge: time.Duration(r.MaxAge)}
+}
+
+func (r *RetainRule) check() error {
+	if r == nil {
+		return errors.New("retain: a rule is null")
+	}
+	if err := hub.ValidateRule(r.rule()); err != nil {
+		return err
+	}
+	if r.Count > maxHistoryCount {
+		return fmt.Errorf("retain %s: count %d out of range 0..%d", r.Pattern, r.Count, maxHistoryCount)
+	}
+	if r.Count == 0 && r.MaxAge > 0 {
+		return fmt.Errorf("retain %s 0 %s: a count of 0 keeps no messages, so the age has no effect", r.Pattern, time.Duration(r.MaxAge))
+	}
+	return nil
+}
+
+// parseRetain parses `retain PATTERN COUNT [AGE]`, a rule more.
+func (c *HubConfig) parseRetain(args []string) error {
+	if len(args) < 2 || len(args) > 3 {
+		return errArgCount
+	}
+	count, err := strconv.Atoi(args[1])
+	if err != nil {
+		return fmt.Errorf("count %q is not a number", args[1])
+	}
+	r := &RetainRule{Pattern: args[0], Count: count}
+	if len(args) == 3 {
+		age, err := caddy.ParseDuration(args[2])
+		if err != nil {
+			return fmt.Errorf("age %q: %v", args[2], err)
+		}
+		r.MaxAge = caddy.Duration(age)
+	}
+	if len(c.Retain) >= maxRetainRules {
+		return fmt.Errorf("more than %d rules", maxRetainRules)
+	}
+	for _, prev := range c.Retain {
+		if prev.Pattern == r.Pattern {
+			return fmt.Errorf("%s is given twice", r.Pattern)
+		}
+	}
+	c.Retain = append(c.Retain, r)
+	return r.check()
 }
 
 // parseSize reads a byte size such as 64KiB, capped just past the largest
@@ -287,7 +387,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, err
 			}
 			if !ok {
-				return nil, d.Errf("unknown setting %q of hub %q: a hub takes history, queue, broker, presence, caddy_events, mqtt, limits and max_message_size; endpoint settings go in the pubsub handler", setting, name)
+				return nil, d.Errf("unknown setting %q of hub %q: a hub takes history, retain, retain_topics, queue, broker, presence, caddy_events, mqtt, limits and max_message_size; endpoint settings go in the pubsub handler", setting, name)
 			}
 			if err := c.checkGlobalLimits(); err != nil {
 				return nil, errAt(at, err)
@@ -357,6 +457,11 @@ func (a *App) provisionHub(ctx caddy.Context, name string, c HubConfig, logger *
 	hb, err := a.hub(name, c.options(), broker)
 	if err != nil {
 		return provisionedHub{}, err
+	}
+	if len(c.Retain) > 0 && !hb.RetainsByRule() {
+		p := provisionedHub{hub: hb, poolKey: broker.poolKey(name)}
+		p.release()
+		return provisionedHub{}, fmt.Errorf("hub %q: its %s broker cannot retain by rule: the retain setting needs the memory or bolt broker", name, broker.kind)
 	}
 	p := provisionedHub{hub: hb, poolKey: broker.poolKey(name)}
 	if len(c.CaddyEvents) > 0 {

@@ -22,6 +22,11 @@ func TestHubDefaultsAgreeInJSONAndCaddyfile(t *testing.T) {
 		{"nothing", `{}`, "pubsub", hub.Retention{Count: DefaultHistoryCount, MaxAge: DefaultHistoryAge}},
 		{"a count", `{"history":{"count":5}}`, "pubsub {\n history 5\n}", hub.Retention{Count: 5}},
 		{"an age", `{"history":{"max_age":60000000000}}`, "pubsub {\n history 1000 1m\n}", hub.Retention{Count: DefaultHistoryCount, MaxAge: time.Minute}},
+		{"rules", `{"retain":[{"pattern":"metrics/+","count":1},{"pattern":"logs/#","count":50,"max_age":60000000000}],"retain_topics":20}`,
+			"pubsub {\n retain metrics/+ 1\n retain logs/# 50 1m\n retain_topics 20\n}", hub.Retention{
+				Count: DefaultHistoryCount, MaxAge: DefaultHistoryAge, RuleTopics: 20,
+				Rules: []hub.RetentionRule{{Pattern: "metrics/+", Count: 1}, {Pattern: "logs/#", Count: 50, MaxAge: time.Minute}},
+			}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -38,11 +43,38 @@ func TestHubDefaultsAgreeInJSONAndCaddyfile(t *testing.T) {
 				if err := cfg.check(); err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
-				if got := cfg.options().Retention; got != c.want {
+				if got := cfg.options().Retention; !got.Equal(c.want) {
 					t.Errorf("%s: retention %+v, want %+v", name, got, c.want)
 				}
 			}
 		})
+	}
+}
+
+// A retain rule that cannot be kept is refused with its file and line.
+func TestRetainSettingErrors(t *testing.T) {
+	for input, want := range map[string]string{
+		"pubsub {\n\tretain metrics/#/x 1\n}":        "# must be the last level",
+		"pubsub {\n\tretain metrics/a+ 1\n}":         "a wildcard must be a whole level",
+		"pubsub {\n\tretain metrics/+ many\n}":       `count "many" is not a number`,
+		"pubsub {\n\tretain metrics/+ -1\n}":         "count -1 is negative",
+		"pubsub {\n\tretain metrics/+ 1 soon\n}":     `age "soon"`,
+		"pubsub {\n\tretain metrics/+ 1 -1m\n}":      "age -1m0s is negative",
+		"pubsub {\n\tretain metrics/+ 0 1m\n}":       "a count of 0 keeps no messages",
+		"pubsub {\n\tretain metrics/+\n}":            "wrong argument count",
+		"pubsub {\n\tretain a 1\n\tretain a 2\n}":    "a is given twice, at Testfile:3",
+		"pubsub {\n\tretain_topics 0\n}":             "retain_topics 0 out of range",
+		"pubsub {\n\tretain metrics/+ 1 1m extra\n}": "wrong argument count",
+		"pubsub {\n\tretain metrics/+ 2000000\n}":    "out of range",
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Testfile:") {
+			t.Errorf("%q: %v, want %q at its line", input, err, want)
+		}
+	}
+	if err := (&HubConfig{Retain: []*RetainRule{{Pattern: "a/#/b", Count: 1}}}).check(); err == nil {
+		t.Error("a JSON retain rule with a bad pattern passes check")
 	}
 }
 

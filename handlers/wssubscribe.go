@@ -91,7 +91,7 @@ func (c *wsConn) subscribe(cmd wsCommand) error {
 			if !page.More {
 				break
 			}
-			q.After = page.Messages[len(page.Messages)-1].ID
+			q.Next(page)
 		}
 	}
 	return c.writeFrame(ackFrame(cmd.ref))

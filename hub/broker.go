@@ -13,16 +13,31 @@ const Earliest = "earliest"
 // right now, e.g. while its server is down. The HTTP edge answers 503.
 var ErrUnavailable = errors.New("broker unavailable")
 
-// Retention bounds a hub's history: at most Count messages, none older than
-// MaxAge. Count 0 keeps no messages, whatever MaxAge says; MaxAge 0 means no
-// age bound.
+// Retention bounds a hub's history: the messages of topics that no rule
+// matches, at most Count of them, none older than MaxAge. Count 0 keeps no
+// messages, whatever MaxAge says; MaxAge 0 means no age bound. Rules bound
+// the topics they match instead, each topic on its own (retention.go).
 type Retention struct {
 	Count  int
 	MaxAge time.Duration
+	// Rules are the per-topic retention rules, as configured; a broker
+	// matches topics against them in the order of OrderRules.
+	Rules []RetentionRule
+	// RuleTopics caps the topics each rule keeps messages of; beyond it
+	// the topic published to least recently loses all its messages. 0
+	// means DefaultRuleTopics.
+	RuleTopics int
 }
 
-// Keeps reports whether r retains any message at all.
+// Keeps reports whether r's hub-wide bound retains any message at all.
 func (r Retention) Keeps() bool { return r.Count > 0 }
+
+// RuleRetainer is implemented by brokers that apply Retention.Rules. A
+// hub whose retention has rules needs one: the configuration refuses
+// rules for any other broker rather than ignore them.
+type RuleRetainer interface {
+	RetainsByRule()
+}
 
 // Gap tells a resuming subscriber that messages after LastID (the ID it
 // resumed from) are no longer retained: it may have missed some. FirstID is
@@ -40,6 +55,17 @@ type Query struct {
 	Match func(topic string) bool
 	// Limit bounds the messages of one page; 0 means ReplayPage.
 	Limit int
+	// Continued says that this page continues one read before (Next):
+	// the reader was told then of what was missing up to that page, so
+	// Since tells it only of what went missing since Upto was the head.
+	Continued bool
+}
+
+// Next turns q into the query for the page after p, which was read with
+// q and has More.
+func (q *Query) Next(p Page) {
+	q.After = p.Messages[len(p.Messages)-1].ID
+	q.Continued = true
 }
 
 // Page is part of a broker's history: Messages, oldest first, a Gap when
@@ -223,6 +249,12 @@ func WithFence(ctx context.Context, f Fence) context.Context {
 func FenceFrom(ctx context.Context) (Fence, bool) {
 	f, ok := ctx.Value(fenceKey{}).(Fence)
 	return f, ok
+}
+
+// RetainsByRule reports whether the hub's broker applies retention rules.
+func (h *Hub) RetainsByRule() bool {
+	_, ok := h.broker.(RuleRetainer)
+	return ok
 }
 
 // Leaser returns the hub's broker as a Leaser, when it is one.

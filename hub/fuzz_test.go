@@ -110,23 +110,24 @@ func FuzzMemorySince(f *testing.F) {
 			t.Fatal(err)
 		}
 		end, _ := b.parse(upto)
+		evicted := b.defDrops["t"].seq // the one topic's last drop
 		var prev uint64
 		for i, m := range msgs {
 			seq, ok := b.parse(m.ID)
 			switch {
 			case !ok:
 				t.Fatalf("returned ID %q that does not parse", m.ID)
-			case seq > end || seq > b.seq || seq <= b.evicted:
-				t.Fatalf("returned %s: beyond upto %d or not retained (last %d, evicted %d)", m.ID, end, b.seq, b.evicted)
+			case seq > end || seq > b.seq || seq <= evicted:
+				t.Fatalf("returned %s: beyond upto %d or not retained (last %d, evicted %d)", m.ID, end, b.seq, evicted)
 			case i > 0 && seq != prev+1:
 				t.Fatalf("returned %s after %d: not contiguous", m.ID, prev)
 			}
 			prev = seq
 		}
 		seq, ok := b.parse(lastID)
-		resumable := lastID == Earliest || ok && seq >= b.evicted && seq <= b.seq
+		resumable := lastID == Earliest || ok && seq >= evicted && seq <= b.seq
 		if resumable == (gap != nil) {
-			t.Fatalf("lastID %q (last %d, evicted %d): gap %+v", lastID, b.seq, b.evicted, gap)
+			t.Fatalf("lastID %q (last %d, evicted %d): gap %+v", lastID, b.seq, evicted, gap)
 		}
 		if gap != nil && gap.LastID != lastID {
 			t.Fatalf("gap names %q, want %q", gap.LastID, lastID)

@@ -89,8 +89,8 @@ func TestMemoryBrokerCountBound(t *testing.T) {
 				t.Fatalf("Earliest gave gap %+v", gap)
 			}
 			assertRange(t, msgs, published, 1001, 2000)
-			if len(b.ring) > 1000 {
-				t.Fatalf("ring grew to %d slots, want at most Count=1000", len(b.ring))
+			if len(b.log) > 2*1000+64 {
+				t.Fatalf("log grew to %d entries, want at most 2*Count+64, its dropped ones compacted", len(b.log))
 			}
 		})
 	}
@@ -289,8 +289,8 @@ func TestMemoryBrokerSetRetention(t *testing.T) {
 			t.Fatalf("gap %+v", gap)
 		}
 		assertRange(t, msgs, published, 91, 100)
-		if len(b.ring) > 10 {
-			t.Fatalf("ring keeps %d slots after shrinking to 10", len(b.ring))
+		if len(b.log) > 10 {
+			t.Fatalf("log keeps %d entries after shrinking to 10", len(b.log))
 		}
 		if _, gap := since(t, b, published[50], published[99]); gap == nil {
 			t.Fatal("resume from a trimmed ID gave no gap")
@@ -321,7 +321,7 @@ func TestMemoryBrokerSetRetention(t *testing.T) {
 		b.SetRetention(Retention{Count: 100, MaxAge: 5 * time.Minute})
 		// Read the count directly: Since would trim on its own.
 		b.mu.Lock()
-		n := b.n
+		n := b.live
 		b.mu.Unlock()
 		if n != 2 {
 			t.Fatalf("%d messages retained right after SetRetention, want 2", n)
@@ -371,8 +371,8 @@ func TestMemoryBrokerNoRetention(t *testing.T) {
 	if msgs, gap := since(t, b, last, last); len(msgs) != 0 || gap != nil {
 		t.Fatalf("Since(latest): %v, gap %+v; want nothing, no gap", ids(msgs), gap)
 	}
-	if n := len(b.ring); n != 0 {
-		t.Fatalf("ring has %d slots with no retention", n)
+	if n := len(b.log); n != 0 {
+		t.Fatalf("log has %d entries with no retention", n)
 	}
 }
 

@@ -193,9 +193,14 @@ func (m *MemoryBroker) Retained() Retained {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.trim(m.now())
-	r := Retained{Messages: m.n}
-	if m.n > 0 {
-		r.FirstID, r.LastID = m.at(0).ID, m.at(m.n-1).ID
+	r := Retained{Messages: m.live}
+	if first := m.first(); first != nil {
+		r.FirstID = first.ID
+		for i := len(m.log) - 1; r.LastID == ""; i-- {
+			if msg := m.log[i].msg; msg != nil {
+				r.LastID = msg.ID
+			}
+		}
 	}
 	return r
 }

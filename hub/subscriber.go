@@ -60,7 +60,7 @@ func (s *Subscriber) Replay(ctx context.Context) ([]*Message, *Gap, error) {
 		return nil, nil, err
 	}
 	if page.More && len(page.Messages) > 0 {
-		s.replay.After = page.Messages[len(page.Messages)-1].ID
+		s.replay.Next(page)
 	} else {
 		s.replay = nil
 	}

@@ -52,6 +52,9 @@ type Broker struct {
 	startSeq  uint64 // last sequence in the file at Start: Since's end before any delivery
 	deliver   func(*hub.Message)
 	retention hub.Retention
+	idx       *hub.Retainer // nil until read from the file (retention.go)
+	pending   []uint64      // sequences idx dropped, to delete
+	last      uint64        // the last sequence issued
 
 	skipped atomic.Uint64 // records Since left out as damaged or invalid
 
@@ -104,10 +107,13 @@ func (b *Broker) Start(deliver func(*hub.Message)) error {
 		}
 		b.epoch = epoch
 		b.startSeq = tx.Bucket(bucketMessages).Sequence()
-		return b.trim(tx)
+		b.index(tx)
+		b.idx.Trim(b.now())
+		return b.apply(tx)
 	})
 	if err != nil {
 		_ = db.Close()
+		b.idx = nil
 		return fmt.Errorf("bolt broker: initialising %s: %w", b.path, err)
 	}
 	b.db, b.deliver = db, deliver
@@ -171,9 +177,8 @@ func (b *Broker) Publish(_ context.Context, msgs []hub.Message) ([]string, error
 	}
 	now := b.now()
 	stored := make([]*hub.Message, len(msgs))
-	err := b.db.Update(func(tx *bbolt.Tx) error {
+	err := b.update(func(tx *bbolt.Tx) error {
 		bk := tx.Bucket(bucketMessages)
-		keep := b.retention.Keeps()
 		for i := range msgs {
 			seq, err := bk.NextSequence()
 			if err != nil {
@@ -181,17 +186,19 @@ func (b *Broker) Publish(_ context.Context, msgs []hub.Message) ([]string, error
 			}
 			m := msgs[i]
 			m.ID, m.Time = b.id(seq), now
-			if keep {
-				if err := bk.Put(seqKey(seq), encode(&m)); err != nil {
-					return err
-				}
+			if err := bk.Put(seqKey(seq), encode(&m)); err != nil {
+				return err
 			}
+			b.idx.Add(seq, m.Topic, now)
 			stored[i] = &m
 		}
-		return b.trim(tx)
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bolt broker: %w: storing in %s: %v", hub.ErrUnavailable, b.path, err)
+	}
+	if n := len(stored); n > 0 {
+		b.last = max(b.last, b.parsed(stored[n-1].ID))
 	}
 	ids := make([]string, len(stored))
 	for i, m := range stored {
@@ -203,47 +210,29 @@ func (b *Broker) Publish(_ context.Context, msgs []hub.Message) ([]string, error
 	return ids, nil
 }
 
-// Since implements hub.Broker. What retention drops but the last publish
-// has not deleted yet (by age) is left out, as if deleted. With Upto ""
-// (the hub delivered nothing yet) it reads up to the last message the file
-// held at Start. It reads each record's topic first and copies the rest
-// only of the records q asks for; a record that is damaged, of a format
-// version this build cannot read, or fails hub.ValidateMessage is skipped.
+// Since implements hub.Broker. What retention drops by age is deleted
+// first. With Upto "" (the hub delivered nothing yet) it reads up to the
+// last message the file held at Start. It reads each record's topic first
+// and copies the rest only of the records q asks for; a record that is
+// damaged, of a format version this build cannot read, or fails
+// hub.ValidateMessage is skipped.
 func (b *Broker) Since(_ context.Context, q hub.Query) (hub.Page, error) {
+	var page hub.Page
+	from, end, err := b.resume(q, &page)
+	if err != nil {
+		return hub.Page{}, err
+	}
 	b.mu.Lock()
-	db, r, now, startSeq := b.db, b.retention, b.now(), b.startSeq
+	db := b.db
 	b.mu.Unlock()
-	if db == nil {
+	if db == nil { // closed meanwhile
 		return hub.Page{}, fmt.Errorf("bolt broker: %w: %s is not open", hub.ErrUnavailable, b.path)
 	}
-	var page hub.Page
 	var skipped []uint64
 	var newer byte // the newest record format met that this build cannot read
-	err := db.View(func(tx *bbolt.Tx) error {
-		bk := tx.Bucket(bucketMessages)
-		last := bk.Sequence()
-		evicted := last // highest sequence no longer retained
-		if k, _ := bk.Cursor().First(); k != nil && r.Keeps() {
-			evicted = max(dropped(bk, r, now), binary.BigEndian.Uint64(k)-1)
-		}
-		first := evicted + 1 // first retained sequence, if ≤ last
-		from := first
-		switch seq, ok := b.parse(q.After); {
-		case q.After == hub.Earliest:
-		case !ok || seq > last || seq < evicted:
-			page.Gap = &hub.Gap{LastID: q.After}
-			if first <= last {
-				page.Gap.FirstID = b.id(first)
-			}
-		default:
-			from = seq + 1
-		}
-		end, _ := b.parse(q.Upto)
-		if q.Upto == "" {
-			end = startSeq // what the file held before this run
-		}
+	err = db.View(func(tx *bbolt.Tx) error {
 		limit := q.PageLimit()
-		c := bk.Cursor()
+		c := tx.Bucket(bucketMessages).Cursor()
 		for k, v := c.Seek(seqKey(from)); k != nil && binary.BigEndian.Uint64(k) <= end; k, v = c.Next() {
 			seq := binary.BigEndian.Uint64(k)
 			rec, ok := parseRecord(v)
@@ -287,6 +276,45 @@ func (b *Broker) Since(_ context.Context, q hub.Query) (hub.Page, error) {
 	return page, nil
 }
 
+// resume applies retention by age, then works out where q's page starts,
+// where it ends, and its gap, if any.
+func (b *Broker) resume(q hub.Query, page *hub.Page) (from, end uint64, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.db == nil {
+		return 0, 0, fmt.Errorf("bolt broker: %w: %s is not open", hub.ErrUnavailable, b.path)
+	}
+	if b.idx != nil {
+		b.idx.Trim(b.now())
+	}
+	// A write only when there is something to delete (or the retainer to
+	// read again): a resume costs no fsync.
+	if b.idx == nil || len(b.pending) > 0 {
+		if err := b.update(func(*bbolt.Tx) error { return nil }); err != nil {
+			return 0, 0, fmt.Errorf("bolt broker: %w: trimming %s: %v", hub.ErrUnavailable, b.path, err)
+		}
+	}
+	end, _ = b.parse(q.Upto)
+	if q.Upto == "" {
+		end = b.startSeq // what the file held before this run
+	}
+	from = 1
+	switch seq, ok := b.parse(q.After); {
+	case q.After == hub.Earliest:
+	case !ok || seq > b.last:
+		page.Gap = &hub.Gap{LastID: q.After}
+	case b.idx.Missed(seq, end, q):
+		page.Gap = &hub.Gap{LastID: q.After}
+		from = seq + 1
+	default:
+		from = seq + 1
+	}
+	if first := b.idx.First(); page.Gap != nil && first != 0 {
+		page.Gap.FirstID = b.id(first)
+	}
+	return from, end, nil
+}
+
 // Head implements hub.Broker: the last message the file held at Start.
 func (b *Broker) Head(context.Context) (string, error) {
 	b.mu.Lock()
@@ -303,6 +331,12 @@ func (b *Broker) Skipped() uint64 { return b.skipped.Load() }
 
 func (b *Broker) id(seq uint64) string { return b.epoch + "-" + strconv.FormatUint(seq, 10) }
 
+// parsed returns the sequence of one of this file's IDs, 0 for any other.
+func (b *Broker) parsed(id string) uint64 {
+	seq, _ := b.parse(id)
+	return seq
+}
+
 // parse returns the sequence of one of this file's IDs; ok is false for
 // any other string.
 func (b *Broker) parse(id string) (uint64, bool) {
@@ -317,18 +351,26 @@ func (b *Broker) parse(id string) (uint64, bool) {
 	return seq, true
 }
 
-// SetRetention implements hub.Broker; the new bounds apply to the file at
-// once (before Start, when it opens).
+// SetRetention implements hub.Broker; the new bounds and rules apply to
+// the file at once (before Start, when it opens), as the memory broker
+// applies them.
 func (b *Broker) SetRetention(r hub.Retention) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.retention = r
-	if b.db != nil {
-		// On a disk error the old messages stay until the next publish
-		// trims them; Since leaves them out meanwhile.
-		_ = b.db.Update(b.trim)
+	if b.db == nil {
+		return
 	}
+	// On a disk error the file is read again at the next publish or
+	// resume, and retention applied then.
+	_ = b.update(func(*bbolt.Tx) error {
+		b.idx.SetRetention(r)
+		return nil
+	})
 }
+
+// RetainsByRule implements hub.RuleRetainer.
+func (b *Broker) RetainsByRule() {}
 
 // Close implements hub.Broker: it closes the file, releasing its lock.
 func (b *Broker) Close() error {
@@ -348,5 +390,8 @@ func (b *Broker) Close() error {
 // String describes the broker for logs.
 func (b *Broker) String() string { return fmt.Sprintf("bolt broker (%s)", b.path) }
 
-// Interface guard
-var _ hub.Broker = (*Broker)(nil)
+// Interface guards
+var (
+	_ hub.Broker       = (*Broker)(nil)
+	_ hub.RuleRetainer = (*Broker)(nil)
+)

@@ -2,64 +2,89 @@ package bolt
 
 import (
 	"encoding/binary"
+	"strconv"
 	"time"
 
-	"github.com/caddy-pubsub/caddy-pubsub/hub"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
-// trim deletes what retention no longer keeps. Messages are stored as a
-// contiguous run of sequences, oldest first, so it only cuts from the front.
-func (b *Broker) trim(tx *bbolt.Tx) error {
-	bk := tx.Bucket(bucketMessages)
-	if !b.retention.Keeps() {
-		if k, _ := bk.Cursor().First(); k == nil {
-			return nil
-		}
-		// Recreating the bucket drops everything at once; its sequence
-		// must carry on.
-		seq := bk.Sequence()
-		if err := tx.DeleteBucket(bucketMessages); err != nil {
-			return err
-		}
-		nb, err := tx.CreateBucket(bucketMessages)
-		if err != nil {
-			return err
-		}
-		return nb.SetSequence(seq)
-	}
-	drop := dropped(bk, b.retention, b.now())
-	c := bk.Cursor()
-	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= drop; k, _ = c.First() {
-		if err := bk.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// keyDropped, in the meta bucket, is the highest sequence ever deleted
+// from the file, in decimal: after a restart, a resume from before it is
+// told of a gap whatever its topics, what was dropped being no longer
+// known by topic. Files from before it have their messages as one run of
+// sequences, so everything before the first was dropped.
+var keyDropped = []byte("dropped")
 
-// dropped returns the highest sequence that retention r drops at now (0
-// for none): beyond the count bound, or older than the age bound.
-func dropped(bk *bbolt.Bucket, r hub.Retention, now time.Time) uint64 {
+// index reads the topic and time of every record into a new hub.Retainer,
+// which then keeps the retention (history and retain rules) as the
+// memory broker does: the records it drops are deleted by apply, in the
+// transaction that dropped them. A damaged record counts in history as
+// the oldest, so it goes first.
+func (b *Broker) index(tx *bbolt.Tx) {
+	b.pending = b.pending[:0]
+	b.idx = hub.NewRetainer(b.retention, func() time.Time { return b.now() }, func(seq uint64) { b.pending = append(b.pending, seq) })
+	bk := tx.Bucket(bucketMessages)
 	c := bk.Cursor()
-	k, v := c.First()
-	if k == nil {
-		return 0
+	var first uint64
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		seq := binary.BigEndian.Uint64(k)
+		if first == 0 {
+			first = seq
+		}
+		if rec, ok := parseRecord(v); ok {
+			b.idx.Add(seq, string(rec.topic), time.Unix(0, rec.time))
+		} else {
+			b.idx.Add(seq, "", time.Time{})
+		}
 	}
 	last := bk.Sequence()
-	var drop uint64
-	if n := last - binary.BigEndian.Uint64(k) + 1; n > uint64(r.Count) {
-		drop = last - uint64(r.Count)
+	floor, err := strconv.ParseUint(string(tx.Bucket(bucketMeta).Get(keyDropped)), 10, 64)
+	switch {
+	case err == nil:
+	case first > 0:
+		floor = first - 1
+	default:
+		floor = last
 	}
-	if r.MaxAge > 0 {
-		cutoff := now.Add(-r.MaxAge).UnixNano()
-		for ; k != nil; k, v = c.Next() {
-			t, ok := decodeTime(v)
-			if ok && t >= cutoff {
-				break
-			}
-			drop = max(drop, binary.BigEndian.Uint64(k))
+	b.idx.Forgotten(min(floor, last), last)
+	b.last = last
+}
+
+// apply deletes the records the retainer dropped since the last apply.
+func (b *Broker) apply(tx *bbolt.Tx) error {
+	if len(b.pending) == 0 {
+		return nil
+	}
+	bk, meta := tx.Bucket(bucketMessages), tx.Bucket(bucketMeta)
+	high, _ := strconv.ParseUint(string(meta.Get(keyDropped)), 10, 64)
+	for _, seq := range b.pending {
+		if err := bk.Delete(seqKey(seq)); err != nil {
+			return err
 		}
+		high = max(high, seq)
 	}
-	return drop
+	b.pending = b.pending[:0]
+	return meta.Put(keyDropped, strconv.AppendUint(nil, high, 10))
+}
+
+// update runs fn and apply in one transaction, with the retainer read
+// from the file first if it is not up to date. On failure the retainer
+// is read again next time: it may have dropped what the file still has.
+func (b *Broker) update(fn func(tx *bbolt.Tx) error) error {
+	err := b.db.Update(func(tx *bbolt.Tx) error {
+		if b.idx == nil {
+			b.index(tx)
+		}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		b.idx.Trim(b.now())
+		return b.apply(tx)
+	})
+	if err != nil {
+		b.idx = nil
+	}
+	return err
 }

@@ -31,6 +31,7 @@ type NewBroker func(t *testing.T, r hub.Retention) hub.Broker
 func Run(t *testing.T, newBroker func(t *testing.T, r hub.Retention) hub.Broker) {
 	probe := newBroker(t, hub.Retention{})
 	_, signaler := probe.(hub.Signaler)
+	_, byRule := probe.(hub.RuleRetainer)
 	if err := probe.Close(); err != nil {
 		t.Fatalf("closing an unstarted broker: %v", err)
 	}
@@ -57,6 +58,11 @@ func Run(t *testing.T, newBroker func(t *testing.T, r hub.Retention) hub.Broker)
 	}
 	if signaler {
 		cases = append(cases, clause{"SignalerCarriesSignalsUnstored", testSignaler})
+	}
+	if byRule {
+		for _, c := range ruleClauses {
+			cases = append(cases, clause{c.name, c.run})
+		}
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.run(t, NewBroker(newBroker)) })
@@ -205,7 +211,7 @@ func sinceMatching(t *testing.T, b hub.Broker, lastID, upto string, match func(s
 		if !page.More {
 			return msgs, gap
 		}
-		q.After = page.Messages[len(page.Messages)-1].ID
+		q.Next(page)
 	}
 }
 
