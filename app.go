@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -170,8 +171,8 @@ func (a *App) hub(name string, opts hub.Options, broker brokerOf) (*hub.Hub, err
 	defer a.mu.Unlock()
 	key := broker.poolKey(name)
 	def := hubDefinition{opts: opts, broker: key}
-	if prev, ok := a.defined[name]; ok && prev != def {
-		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue, broker, presence, limits subscribers, per_ip, publish_wait, publish_rate or publish_burst); give one of them another hub name", name)
+	if prev, ok := a.defined[name]; ok && !reflect.DeepEqual(prev, def) {
+		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, queue, broker, presence and its claims, limits subscribers, per_ip, publish_wait, publish_rate or publish_burst); give one of them another hub name", name)
 	}
 	val, loaded, err := hubs.LoadOrNew(key, func() (caddy.Destructor, error) {
 		b, err := broker.OpenBroker(name, opts.Retention)

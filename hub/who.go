@@ -1,0 +1,235 @@
+package hub
+
+import (
+	"encoding/json"
+	"slices"
+	"time"
+)
+
+// Who is here: for each filter, as written (what subscribers give; a
+// wildcard filter is its own entry, not expanded to the topics it
+// matches), the identities subscribed to it, each with its number of
+// connections, and a count of anonymous subscriptions (no Subject). An
+// identity's first connection to a filter makes it join, its last one
+// leave; with Options.Presence the hub sends both as signals
+// ($pubsub/join, $pubsub/leave). Long-polls (Client.Quiet) are not
+// counted, as watchers do not count them.
+
+const (
+	PresenceJoin  = "$pubsub/join"
+	PresenceLeave = "$pubsub/leave"
+)
+
+const (
+	// MaxPresenceIdentities caps the identities listed per filter; the
+	// connections of further identities are counted (Total), not listed,
+	// and make no join or leave.
+	MaxPresenceIdentities = 1000
+	// MaxPresenceFilters caps the filters whose identities are listed;
+	// the subscriptions to further filters are counted, not listed.
+	MaxPresenceFilters = 10000
+	// MaxPresenceClaims caps the bytes of the chosen claims kept per
+	// identity: a claim that would take them beyond it is left out.
+	MaxPresenceClaims = 1024
+	// MaxPresencePage caps the identities one Present call returns.
+	MaxPresencePage = 1000
+)
+
+// PresenceIdentity is one identity subscribed to a filter.
+type PresenceIdentity struct {
+	Sub string `json:"sub"`
+	// Claims holds the token claims Options.PresenceClaims chooses, as a
+	// JSON object; absent when none is chosen or present.
+	Claims      json.RawMessage `json:"claims,omitempty"`
+	Connections int             `json:"connections"`
+}
+
+// PresenceList is who is subscribed to a filter.
+type PresenceList struct {
+	Topic string `json:"topic"`
+	// Subscribers lists identities in the order of their sub, after the
+	// cursor Present was given, at most its limit.
+	Subscribers []PresenceIdentity `json:"subscribers"`
+	// Anonymous counts the subscriptions without an identity.
+	Anonymous int `json:"anonymous"`
+	// Total counts every subscription: listed, anonymous, and those past
+	// the caps.
+	Total int `json:"total"`
+	// Next, when set, is the cursor of the next page.
+	Next string `json:"next,omitempty"`
+	// Truncated: some identities are counted in Total but listed on no
+	// page (MaxPresenceIdentities, MaxPresenceFilters).
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// PresenceChange is the data of a $pubsub/join or $pubsub/leave event.
+type PresenceChange struct {
+	Topic  string          `json:"topic"`
+	Sub    string          `json:"sub"`
+	Claims json.RawMessage `json:"claims,omitempty"`
+}
+
+// present is one filter's identities on this hub.
+type present struct {
+	ids       map[string]*presentID
+	anonymous int
+}
+
+// presentID is one identity's connections to a filter.
+type presentID struct {
+	claims json.RawMessage
+	conns  int
+}
+
+// Claims gives the subscription the claims of its token, a JSON object:
+// the hub keeps only those Options.PresenceClaims chooses, for presence.
+func Claims(raw []byte) SubscribeOption {
+	return func(s *Subscriber) { s.claims = raw }
+}
+
+// trackPresence counts s's connections to the filters it added and
+// removed, and announces the identities that join and leave. h.mu is
+// held.
+func (h *Hub) trackPresence(s *Subscriber, added, removed []string) {
+	if h.obs.present == nil {
+		h.obs.present = make(map[string]*present)
+	}
+	for _, f := range added {
+		p := h.obs.present[f]
+		if p == nil {
+			if len(h.obs.present) >= MaxPresenceFilters {
+				continue
+			}
+			p = &present{ids: make(map[string]*presentID)}
+			h.obs.present[f] = p
+		}
+		if s.subject == "" {
+			p.anonymous++
+			continue
+		}
+		if e := p.ids[s.subject]; e != nil {
+			e.conns++
+			continue
+		}
+		if len(p.ids) >= MaxPresenceIdentities {
+			continue
+		}
+		e := &presentID{claims: h.chosenClaims(s.claims), conns: 1}
+		p.ids[s.subject] = e
+		h.announceTurn(PresenceChange{Topic: f, Sub: s.subject, Claims: e.claims}, true)
+	}
+	for _, f := range removed {
+		p := h.obs.present[f]
+		if p == nil {
+			continue
+		}
+		if s.subject == "" {
+			p.anonymous = max(0, p.anonymous-1)
+		} else if e := p.ids[s.subject]; e != nil {
+			if e.conns--; e.conns <= 0 {
+				delete(p.ids, s.subject)
+				h.announceTurn(PresenceChange{Topic: f, Sub: s.subject, Claims: e.claims}, false)
+			}
+		}
+		if len(p.ids) == 0 && h.obs.occupancy[f] == 0 {
+			delete(h.obs.present, f)
+		}
+	}
+}
+
+// announceTurn queues the event of an identity's join or leave, with
+// presence on. h.mu is held.
+func (h *Hub) announceTurn(c PresenceChange, joined bool) {
+	p := h.obs.presence
+	if p == nil {
+		return
+	}
+	topic := PresenceLeave
+	if joined {
+		topic = PresenceJoin
+	}
+	data, _ := json.Marshal(c)
+	select {
+	case p.events <- Message{Topic: topic, Data: string(data), Time: time.Now()}:
+	default:
+		h.obs.presenceDropped.Add(1)
+	}
+}
+
+// chosenClaims returns the claims of raw that Options.PresenceClaims
+// names, as a JSON object of at most MaxPresenceClaims bytes; nil for none.
+func (h *Hub) chosenClaims(raw []byte) json.RawMessage {
+	names := h.Options().PresenceClaims
+	if len(names) == 0 || len(raw) == 0 {
+		return nil
+	}
+	var all map[string]json.RawMessage
+	if json.Unmarshal(raw, &all) != nil {
+		return nil
+	}
+	out := []byte{'{'}
+	for _, n := range names {
+		v, ok := all[n]
+		if !ok {
+			continue
+		}
+		key, _ := json.Marshal(n)
+		if len(out)+len(key)+len(v)+3 > MaxPresenceClaims {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(append(append(out, key...), ':'), v...)
+	}
+	if len(out) == 1 {
+		return nil
+	}
+	return append(out, '}')
+}
+
+// Present returns who is subscribed to filter, as written, on this hub:
+// at most limit identities (MaxPresencePage at most) whose sub sorts after
+// after.
+func (h *Hub) Present(filter string, limit int, after string) (PresenceList, error) {
+	if err := ValidateFilter(filter); err != nil {
+		return PresenceList{}, err
+	}
+	limit = min(max(limit, 1), MaxPresencePage)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := PresenceList{Topic: filter, Subscribers: []PresenceIdentity{}, Total: h.obs.occupancy[filter]}
+	p := h.obs.present[filter]
+	if p == nil {
+		l.Truncated = l.Total > 0
+		return l, nil
+	}
+	l.Anonymous = p.anonymous
+	listed := 0
+	subs := make([]string, 0, len(p.ids))
+	for sub, e := range p.ids {
+		listed += e.conns
+		if sub > after {
+			subs = append(subs, sub)
+		}
+	}
+	l.Truncated = listed+l.Anonymous < l.Total
+	slices.Sort(subs)
+	if len(subs) > limit {
+		subs = subs[:limit]
+		l.Next = subs[limit-1]
+	}
+	for _, sub := range subs {
+		e := p.ids[sub]
+		l.Subscribers = append(l.Subscribers, PresenceIdentity{Sub: sub, Claims: e.claims, Connections: e.conns})
+	}
+	return l, nil
+}
+
+// Options returns the hub's options, as SetOptions last set them.
+func (h *Hub) Options() Options {
+	if o := h.obs.opts.Load(); o != nil {
+		return *o
+	}
+	return Options{}
+}
