@@ -55,7 +55,7 @@ func (ep *Endpoint) ServePresence(w http.ResponseWriter, r *http.Request, rq Req
 		fail(w, http.StatusForbidden, "not allowed to subscribe to "+strconv.Quote(topics[0]))
 		return
 	}
-	list, err := ep.Hub.Present(topics[0], limit, q.Get("after"))
+	list, err := ep.Hub.Present(r.Context(), topics[0], limit, q.Get("after"))
 	if err != nil {
 		fail(w, http.StatusServiceUnavailable, err.Error())
 		return

@@ -343,6 +343,7 @@ func (h *Hub) Close() error {
 	h.stopFanOut()
 	h.stopPresence()
 	h.stopOccupancy()
+	h.stopShare()
 	return h.broker.Close()
 }
 

@@ -66,6 +66,7 @@ type observed struct {
 	occupancy  map[string]int      // non-quiet subscriptions by filter (watch.go)
 	occ        *occupancy          // counting across instances, once started (watch.go)
 	present    map[string]*present // identities by filter (who.go)
+	share      *share              // sharing them across instances, once started (whoshare.go)
 
 	occupancyLost atomic.Uint64
 }

@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -88,52 +91,79 @@ func Claims(raw []byte) SubscribeOption {
 }
 
 // trackPresence counts s's connections to the filters it added and
-// removed, and announces the identities that join and leave. h.mu is
+// removed, and announces the identities that join and leave: on this hub,
+// or across instances through a PresenceSharer (whoshare.go). h.mu is
 // held.
 func (h *Hub) trackPresence(s *Subscriber, added, removed []string) {
 	if h.obs.present == nil {
 		h.obs.present = make(map[string]*present)
 	}
+	sh := h.sharer()
+	turn := func(f string, e *presentID, joined bool) {
+		if sh == nil {
+			h.announceTurn(PresenceChange{Topic: f, Sub: s.subject, Claims: e.claims}, joined)
+		}
+	}
 	for _, f := range added {
-		p := h.obs.present[f]
-		if p == nil {
-			if len(h.obs.present) >= MaxPresenceFilters {
-				continue
-			}
-			p = &present{ids: make(map[string]*presentID)}
-			h.obs.present[f] = p
-		}
-		if s.subject == "" {
-			p.anonymous++
-			continue
-		}
-		if e := p.ids[s.subject]; e != nil {
-			e.conns++
-			continue
-		}
-		if len(p.ids) >= MaxPresenceIdentities {
-			continue
-		}
-		e := &presentID{claims: h.chosenClaims(s.claims), conns: 1}
-		p.ids[s.subject] = e
-		h.announceTurn(PresenceChange{Topic: f, Sub: s.subject, Claims: e.claims}, true)
+		h.addPresence(s, f, turn)
 	}
 	for _, f := range removed {
-		p := h.obs.present[f]
-		if p == nil {
-			continue
+		h.removePresence(s, f, turn)
+	}
+	if sh != nil {
+		for _, f := range added {
+			h.shareState(f, s.subject)
 		}
-		if s.subject == "" {
-			p.anonymous = max(0, p.anonymous-1)
-		} else if e := p.ids[s.subject]; e != nil {
-			if e.conns--; e.conns <= 0 {
-				delete(p.ids, s.subject)
-				h.announceTurn(PresenceChange{Topic: f, Sub: s.subject, Claims: e.claims}, false)
-			}
+		for _, f := range removed {
+			h.shareState(f, s.subject)
 		}
-		if len(p.ids) == 0 && h.obs.occupancy[f] == 0 {
-			delete(h.obs.present, f)
+	}
+}
+
+// addPresence counts s's new connection to f; turn is told of a join.
+// h.mu is held.
+func (h *Hub) addPresence(s *Subscriber, f string, turn func(string, *presentID, bool)) {
+	p := h.obs.present[f]
+	if p == nil {
+		if len(h.obs.present) >= MaxPresenceFilters {
+			return
 		}
+		p = &present{ids: make(map[string]*presentID)}
+		h.obs.present[f] = p
+	}
+	if s.subject == "" {
+		p.anonymous++
+		return
+	}
+	if e := p.ids[s.subject]; e != nil {
+		e.conns++
+		return
+	}
+	if len(p.ids) >= MaxPresenceIdentities {
+		return
+	}
+	e := &presentID{claims: h.chosenClaims(s.claims), conns: 1}
+	p.ids[s.subject] = e
+	turn(f, e, true)
+}
+
+// removePresence uncounts s's connection to f; turn is told of a leave.
+// h.mu is held.
+func (h *Hub) removePresence(s *Subscriber, f string, turn func(string, *presentID, bool)) {
+	p := h.obs.present[f]
+	if p == nil {
+		return
+	}
+	if s.subject == "" {
+		p.anonymous = max(0, p.anonymous-1)
+	} else if e := p.ids[s.subject]; e != nil {
+		if e.conns--; e.conns <= 0 {
+			delete(p.ids, s.subject)
+			turn(f, e, false)
+		}
+	}
+	if len(p.ids) == 0 && h.obs.occupancy[f] == 0 {
+		delete(h.obs.present, f)
 	}
 }
 
@@ -188,42 +218,56 @@ func (h *Hub) chosenClaims(raw []byte) json.RawMessage {
 	return append(out, '}')
 }
 
-// Present returns who is subscribed to filter, as written, on this hub:
-// at most limit identities (MaxPresencePage at most) whose sub sorts after
-// after.
-func (h *Hub) Present(filter string, limit int, after string) (PresenceList, error) {
+// Present returns who is subscribed to filter, as written: at most limit
+// identities (MaxPresencePage at most) whose sub sorts after after. A hub
+// whose broker is a PresenceSharer answers for every instance.
+func (h *Hub) Present(ctx context.Context, filter string, limit int, after string) (PresenceList, error) {
 	if err := ValidateFilter(filter); err != nil {
 		return PresenceList{}, err
 	}
-	limit = min(max(limit, 1), MaxPresencePage)
+	if sh, ok := h.broker.(PresenceSharer); ok {
+		if err := h.Start(); err != nil {
+			return PresenceList{}, err
+		}
+		l, err := sh.PresentAll(ctx, filter)
+		if err != nil {
+			return PresenceList{}, fmt.Errorf("reading presence: %w", err)
+		}
+		return l.page(limit, after), nil
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	l := PresenceList{Topic: filter, Subscribers: []PresenceIdentity{}, Total: h.obs.occupancy[filter]}
-	p := h.obs.present[filter]
-	if p == nil {
-		l.Truncated = l.Total > 0
-		return l, nil
-	}
-	l.Anonymous = p.anonymous
-	listed := 0
-	subs := make([]string, 0, len(p.ids))
-	for sub, e := range p.ids {
-		listed += e.conns
-		if sub > after {
-			subs = append(subs, sub)
+	l := PresenceList{Topic: filter, Total: h.obs.occupancy[filter]}
+	if p := h.obs.present[filter]; p != nil {
+		l.Anonymous = p.anonymous
+		for sub, e := range p.ids {
+			l.Subscribers = append(l.Subscribers, PresenceIdentity{Sub: sub, Claims: e.claims, Connections: e.conns})
 		}
 	}
+	return l.page(limit, after), nil
+}
+
+// page returns l, which lists every identity, with those whose sub sorts
+// after after, at most limit (1 to MaxPresencePage), in order, and the
+// cursor of the next page. An identity counted in Total and not listed
+// makes it Truncated.
+func (l PresenceList) page(limit int, after string) PresenceList {
+	limit = min(max(limit, 1), MaxPresencePage)
+	listed := 0
+	for _, e := range l.Subscribers {
+		listed += e.Connections
+	}
 	l.Truncated = listed+l.Anonymous < l.Total
-	slices.Sort(subs)
-	if len(subs) > limit {
-		subs = subs[:limit]
-		l.Next = subs[limit-1]
+	l.Subscribers = slices.DeleteFunc(l.Subscribers, func(e PresenceIdentity) bool { return e.Sub <= after })
+	slices.SortFunc(l.Subscribers, func(a, b PresenceIdentity) int { return strings.Compare(a.Sub, b.Sub) })
+	if len(l.Subscribers) > limit {
+		l.Subscribers = l.Subscribers[:limit]
+		l.Next = l.Subscribers[limit-1].Sub
 	}
-	for _, sub := range subs {
-		e := p.ids[sub]
-		l.Subscribers = append(l.Subscribers, PresenceIdentity{Sub: sub, Claims: e.claims, Connections: e.conns})
+	if l.Subscribers == nil {
+		l.Subscribers = []PresenceIdentity{}
 	}
-	return l, nil
+	return l
 }
 
 // Options returns the hub's options, as SetOptions last set them.

@@ -31,7 +31,7 @@ func TestPresenceIdentityCap(t *testing.T) {
 	subscribeWho(t, h, "", "", "room")
 	seen, after := 0, ""
 	for {
-		l, err := h.Present("room", MaxPresencePage/3, after)
+		l, err := h.Present(context.Background(), "room", MaxPresencePage/3, after)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,14 +64,14 @@ func TestPresenceFilterCap(t *testing.T) {
 	}
 	subscribeWho(t, h, "alice", "", filters...)
 	subscribeWho(t, h, "bob", "", "one/more")
-	l, err := h.Present("one/more", 10, "")
+	l, err := h.Present(context.Background(), "one/more", 10, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if l.Total != 1 || len(l.Subscribers) != 0 || !l.Truncated {
 		t.Fatalf("past the filter cap: %+v", l)
 	}
-	if l, _ := h.Present("t/7", 10, ""); len(l.Subscribers) != 1 || l.Subscribers[0].Sub != "alice" {
+	if l, _ := h.Present(context.Background(), "t/7", 10, ""); len(l.Subscribers) != 1 || l.Subscribers[0].Sub != "alice" {
 		t.Fatalf("within the cap: %+v", l)
 	}
 }
@@ -83,7 +83,7 @@ func TestPresenceChosenClaims(t *testing.T) {
 	big := strings.Repeat("x", MaxPresenceClaims)
 	subscribeWho(t, h, "alice", `{"sub":"alice","name":"Alice","email":"a@example.com","big":"`+big+`","avatar":"a.png"}`, "room")
 	subscribeWho(t, h, "bob", `[1,2]`, "room")
-	l, _ := h.Present("room", 10, "")
+	l, _ := h.Present(context.Background(), "room", 10, "")
 	if len(l.Subscribers) != 2 {
 		t.Fatalf("%+v", l)
 	}

@@ -120,26 +120,50 @@ type event struct {
 	Of     string          `json:"topic"`  // join and leave
 }
 
-// next reads w's next presence event.
+// next reads w's next presence event, waiting testserver.Wait at most.
 func next(t testing.TB, w *testserver.SSEStream) event {
 	t.Helper()
-	sse := w.Next()
-	var env testserver.Envelope
-	if err := json.Unmarshal([]byte(sse.Data), &env); err != nil {
-		t.Fatal(err)
+	return nextWithin(t, w, testserver.Wait)
+}
+
+// nextWithin reads w's next presence event, waiting d at most.
+func nextWithin(t testing.TB, w *testserver.SSEStream, d time.Duration) event {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case sse, ok := <-w.Events():
+			if !ok {
+				t.Fatal("the watcher's stream ended")
+			}
+			if sse.IsComment {
+				continue
+			}
+			var env testserver.Envelope
+			if err := json.Unmarshal([]byte(sse.Data), &env); err != nil {
+				t.Fatal(err)
+			}
+			ev := event{Topic: env.Topic}
+			if err := json.Unmarshal([]byte(env.Data), &ev); err != nil {
+				t.Fatalf("presence data %q: %v", env.Data, err)
+			}
+			return ev
+		case <-deadline:
+			t.Fatalf("no presence event within %s", d)
+		}
 	}
-	ev := event{Topic: env.Topic}
-	if err := json.Unmarshal([]byte(env.Data), &ev); err != nil {
-		t.Fatalf("presence data %q: %v", env.Data, err)
-	}
-	return ev
 }
 
 // expect reads w's next event and checks it is on topic, for sub and the
 // filter, with claims.
 func expect(t testing.TB, w *testserver.SSEStream, topic, sub, filter, claims string) {
 	t.Helper()
-	ev := next(t, w)
+	check(t, next(t, w), topic, sub, filter, claims)
+}
+
+// check checks ev is on topic, for sub and the filter, with claims.
+func check(t testing.TB, ev event, topic, sub, filter, claims string) {
+	t.Helper()
 	of := ev.Of
 	if len(ev.Topics) == 1 {
 		of = ev.Topics[0]
