@@ -129,6 +129,7 @@ func (h *Hub) setPresence(on bool) {
 		h.obs.presence = p
 		go p.run(h)
 	}
+	h.rebuildPresence()
 	h.mu.Unlock()
 	old.stop()
 }

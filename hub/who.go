@@ -95,8 +95,8 @@ func Claims(raw []byte) SubscribeOption {
 // or across instances through a PresenceSharer (whoshare.go). h.mu is
 // held.
 func (h *Hub) trackPresence(s *Subscriber, added, removed []string) {
-	if h.obs.present == nil {
-		h.obs.present = make(map[string]*present)
+	if h.obs.presence == nil {
+		return
 	}
 	sh := h.sharer()
 	turn := func(f string, e *presentID, joined bool) {
@@ -117,6 +117,37 @@ func (h *Hub) trackPresence(s *Subscriber, added, removed []string) {
 		for _, f := range removed {
 			h.shareState(f, s.subject)
 		}
+	}
+}
+
+// rebuildPresence drops the lists when presence is off, and makes them
+// from the hub's subscriptions when it turns on (no joins are announced
+// for them): a hub without presence keeps none. h.mu is held.
+func (h *Hub) rebuildPresence() {
+	if h.obs.presence == nil {
+		h.obs.present = nil
+		return
+	}
+	if h.obs.present != nil {
+		return
+	}
+	h.obs.present = make(map[string]*present)
+	seen := make(map[*Subscriber]bool)
+	none := func(string, *presentID, bool) {}
+	h.index.root.walk(func(s *Subscriber) {
+		if seen[s] || s.removed || s.client.Quiet {
+			return
+		}
+		seen[s] = true
+		for _, f := range watched(slices.Clone(s.filters)) {
+			h.addPresence(s, f, none)
+		}
+	})
+	if h.obs.share != nil {
+		h.shareAll()
+	} else if len(h.obs.occupancy) > 0 {
+		// Subscriptions exist, so the broker has started: share them.
+		h.sharer()
 	}
 }
 

@@ -24,7 +24,7 @@ func subscribeWho(t testing.TB, h *Hub, sub, claims string, filters ...string) *
 // Total, listed on no page, and the list says it is truncated; pages
 // follow their cursor in the order of sub.
 func TestPresenceIdentityCap(t *testing.T) {
-	h, _ := newTestHub(t, Options{Queue: 4})
+	h, _ := newTestHub(t, Options{Queue: 4, Presence: true})
 	for i := range MaxPresenceIdentities + 5 {
 		subscribeWho(t, h, fmt.Sprintf("user%05d", i), "", "room")
 	}
@@ -57,7 +57,7 @@ func TestPresenceIdentityCap(t *testing.T) {
 // Past MaxPresenceFilters a new filter's subscriptions are counted, not
 // listed.
 func TestPresenceFilterCap(t *testing.T) {
-	h, _ := newTestHub(t, Options{Queue: 4})
+	h, _ := newTestHub(t, Options{Queue: 4, Presence: true})
 	filters := make([]string, MaxPresenceFilters)
 	for i := range filters {
 		filters[i] = fmt.Sprintf("t/%d", i)
@@ -79,7 +79,7 @@ func TestPresenceFilterCap(t *testing.T) {
 // Only the chosen claims are kept, within MaxPresenceClaims bytes; a
 // payload that is not an object gives none.
 func TestPresenceChosenClaims(t *testing.T) {
-	h, _ := newTestHub(t, Options{Queue: 4, PresenceClaims: []string{"name", "big", "avatar"}})
+	h, _ := newTestHub(t, Options{Queue: 4, Presence: true, PresenceClaims: []string{"name", "big", "avatar"}})
 	big := strings.Repeat("x", MaxPresenceClaims)
 	subscribeWho(t, h, "alice", `{"sub":"alice","name":"Alice","email":"a@example.com","big":"`+big+`","avatar":"a.png"}`, "room")
 	subscribeWho(t, h, "bob", `[1,2]`, "room")
@@ -100,7 +100,7 @@ func TestPresenceChosenClaims(t *testing.T) {
 // heap the lists of MaxPresenceIdentities identities on 20 filters hold,
 // freed by dropping them. Run with -v to read it.
 func TestPresenceEntryMemory(t *testing.T) {
-	h, _ := newTestHub(t, Options{Queue: 1, PresenceClaims: []string{"name"}})
+	h, _ := newTestHub(t, Options{Queue: 1, Presence: true, PresenceClaims: []string{"name"}})
 	filters := make([]string, 20)
 	for i := range filters {
 		filters[i] = fmt.Sprintf("room/%d", i)
@@ -128,5 +128,28 @@ func TestPresenceEntryMemory(t *testing.T) {
 	t.Logf("presence: %.0f bytes per identity entry (%d entries)", per, n)
 	if per <= 0 || per > 1024 {
 		t.Fatalf("%.0f bytes per entry", per)
+	}
+}
+
+// Lists are kept only with presence on; turned on, they list the
+// subscriptions that exist already, and turned off they are dropped.
+func TestPresenceTurnedOn(t *testing.T) {
+	h, _ := newTestHub(t, Options{Queue: 4})
+	subscribeWho(t, h, "alice", "", "room", "hall")
+	subscribeWho(t, h, "alice", "", "room")
+	subscribeWho(t, h, "", "", "room")
+	if l, _ := h.Present(context.Background(), "room", 10, ""); len(l.Subscribers) != 0 || l.Total != 3 || !l.Truncated {
+		t.Fatalf("presence off: %+v", l)
+	}
+	h.SetOptions(Options{Queue: 4, Presence: true})
+	l, _ := h.Present(context.Background(), "room", 10, "")
+	if len(l.Subscribers) != 1 || l.Subscribers[0].Connections != 2 || l.Anonymous != 1 || l.Total != 3 || l.Truncated {
+		t.Fatalf("presence turned on: %+v", l)
+	}
+	h.SetOptions(Options{Queue: 4})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.obs.present != nil {
+		t.Fatalf("presence off keeps %d lists", len(h.obs.present))
 	}
 }
