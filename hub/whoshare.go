@@ -47,13 +47,23 @@ type PresenceShare struct {
 	Anonymous, Total int
 }
 
-// share is a hub's link to its PresenceSharer broker.
+// share is a hub's link to its PresenceSharer broker. What waits for it
+// is the set of (filter, sub) whose state changed; the state is read when
+// it is sent, so the broker always gets the latest, nothing is lost
+// however fast subscriptions change, the memory is bounded by the lists'
+// own bounds, and a connection that comes and goes in between makes no
+// join or leave.
 type share struct {
-	broker  PresenceSharer
-	changes chan PresenceShare
+	broker PresenceSharer
+	// pending holds what changed since it was last sent; guarded by
+	// Hub.mu.
+	pending map[shareKey]struct{}
+	kick    chan struct{} // a token when pending gained a state
 	stop    chan struct{}
 	done    chan struct{}
 }
+
+type shareKey struct{ filter, sub string }
 
 // sharer returns the broker's link, starting it if presence is on and the
 // broker is a PresenceSharer; nil otherwise. A link that starts shares
@@ -66,7 +76,7 @@ func (h *Hub) sharer() *share {
 	if !ok {
 		return nil
 	}
-	o := &share{broker: sh, changes: make(chan PresenceShare, occupancyQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	o := &share{broker: sh, pending: make(map[shareKey]struct{}), kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	if err := sh.StartPresence(h.leftElsewhere, h.resyncPresence); err != nil {
 		h.obs.presenceDropped.Add(1)
 		return nil
@@ -77,25 +87,31 @@ func (h *Hub) sharer() *share {
 	return o
 }
 
-// shareState queues this hub's state of filter and, when sub is set, of
-// that identity in it. h.mu is held.
+// shareState marks this hub's state of filter and, when sub is set, of
+// that identity in it, to be sent. h.mu is held.
 func (h *Hub) shareState(filter, sub string) {
 	o := h.obs.share
-	s := PresenceShare{Filter: filter, Sub: sub, Total: h.obs.occupancy[filter]}
-	if p := h.obs.present[filter]; p != nil {
-		s.Anonymous = p.anonymous
-		if e := p.ids[sub]; e != nil {
-			s.Claims, s.Connections = e.claims, e.conns
-		}
-	}
+	o.pending[shareKey{filter, sub}] = struct{}{}
 	select {
-	case o.changes <- s:
+	case o.kick <- struct{}{}:
 	default:
-		h.obs.presenceDropped.Add(1)
 	}
 }
 
-// shareAll queues the hub's whole state. h.mu is held.
+// stateOf returns this hub's state of a filter and of a sub in it. h.mu
+// is held.
+func (h *Hub) stateOf(k shareKey) PresenceShare {
+	s := PresenceShare{Filter: k.filter, Sub: k.sub, Total: h.obs.occupancy[k.filter]}
+	if p := h.obs.present[k.filter]; p != nil {
+		s.Anonymous = p.anonymous
+		if e := p.ids[k.sub]; e != nil {
+			s.Claims, s.Connections = e.claims, e.conns
+		}
+	}
+	return s
+}
+
+// shareAll records the hub's whole state, to be sent. h.mu is held.
 func (h *Hub) shareAll() {
 	for f := range h.obs.occupancy {
 		h.shareState(f, "")
@@ -125,27 +141,48 @@ func (h *Hub) leftElsewhere(c PresenceChange) {
 	h.announceTurn(c, false)
 }
 
-// run records the queued states with the broker until stopped.
+// run records the pending states with the broker until stopped.
 func (o *share) run(h *Hub) {
 	defer close(o.done)
 	for {
 		select {
-		case s := <-o.changes:
-			ctx, cancel := context.WithTimeout(context.Background(), occupancyTimeout)
-			crossed, err := o.broker.SharePresence(ctx, s)
-			cancel()
-			if err != nil {
-				h.obs.presenceDropped.Add(1)
-				continue
-			}
-			if crossed && s.Sub != "" {
-				h.mu.Lock()
-				h.announceTurn(PresenceChange{Topic: s.Filter, Sub: s.Sub, Claims: s.Claims}, s.Connections > 0)
-				h.mu.Unlock()
-			}
+		case <-o.kick:
 		case <-o.stop:
 			return
 		}
+		h.mu.Lock()
+		states := make([]PresenceShare, 0, len(o.pending))
+		for k := range o.pending {
+			states = append(states, h.stateOf(k))
+		}
+		clear(o.pending)
+		h.mu.Unlock()
+		for _, s := range states {
+			select {
+			case <-o.stop:
+				return
+			default:
+			}
+			o.record(h, s)
+		}
+	}
+}
+
+// record sends one state and announces the join or leave it crossed.
+func (o *share) record(h *Hub, s PresenceShare) {
+	ctx, cancel := context.WithTimeout(context.Background(), occupancyTimeout)
+	crossed, err := o.broker.SharePresence(ctx, s)
+	cancel()
+	if err != nil {
+		// The broker's view of this state stays behind until it changes
+		// again or the instance is reaped and shares all anew.
+		h.obs.presenceDropped.Add(1)
+		return
+	}
+	if crossed && s.Sub != "" {
+		h.mu.Lock()
+		h.announceTurn(PresenceChange{Topic: s.Filter, Sub: s.Sub, Claims: s.Claims}, s.Connections > 0)
+		h.mu.Unlock()
 	}
 }
 

@@ -1,10 +1,8 @@
 package presence_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -171,36 +169,6 @@ func check(t testing.TB, ev event, topic, sub, filter, claims string) {
 	if ev.Topic != topic || ev.Sub != sub || of != filter || string(ev.Claims) != claims {
 		t.Fatalf("got %+v (claims %s), want %s of %s to %s with claims %s", ev, ev.Claims, topic, sub, filter, claims)
 	}
-}
-
-// rawSSE opens an SSE subscription on a raw TCP connection and returns it
-// once the headers came, so a test can drop it without a word (a client
-// that vanishes).
-func rawSSE(t *testing.T, endpoint, query string) *net.TCPConn {
-	t.Helper()
-	host := strings.TrimPrefix(endpoint, "http://")
-	host, path, _ := strings.Cut(host, "/")
-	conn, err := net.Dial("tcp", host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /%s?%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", path, query, host)
-	_ = conn.SetReadDeadline(time.Now().Add(testserver.Wait))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("raw SSE: %d", resp.StatusCode)
-	}
-	return conn.(*net.TCPConn)
-}
-
-// vanish drops conn with a reset, as a client whose machine went away.
-func vanish(conn *net.TCPConn) {
-	_ = conn.SetLinger(0)
-	_ = conn.Close()
 }
 
 // bearer is the header of tok.

@@ -108,7 +108,7 @@ func TestJoinLeave(t *testing.T) {
 	expect(t, watcher, "$pubsub/unsubscribe", "alice", "chat/lobby", claims)
 	expect(t, watcher, "$pubsub/leave", "alice", "chat/lobby", claims)
 
-	vanish(rawSSE(t, ep, "topic=chat/lobby&access_token="+alice))
+	testserver.Vanish(testserver.RawSSE(t, ep, "topic=chat/lobby&access_token="+alice))
 	expect(t, watcher, "$pubsub/subscribe", "alice", "chat/lobby", claims)
 	expect(t, watcher, "$pubsub/join", "alice", "chat/lobby", claims)
 	expect(t, watcher, "$pubsub/unsubscribe", "alice", "chat/lobby", claims)
