@@ -24,6 +24,7 @@ import (
 //	KEY:occ:i:ID        set: the filters instance ID counts
 //	KEY:occ:hb:ID       the instance's liveness, expiring after occupancyTTL
 //	KEY:occ:p:FILTER    hash: presence lists (presence.go)
+//	KEY:occ:pi:ID       set: the presence entries instance ID holds
 //
 // An instance counts a filter once however many of its subscriptions hold
 // it, and withdraws it when its last ends; the script whose change makes
@@ -117,11 +118,10 @@ return {0, added}
 // whose liveness lapsed. KEYS: the hash, the instances, this instance's
 // set, its liveness. ARGV: instance ID, TTL in milliseconds, the prefix of
 // instance sets, the prefix of liveness keys, the prefix of presence
-// hashes. Returns 1 or 0 (whether this instance had been reaped itself:
-// its filters must be counted again), then the filters vacated and, each
-// as {member, claims}, the identities that left (presence.go). An instance
-// set holds filters, and presence members starting with a zero byte,
-// which no filter does.
+// hashes, the prefix of instances' presence sets. Returns 1 or 0 (whether
+// this instance had been reaped itself: its filters must be counted
+// again), then the filters vacated and, each as {member, claims}, the
+// identities that left (presence.go).
 var heartbeatScript = goredis.NewScript(`
 local reaped = redis.call('SADD', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[4]) == 1 then reaped = 0 end
@@ -131,9 +131,16 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 	if redis.call('EXISTS', ARGV[4] .. id) == 0 then
 		local set = ARGV[3] .. id
 		for _, f in ipairs(redis.call('SMEMBERS', set)) do
-			if string.byte(f, 1) == 0 then
-				local cut = string.find(f, '\0', 2, true)
-				local hk, sub = ARGV[5] .. string.sub(f, 2, cut - 1), string.sub(f, cut + 1)
+			if redis.call('HINCRBY', KEYS[1], f, -1) <= 0 then
+				redis.call('HDEL', KEYS[1], f)
+				out[#out + 1] = f
+			end
+		end
+		local pset = ARGV[6] .. id
+		for _, m in ipairs(redis.call('SMEMBERS', pset)) do
+			local cut = string.find(m, '\0', 1, true)
+			if cut then
+				local hk, sub = ARGV[5] .. string.sub(m, 1, cut - 1), string.sub(m, cut + 1)
 				if sub == '' then
 					redis.call('HDEL', hk, 'a' .. id, 't' .. id)
 				else
@@ -146,14 +153,12 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 							local at = string.find(v, ':', 1, true)
 							if at then claims = string.sub(v, at + 1) end
 						end
-						out[#out + 1] = {f, claims}
+						out[#out + 1] = {m, claims}
 					end
 				end
-			elseif redis.call('HINCRBY', KEYS[1], f, -1) <= 0 then
-				redis.call('HDEL', KEYS[1], f)
-				out[#out + 1] = f
 			end
 		end
+		redis.call('DEL', pset)
 		redis.call('DEL', set)
 		redis.call('SREM', KEYS[2], id)
 	end
@@ -215,7 +220,7 @@ func (b *Occupancy) heartbeat(ctx context.Context) {
 	base := b.occKey()
 	for {
 		call, cancel := context.WithTimeout(ctx, occupancyTTL/3)
-		res, err := heartbeatScript.Run(call, b.client, b.occKeys(), b.occ.id, occupancyTTL.Milliseconds(), base+":i:", base+":hb:", base+":p:").Slice()
+		res, err := heartbeatScript.Run(call, b.client, b.occKeys(), b.occ.id, occupancyTTL.Milliseconds(), base+":i:", base+":hb:", base+":p:", base+":pi:").Slice()
 		cancel()
 		if err != nil {
 			b.logger.Debug("occupancy heartbeat", zap.Error(err))

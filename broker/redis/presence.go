@@ -21,11 +21,13 @@ import (
 //	                    nSUB    -> how many instances hold SUB
 //	                    aID, tID -> instance ID's anonymous and total counts
 //
-// and in the instance's set KEY:occ:i:ID a member "\0FILTER\0SUB" per
-// identity it holds ("\0FILTER\0" for its counts), so that reaping a
-// lapsed instance withdraws its entries; an identity whose count of
-// instances that leaves at zero has left, told to the reaping instance.
-// Instance IDs are 16 hex digits, so the fields cannot be confused.
+// and in the instance's set KEY:occ:pi:ID a member "FILTER\0SUB" per
+// identity it holds ("FILTER\0" for its counts; no filter holds a zero
+// byte), so that reaping a lapsed instance withdraws its entries; an
+// identity whose count of instances that leaves at zero has left, told to
+// the reaping instance. Instance IDs are 16 hex digits, so the fields
+// cannot be confused. The instance's filter set KEY:occ:i:ID keeps
+// filters only, as releases before presence read it.
 
 // maxPresenceListed caps the identities one answer gathers from the
 // hash, whatever it holds: the per-instance caps bound it in practice,
@@ -34,7 +36,7 @@ const maxPresenceListed = 16 * hub.MaxPresenceIdentities
 
 // shareScript records this instance's state of a filter and of one
 // identity in it, and renews its liveness. KEYS: the instances, this
-// instance's set, its liveness, the filter's hash. ARGV: instance ID, TTL
+// instance's presence set, its liveness, the filter's hash. ARGV: instance ID, TTL
 // in milliseconds, filter, sub ("" for the counts only), connections,
 // claims, anonymous, total. Returns whether the identity's count of
 // instances crossed zero, then whether the instance joined the instances.
@@ -44,21 +46,21 @@ redis.call('SET', KEYS[3], '1', 'PX', ARGV[2])
 local id, f, sub = ARGV[1], ARGV[3], ARGV[4]
 if tonumber(ARGV[8]) > 0 then
 	redis.call('HSET', KEYS[4], 'a' .. id, ARGV[7], 't' .. id, ARGV[8])
-	redis.call('SADD', KEYS[2], '\0' .. f .. '\0')
+	redis.call('SADD', KEYS[2], f .. '\0')
 else
 	redis.call('HDEL', KEYS[4], 'a' .. id, 't' .. id)
-	redis.call('SREM', KEYS[2], '\0' .. f .. '\0')
+	redis.call('SREM', KEYS[2], f .. '\0')
 end
 local crossed = 0
 if sub ~= '' then
 	local field = 'i' .. id .. sub
 	if tonumber(ARGV[5]) > 0 then
 		if redis.call('HSET', KEYS[4], field, ARGV[5] .. ':' .. ARGV[6]) == 1 then
-			redis.call('SADD', KEYS[2], '\0' .. f .. '\0' .. sub)
+			redis.call('SADD', KEYS[2], f .. '\0' .. sub)
 			if redis.call('HINCRBY', KEYS[4], 'n' .. sub, 1) == 1 then crossed = 1 end
 		end
 	elseif redis.call('HDEL', KEYS[4], field) == 1 then
-		redis.call('SREM', KEYS[2], '\0' .. f .. '\0' .. sub)
+		redis.call('SREM', KEYS[2], f .. '\0' .. sub)
 		if redis.call('HINCRBY', KEYS[4], 'n' .. sub, -1) <= 0 then
 			redis.call('HDEL', KEYS[4], 'n' .. sub)
 			crossed = 1
@@ -86,7 +88,7 @@ func (b *Occupancy) StartPresence(left func(hub.PresenceChange), resync func()) 
 // SharePresence implements hub.PresenceSharer.
 func (b *Occupancy) SharePresence(ctx context.Context, s hub.PresenceShare) (bool, error) {
 	keys := b.occKeys()
-	res, err := shareScript.Run(ctx, b.client, []string{keys[1], keys[2], keys[3], b.presenceKey(s.Filter)},
+	res, err := shareScript.Run(ctx, b.client, []string{keys[1], b.occKey() + ":pi:" + b.occ.id, keys[3], b.presenceKey(s.Filter)},
 		b.occ.id, occupancyTTL.Milliseconds(), s.Filter, s.Sub, s.Connections, string(s.Claims), s.Anonymous, s.Total).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)
@@ -157,15 +159,15 @@ func parseEntry(v string) (int, json.RawMessage, bool) {
 	return n, json.RawMessage(claims), true
 }
 
-// leftMember parses a reaped identity, {"\0FILTER\0SUB", claims}.
+// leftMember parses a reaped identity, {"FILTER\0SUB", claims}.
 func leftMember(r []any) (hub.PresenceChange, bool) {
 	if len(r) != 2 {
 		return hub.PresenceChange{}, false
 	}
 	m, _ := r[0].(string)
 	claims, _ := r[1].(string)
-	filter, sub, ok := strings.Cut(strings.TrimPrefix(m, "\x00"), "\x00")
-	if !ok || sub == "" || !strings.HasPrefix(m, "\x00") {
+	filter, sub, ok := strings.Cut(m, "\x00")
+	if !ok || sub == "" || hub.ValidateFilter(filter) != nil {
 		return hub.PresenceChange{}, false
 	}
 	c := hub.PresenceChange{Topic: filter, Sub: sub}
