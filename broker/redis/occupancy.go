@@ -199,12 +199,18 @@ func (b *Occupancy) Occupy(ctx context.Context, filter string, occupied bool) (b
 	if occupied {
 		flag = "1"
 	}
-	res, err := occupyScript.Run(ctx, b.client, b.occKeys(), filter, flag, b.occ.id, occupancyTTL.Milliseconds()).Int64Slice()
+	return b.crossing(ctx, occupyScript, "counting occupancy in", b.occKeys(), filter, flag, b.occ.id, occupancyTTL.Milliseconds())
+}
+
+// crossing runs a script that answers whether a count crossed zero, then
+// whether the instance joined the instances (Occupy, SharePresence).
+func (b *Occupancy) crossing(ctx context.Context, script *goredis.Script, what string, keys []string, args ...any) (bool, error) {
+	res, err := script.Run(ctx, b.client, keys, args...).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}
 	if err != nil {
-		return false, b.failed("counting occupancy in", err)
+		return false, b.failed(what, err)
 	}
 	b.occ.joined(res[1] == 1)
 	return res[0] == 1, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -88,16 +87,8 @@ func (b *Occupancy) StartPresence(left func(hub.PresenceChange), resync func()) 
 // SharePresence implements hub.PresenceSharer.
 func (b *Occupancy) SharePresence(ctx context.Context, s hub.PresenceShare) (bool, error) {
 	keys := b.occKeys()
-	res, err := shareScript.Run(ctx, b.client, []string{keys[1], b.occKey() + ":pi:" + b.occ.id, keys[3], b.presenceKey(s.Filter)},
-		b.occ.id, occupancyTTL.Milliseconds(), s.Filter, s.Sub, s.Connections, string(s.Claims), s.Anonymous, s.Total).Int64Slice()
-	if err == nil && len(res) != 2 {
-		err = fmt.Errorf("unexpected answer %v", res)
-	}
-	if err != nil {
-		return false, b.failed("sharing presence in", err)
-	}
-	b.occ.joined(res[1] == 1)
-	return res[0] == 1, nil
+	return b.crossing(ctx, shareScript, "sharing presence in", []string{keys[1], b.occKey() + ":pi:" + b.occ.id, keys[3], b.presenceKey(s.Filter)},
+		b.occ.id, occupancyTTL.Milliseconds(), s.Filter, s.Sub, s.Connections, string(s.Claims), s.Anonymous, s.Total)
 }
 
 // PresentAll implements hub.PresenceSharer: every instance's entries of
