@@ -9,15 +9,16 @@ import (
 	"time"
 )
 
-// Who is here: for each filter, as written (what subscribers give; a
-// wildcard filter is its own entry, not expanded to the topics it
-// matches), the identities subscribed to it, each with its number of
-// connections, and a count of anonymous subscriptions (no Subject). An
-// identity's first connection to a filter makes it join, its last one
-// leave; with Options.Presence the hub sends both as signals
-// ($pubsub/join, $pubsub/leave). Long-polls (Client.Quiet) are not
-// counted, as watchers do not count them.
+// Who is here, with Options.Presence: for each filter, as written (what
+// subscribers give; a wildcard filter is its own entry, not expanded to
+// the topics it matches), the identities subscribed to it, each with its
+// number of connections, and a count of anonymous subscriptions (no
+// Subject). Long-polls (Client.Quiet) are not counted, as watchers do not
+// count them. A hub without presence keeps no lists.
 
+// PresenceJoin and PresenceLeave are the topics of the signals sent when
+// an identity's first connection to a filter begins and when its last
+// ends (PresenceChange).
 const (
 	PresenceJoin  = "$pubsub/join"
 	PresenceLeave = "$pubsub/leave"
