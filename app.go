@@ -177,7 +177,7 @@ func (a *App) hub(name string, opts hub.Options, broker brokerOf) (*hub.Hub, err
 	key := broker.poolKey(name)
 	def := hubDefinition{opts: opts, broker: key}
 	if prev, ok := a.defined[name]; ok && !prev.equal(def) {
-		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, retain, queue, broker, presence, limits subscribers, per_ip, publish_wait, publish_rate or publish_burst); give one of them another hub name", name)
+		return nil, fmt.Errorf("hub %q is defined twice with different settings (history, retain, queue, broker, presence and its claims, limits subscribers, per_ip, publish_wait, publish_rate or publish_burst); give one of them another hub name", name)
 	}
 	val, loaded, err := hubs.LoadOrNew(key, func() (caddy.Destructor, error) {
 		b, err := broker.OpenBroker(name, opts.Retention)

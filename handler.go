@@ -314,6 +314,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		h.publish(w, r, rq)
 		return nil
 	}
+	if handlers.AsksPresence(r) {
+		h.endpoint.ServePresence(w, r, rq)
+		return nil
+	}
 	t, err := handlers.SelectTransport(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)

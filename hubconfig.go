@@ -66,6 +66,12 @@ type HubConfig struct {
 	// one hub must agree on it. Default: off.
 	Presence bool `json:"presence,omitempty"`
 
+	// PresenceClaims names the token claims presence shows beside an
+	// identity's sub, in its lists and events (the Caddyfile's
+	// `presence { claims NAME... }`); no other claim is kept. Handlers
+	// naming one hub must agree on them. Default: none.
+	PresenceClaims []string `json:"presence_claims,omitempty"`
+
 	// CaddyEvents publishes Caddy's own events of these names (certificates
 	// obtained or failing, upstreams turning healthy or unhealthy, a config
 	// started…) into the hub, each to $caddy/NAME with the event's data as
@@ -169,6 +175,7 @@ func (c *HubConfig) options() hub.Options {
 		Queue:          c.Queue,
 		Retention:      c.retention(),
 		Presence:       c.Presence,
+		PresenceClaims: c.PresenceClaims,
 		MaxSubscribers: c.Limits.Subscribers,
 		MaxPerClient:   c.Limits.PerIP,
 		PublishWait:    time.Duration(c.Limits.PublishWait),
@@ -216,10 +223,7 @@ func (c *HubConfig) parseSetting(d *caddyfile.Dispenser, name string, args []str
 			err = checkQueue(c.Queue)
 		}
 	case "presence":
-		if len(args) != 0 {
-			return true, d.ArgErr()
-		}
-		c.Presence = true
+		return true, c.parsePresence(d, args)
 	case "caddy_events":
 		if len(c.CaddyEvents) > 0 {
 			return true, d.Err("caddy_events given twice")
@@ -503,4 +507,26 @@ func (p *provisionedHub) release() {
 // defines.
 func globalHubError(name string, settings []string) error {
 	return fmt.Errorf("hub %q is defined in the global pubsub option (the pubsub app), so its %s belongs there, not in a pubsub handler; handlers of a global hub keep only endpoint settings", name, strings.Join(settings, ", "))
+}
+
+// parsePresence parses `presence`, with an optional block naming the token
+// claims presence shows: `presence { claims NAME... }`.
+func (c *HubConfig) parsePresence(d *caddyfile.Dispenser, args []string) error {
+	if len(args) != 0 {
+		return d.ArgErr()
+	}
+	c.Presence = true
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "claims" {
+			return d.Errf("unknown presence setting %q: presence takes claims", d.Val())
+		}
+		if len(c.PresenceClaims) > 0 {
+			return d.Err("presence: claims given twice")
+		}
+		c.PresenceClaims = d.RemainingArgs()
+		if len(c.PresenceClaims) == 0 {
+			return d.ArgErr()
+		}
+	}
+	return nil
 }

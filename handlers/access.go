@@ -247,11 +247,11 @@ func (id *identity) subscription(filters []string) ([]hub.SubscribeOption, *deni
 			check = true
 		}
 	}
-	subject := hub.Subject(id.token.Subject)
+	subject, claims := hub.Subject(id.token.Subject), hub.Claims(id.token.Claims)
 	if check {
-		return []hub.SubscribeOption{hub.Allow(id.token.Subscribe.Allows), subject}, nil
+		return []hub.SubscribeOption{hub.Allow(id.token.Subscribe.Allows), subject, claims}, nil
 	}
-	return []hub.SubscribeOption{hub.Allow(nil), subject}, nil
+	return []hub.SubscribeOption{hub.Allow(nil), subject, claims}, nil
 }
 
 // mayReceive reports whether a message on topic may reach the identity,

@@ -66,6 +66,9 @@ type Options struct {
 	// $pubsub/subscribe or $pubsub/unsubscribe when a subscription
 	// begins, changes or ends (presence.go).
 	Presence bool
+	// PresenceClaims names the token claims that presence shows beside
+	// an identity's sub (who.go); no other claim is kept.
+	PresenceClaims []string
 	// MaxSubscribers caps the subscriber connections Admit lets in at
 	// once; 0 means no cap (limits.go).
 	MaxSubscribers int
@@ -340,6 +343,7 @@ func (h *Hub) Close() error {
 	h.stopFanOut()
 	h.stopPresence()
 	h.stopOccupancy()
+	h.stopShare()
 	return h.broker.Close()
 }
 

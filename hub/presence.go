@@ -55,6 +55,10 @@ type PresenceEvent struct {
 	ID        string   `json:"id"`
 	Transport string   `json:"transport"`
 	Topics    []string `json:"topics"`
+	// Sub and Claims are the subscriber's identity (who.go), when it has
+	// a token.
+	Sub    string          `json:"sub,omitempty"`
+	Claims json.RawMessage `json:"claims,omitempty"`
 }
 
 // presence sends a hub's presence events from its own goroutine: the hub
@@ -125,6 +129,7 @@ func (h *Hub) setPresence(on bool) {
 		h.obs.presence = p
 		go p.run(h)
 	}
+	h.rebuildPresence()
 	h.mu.Unlock()
 	old.stop()
 }
@@ -211,7 +216,7 @@ func (h *Hub) queuePresence(s *Subscriber, topic string, topics []string) {
 	if len(topics) == 0 {
 		return
 	}
-	data, _ := json.Marshal(PresenceEvent{ID: h.subscriptionID(s), Transport: s.client.Transport, Topics: topics})
+	data, _ := json.Marshal(PresenceEvent{ID: h.subscriptionID(s), Transport: s.client.Transport, Topics: topics, Sub: s.subject, Claims: h.chosenClaims(s.claims)})
 	select {
 	case h.obs.presence.events <- Message{Topic: topic, Data: string(data), Time: time.Now()}:
 	default:

@@ -63,8 +63,10 @@ type observed struct {
 	idPrefix   string  // random per hub, starts subscription IDs
 	ending     *ending // handed out by Ended (ended.go)
 	watchers   []*Watcher
-	occupancy  map[string]int // non-quiet subscriptions by filter (watch.go)
-	occ        *occupancy     // counting across instances, once started (watch.go)
+	occupancy  map[string]int      // non-quiet subscriptions by filter (watch.go)
+	occ        *occupancy          // counting across instances, once started (watch.go)
+	present    map[string]*present // identities by filter (who.go)
+	share      *share              // sharing them across instances, once started (whoshare.go)
 
 	occupancyLost atomic.Uint64
 }

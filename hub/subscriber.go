@@ -36,6 +36,9 @@ type Subscriber struct {
 	subject string
 	// tag is its owner's value for watchers (Tag, watch.go).
 	tag any
+	// claims is its token's payload, whose chosen claims presence shows
+	// (Claims, who.go).
+	claims []byte
 
 	// replay is the history still to send from Subscribe; nil when done.
 	// Only the owner uses it.

@@ -111,6 +111,7 @@ func (h *Hub) watchChange(s *Subscriber, old []string) {
 			vacated = append(vacated, f)
 		}
 	}
+	h.trackPresence(s, added, removed)
 	if len(h.obs.watchers) == 0 {
 		return
 	}

@@ -23,6 +23,8 @@ import (
 //	KEY:occ:instances   set of instance IDs that counted something
 //	KEY:occ:i:ID        set: the filters instance ID counts
 //	KEY:occ:hb:ID       the instance's liveness, expiring after occupancyTTL
+//	KEY:occ:p:FILTER    hash: presence lists (presence.go)
+//	KEY:occ:pi:ID       set: the presence entries instance ID holds
 //
 // An instance counts a filter once however many of its subscriptions hold
 // it, and withdraws it when its last ends; the script whose change makes
@@ -51,23 +53,36 @@ func (b *Occupancy) Close() error {
 	return b.Broker.Close()
 }
 
-// occupancy is the state of the heartbeat.
+// occupancy is the state of the heartbeat, which occupancy and presence
+// (presence.go) share.
 type occupancy struct {
 	mu     sync.Mutex
 	id     string
 	cancel context.CancelFunc
 	done   chan struct{}
-	resync func()
+	// The hub's callbacks, set by StartOccupancy and StartPresence; nil
+	// until then. Guarded by mu.
+	vacated        func(filter string)
+	resync         func()
+	left           func(hub.PresenceChange)
+	resyncPresence func()
 	// registered: the instance joined KEY:occ:instances once; joining
 	// again means it was reaped, and counts its filters again.
 	registered atomic.Bool
 }
 
 // joined notes that a script added the instance to KEY:occ:instances: a
-// second time, it had been reaped.
+// second time, it had been reaped, and counts and shares all again.
 func (o *occupancy) joined(added bool) {
 	if added && o.registered.Swap(true) {
-		o.resync()
+		o.mu.Lock()
+		resync, resyncPresence := o.resync, o.resyncPresence
+		o.mu.Unlock()
+		for _, f := range []func(){resync, resyncPresence} {
+			if f != nil {
+				f()
+			}
+		}
 	}
 }
 
@@ -102,9 +117,11 @@ return {0, added}
 // heartbeatScript renews this instance's liveness and reaps the instances
 // whose liveness lapsed. KEYS: the hash, the instances, this instance's
 // set, its liveness. ARGV: instance ID, TTL in milliseconds, the prefix of
-// instance sets, the prefix of liveness keys. Returns 1 or 0 (whether
+// instance sets, the prefix of liveness keys, the prefix of presence
+// hashes, the prefix of instances' presence sets. Returns 1 or 0 (whether
 // this instance had been reaped itself: its filters must be counted
-// again), then the filters vacated.
+// again), then the filters vacated and, each as {member, claims}, the
+// identities that left (presence.go).
 var heartbeatScript = goredis.NewScript(`
 local reaped = redis.call('SADD', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[4]) == 1 then reaped = 0 end
@@ -119,6 +136,29 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 				out[#out + 1] = f
 			end
 		end
+		local pset = ARGV[6] .. id
+		for _, m in ipairs(redis.call('SMEMBERS', pset)) do
+			local cut = string.find(m, '\0', 1, true)
+			if cut then
+				local hk, sub = ARGV[5] .. string.sub(m, 1, cut - 1), string.sub(m, cut + 1)
+				if sub == '' then
+					redis.call('HDEL', hk, 'a' .. id, 't' .. id)
+				else
+					local v = redis.call('HGET', hk, 'i' .. id .. sub)
+					redis.call('HDEL', hk, 'i' .. id .. sub)
+					if redis.call('HINCRBY', hk, 'n' .. sub, -1) <= 0 then
+						redis.call('HDEL', hk, 'n' .. sub)
+						local claims = ''
+						if v then
+							local at = string.find(v, ':', 1, true)
+							if at then claims = string.sub(v, at + 1) end
+						end
+						out[#out + 1] = {m, claims}
+					end
+				end
+			end
+		end
+		redis.call('DEL', pset)
 		redis.call('DEL', set)
 		redis.call('SREM', KEYS[2], id)
 	end
@@ -131,16 +171,26 @@ return out
 func (b *Occupancy) StartOccupancy(vacated func(filter string), resync func()) error {
 	b.occ.mu.Lock()
 	defer b.occ.mu.Unlock()
-	if b.occ.done != nil {
+	if b.occ.vacated != nil {
 		return errors.New("redis broker: occupancy started twice")
+	}
+	b.occ.vacated, b.occ.resync = vacated, resync
+	b.startHeartbeat()
+	return nil
+}
+
+// startHeartbeat draws the instance's ID and starts the heartbeat, once,
+// for occupancy or presence, whichever starts first. b.occ.mu is held.
+func (b *Occupancy) startHeartbeat() {
+	if b.occ.done != nil {
+		return
 	}
 	var raw [8]byte
 	_, _ = rand.Read(raw[:]) // crypto/rand.Read never fails
 	b.occ.id = hex.EncodeToString(raw[:])
 	ctx, cancel := context.WithCancel(context.Background())
-	b.occ.cancel, b.occ.done, b.occ.resync = cancel, make(chan struct{}), resync
-	go b.heartbeat(ctx, vacated)
-	return nil
+	b.occ.cancel, b.occ.done = cancel, make(chan struct{})
+	go b.heartbeat(ctx)
 }
 
 // Occupy implements hub.Occupier.
@@ -149,12 +199,18 @@ func (b *Occupancy) Occupy(ctx context.Context, filter string, occupied bool) (b
 	if occupied {
 		flag = "1"
 	}
-	res, err := occupyScript.Run(ctx, b.client, b.occKeys(), filter, flag, b.occ.id, occupancyTTL.Milliseconds()).Int64Slice()
+	return b.crossing(ctx, occupyScript, "counting occupancy in", b.occKeys(), filter, flag, b.occ.id, occupancyTTL.Milliseconds())
+}
+
+// crossing runs a script that answers whether a count crossed zero, then
+// whether the instance joined the instances (Occupy, SharePresence).
+func (b *Occupancy) crossing(ctx context.Context, script *goredis.Script, what string, keys []string, args ...any) (bool, error) {
+	res, err := script.Run(ctx, b.client, keys, args...).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}
 	if err != nil {
-		return false, b.failed("counting occupancy in", err)
+		return false, b.failed(what, err)
 	}
 	b.occ.joined(res[1] == 1)
 	return res[0] == 1, nil
@@ -163,25 +219,19 @@ func (b *Occupancy) Occupy(ctx context.Context, filter string, occupied bool) (b
 // heartbeat renews the liveness and reaps, every occupancyTTL/3, until
 // Close; then it withdraws this instance's liveness so that the others
 // reap what it still counted.
-func (b *Occupancy) heartbeat(ctx context.Context, vacated func(string)) {
+func (b *Occupancy) heartbeat(ctx context.Context) {
 	defer close(b.occ.done)
 	tick := time.NewTicker(occupancyTTL / 3)
 	defer tick.Stop()
 	base := b.occKey()
 	for {
 		call, cancel := context.WithTimeout(ctx, occupancyTTL/3)
-		res, err := heartbeatScript.Run(call, b.client, b.occKeys(), b.occ.id, occupancyTTL.Milliseconds(), base+":i:", base+":hb:").Slice()
+		res, err := heartbeatScript.Run(call, b.client, b.occKeys(), b.occ.id, occupancyTTL.Milliseconds(), base+":i:", base+":hb:", base+":p:", base+":pi:").Slice()
 		cancel()
 		if err != nil {
 			b.logger.Debug("occupancy heartbeat", zap.Error(err))
 		} else {
-			added, _ := res[0].(int64)
-			b.occ.joined(added == 1)
-			for _, f := range res[1:] {
-				if s, ok := f.(string); ok {
-					vacated(s)
-				}
-			}
+			b.reaped(res)
 		}
 		select {
 		case <-ctx.Done():
@@ -190,6 +240,32 @@ func (b *Occupancy) heartbeat(ctx context.Context, vacated func(string)) {
 			cancel()
 			return
 		case <-tick.C:
+		}
+	}
+}
+
+// reaped hands on what a heartbeat found: whether this instance had been
+// reaped, the filters vacated and the identities that left, to the
+// callbacks started.
+func (b *Occupancy) reaped(res []any) {
+	if len(res) == 0 {
+		return
+	}
+	added, _ := res[0].(int64)
+	b.occ.joined(added == 1)
+	b.occ.mu.Lock()
+	vacated, left := b.occ.vacated, b.occ.left
+	b.occ.mu.Unlock()
+	for _, r := range res[1:] {
+		switch r := r.(type) {
+		case string:
+			if vacated != nil {
+				vacated(r)
+			}
+		case []any:
+			if c, ok := leftMember(r); ok && left != nil {
+				left(c)
+			}
 		}
 	}
 }

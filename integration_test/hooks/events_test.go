@@ -71,10 +71,10 @@ func TestVanishedClientVacates(t *testing.T) {
 		t.Run(transport, func(t *testing.T) {
 			topic := "gone/" + transport
 			if transport == "sse" {
-				vanish(rawSSE(t, ep, "topic="+topic))
+				testserver.Vanish(testserver.RawSSE(t, ep, "topic="+topic))
 			} else {
 				ws := testserver.DialWS(t, ep+"?topic="+topic, nil)
-				vanish(ws.Conn.NetConn().(*net.TCPConn))
+				testserver.Vanish(ws.Conn.NetConn().(*net.TCPConn))
 			}
 			if c := b.next("occupied"); c.Topic != topic {
 				t.Fatalf("occupied: %+v", c)

@@ -1,18 +1,15 @@
 package hooks_test
 
 import (
-	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -277,33 +274,3 @@ func status(t *testing.T, method, url string, header http.Header) (int, string) 
 }
 
 var sseHeader = http.Header{"Accept": {"text/event-stream"}}
-
-// rawSSE opens an SSE subscription on a raw TCP connection and returns it
-// once the headers came, so a test can drop it without a word (a client
-// that vanishes).
-func rawSSE(t *testing.T, endpoint, query string) *net.TCPConn {
-	t.Helper()
-	host := strings.TrimPrefix(endpoint, "http://")
-	host, path, _ := strings.Cut(host, "/")
-	conn, err := net.Dial("tcp", host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	fmt.Fprintf(conn, "GET /%s?%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", path, query, host)
-	_ = conn.SetReadDeadline(time.Now().Add(testserver.Wait))
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("raw SSE: %d", resp.StatusCode)
-	}
-	return conn.(*net.TCPConn)
-}
-
-// vanish drops conn with a reset, as a client whose machine went away.
-func vanish(conn *net.TCPConn) {
-	_ = conn.SetLinger(0)
-	_ = conn.Close()
-}

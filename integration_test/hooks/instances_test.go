@@ -35,7 +35,7 @@ func TestOccupancyAcrossInstances(t *testing.T) {
 
 	// The second instance dies with its room subscriber: the first finds
 	// its liveness lapsed (15s, renewed every 5s) and vacates room.
-	rawSSE(t, onTwo, "topic=gone")
+	testserver.RawSSE(t, onTwo, "topic=gone")
 	if c := b.next("occupied"); c.Topic != "gone" {
 		t.Fatalf("occupied: %+v", c)
 	}
@@ -59,7 +59,7 @@ func TestOccupancyAcrossInstances(t *testing.T) {
 	// An instance that stops ends its subscriptions and tells the
 	// backend before it exits.
 	three := testserver.StartChild(t, bin, "", s)
-	rawSSE(t, three.Base+"/events", "topic=calm")
+	testserver.RawSSE(t, three.Base+"/events", "topic=calm")
 	if c := b.next("occupied"); c.Topic != "calm" {
 		t.Fatalf("occupied: %+v", c)
 	}
