@@ -59,18 +59,24 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 // {"ids":[ID,…]}, and a newline: the bytes json.Encoder writes for them,
 // without its map, encoder and reflection for every publish.
 func appendIDs(b []byte, ids []string, batch bool) []byte {
+	b = append(b, '{')
+	return append(appendIDFields(b, ids, batch), "}\n"...)
+}
+
+// appendIDFields appends "id":ID or, for a batch, "ids":[ID,…].
+func appendIDFields(b []byte, ids []string, batch bool) []byte {
 	if !batch {
-		b = append(b, `{"id":`...)
-		return append(appendJSONString(b, ids[0]), "}\n"...)
+		b = append(b, `"id":`...)
+		return appendJSONString(b, ids[0])
 	}
-	b = append(b, `{"ids":[`...)
+	b = append(b, `"ids":[`...)
 	for i, id := range ids {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = appendJSONString(b, id)
 	}
-	return append(b, "]}\n"...)
+	return append(b, ']')
 }
 
 // appendJSONString appends s as a JSON string. IDs are printable ASCII:
@@ -224,7 +230,10 @@ func parseJSON(body []byte, maxBatch int) ([]hub.Message, bool, error) {
 	var in []jsonMessage
 	var err error
 	if batch {
-		in, err = decodeBatch(body, maxBatch)
+		var ok bool
+		if in, ok = scanBatch(body, maxBatch); !ok {
+			in, err = decodeBatch(body, maxBatch)
+		}
 		switch {
 		case errors.Is(err, errBatchTooLong):
 			err = fmt.Errorf("JSON array longer than %d messages", maxBatch)
@@ -233,7 +242,10 @@ func parseJSON(body []byte, maxBatch int) ([]hub.Message, bool, error) {
 		}
 	} else {
 		in = make([]jsonMessage, 1)
-		err = decodeStrict(body, &in[0])
+		var ok bool
+		if in[0], ok = scanMessage(body); !ok {
+			err = decodeStrict(body, &in[0])
+		}
 	}
 	if err != nil {
 		return nil, false, err
@@ -311,11 +323,17 @@ func messages(in []jsonMessage, batch bool) ([]hub.Message, error) {
 }
 
 // message converts m: string data is kept as is, other JSON data as its
-// compact JSON text.
+// compact JSON text. m.Data is valid JSON (decoded or scanned), so a
+// string with nothing to unquote, or a value without white space, is its
+// own result.
 func (m jsonMessage) message() (hub.Message, error) {
 	msg := hub.Message{Topic: m.Topic, Event: m.Event}
 	switch {
 	case len(m.Data) == 0 || string(m.Data) == "null":
+	case m.Data[0] == '"' && plainText(m.Data[1:len(m.Data)-1]):
+		msg.Data = string(m.Data[1 : len(m.Data)-1])
+	case m.Data[0] != '"' && bytes.IndexAny(m.Data, " \t\r\n") < 0:
+		msg.Data = string(m.Data)
 	case m.Data[0] == '"':
 		if err := json.Unmarshal(m.Data, &msg.Data); err != nil {
 			return msg, fmt.Errorf("invalid JSON: %w", err)
