@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -79,19 +80,37 @@ func appendIDFields(b []byte, ids []string, batch bool) []byte {
 	return append(b, ']')
 }
 
-// appendJSONString appends s as a JSON string. IDs are printable ASCII:
-// they go as they are; anything json.Marshal would escape (a broker of
-// another module may make such IDs) takes json.Marshal's path.
+// appendJSONString appends s as a JSON string, the bytes json.Marshal
+// makes of it, without its encoder state and reflection. Quotes and
+// backslashes are escaped here; what json.Marshal escapes otherwise
+// (control and HTML characters, U+2028 and U+2029, invalid UTF-8: rare in
+// IDs, topics and data) takes json.Marshal's path.
 func appendJSONString(b []byte, s string) []byte {
-	for i := range len(s) {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
+	start := len(b)
 	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
+	plain := 0 // s[plain:i] is yet to be appended as it is
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(append(b, s[plain:i]...), '\\', c)
+				plain = i + 1
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				q, _ := json.Marshal(s)
+				return append(b[:start], q...)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
+			q, _ := json.Marshal(s)
+			return append(b[:start], q...)
+		}
+		i += size
+	}
+	return append(append(b, s[plain:]...), '"')
 }
 
 // publish is the publish path of every transport: it gives each message
