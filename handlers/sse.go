@@ -94,7 +94,7 @@ func (ep *Endpoint) openSSE(w http.ResponseWriter, r *http.Request, rq Request) 
 		r:     r,
 		id:    id,
 		sub:   sub,
-		out:   &sseWriter{w: w, rc: http.NewResponseController(w)},
+		out:   &sseWriter{w: w, rc: http.NewResponseController(w), lift: r.ProtoMajor >= 2},
 		frame: func(m *hub.Message) []byte { return m.Frame(kind, encode) },
 	}
 
@@ -242,6 +242,11 @@ type sseWriter struct {
 	w        http.ResponseWriter
 	rc       *http.ResponseController
 	deadline time.Time // the write deadline set last
+	// lift: the deadline is lifted after every write. An HTTP/2 stream
+	// is reset when its deadline passes, writing or not, so a deadline
+	// left behind would end a stream quiet between two heartbeats; over
+	// HTTP/1.1 a deadline only fails a write under way.
+	lift bool
 }
 
 // write sends buf and flushes it, within writeTimeout.
@@ -260,7 +265,12 @@ func (s *sseWriter) write(buf []byte) error {
 	if _, err := s.w.Write(buf); err != nil {
 		return err
 	}
-	return s.rc.Flush()
+	if err := s.rc.Flush(); err != nil || !s.lift {
+		return err
+	}
+	s.deadline = time.Time{}
+	_ = s.rc.SetWriteDeadline(time.Time{}) // best effort, as when set
+	return nil
 }
 
 // encodeSSE encodes m as an SSE event: one data line per line of data. A

@@ -211,6 +211,46 @@ func TestHTTP2StreamsKeepTheGoroutinePath(t *testing.T) {
 	}
 }
 
+// An HTTP/2 stream that stays idle longer than the write timeout (10 s),
+// between heartbeats of the default 15 s, is not reset: the write deadline
+// bounds a write that does not drain, not the quiet between writes. (Go's
+// HTTP/2 server resets a stream when its deadline passes, writing or not.)
+func TestIdleHTTP2StreamOutlivesWriteTimeout(t *testing.T) {
+	s := testserver.StartWith(t, `	servers {
+		protocols h1 h2c
+	}`, `
+http://127.0.0.1:{PORT} {
+	pubsub /events*
+}
+`)
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: protocols}}
+	sub := testserver.Subscribe(t, client, s.Base+"/events?topic=h2", nil)
+	if sub.Resp.ProtoMajor != 2 {
+		t.Fatalf("stream is %s, want HTTP/2", sub.Resp.Proto)
+	}
+	id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"h2"}, "data": {"first"}})
+	if ev := sub.Next(); ev.ID != id {
+		t.Fatalf("got %+v, want %s", ev, id)
+	}
+	idle := time.Now()
+	quiet := time.NewTimer(12 * time.Second)
+	defer quiet.Stop()
+	select {
+	case ev, ok := <-sub.Events():
+		if !ok {
+			t.Fatalf("stream reset after %v idle", time.Since(idle).Round(time.Second))
+		}
+		t.Fatalf("got %+v while idle, want nothing before the heartbeat", ev)
+	case <-quiet.C:
+	}
+	id = testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"h2"}, "data": {"second"}})
+	if ev := sub.Next(); ev.ID != id {
+		t.Fatalf("got %+v, want %s", ev, id)
+	}
+}
+
 // An HTTP/1.0 response has no chunks: such a stream is not parked (its
 // body would get chunk framing it cannot carry) and delivers as before.
 func TestHTTP10StreamIsNotParked(t *testing.T) {
