@@ -190,16 +190,7 @@ func TestReloadAndParkedStreams(t *testing.T) {
 // HTTP/2 streams cannot leave net/http: they keep the goroutine path and
 // deliver as before.
 func TestHTTP2StreamsKeepTheGoroutinePath(t *testing.T) {
-	s := testserver.StartWith(t, `	servers {
-		protocols h1 h2c
-	}`, site)
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	client := &http.Client{Transport: &http.Transport{Protocols: protocols}}
-	sub := testserver.Subscribe(t, client, s.Base+"/events?topic=h2", nil)
-	if sub.Resp.ProtoMajor != 2 {
-		t.Fatalf("stream is %s, want HTTP/2", sub.Resp.Proto)
-	}
+	s, sub := h2cSubscriber(t, site)
 	for i := range 3 {
 		id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"h2"}, "data": {fmt.Sprint(i)}})
 		if ev := sub.Next(); ev.ID != id {
@@ -216,20 +207,11 @@ func TestHTTP2StreamsKeepTheGoroutinePath(t *testing.T) {
 // bounds a write that does not drain, not the quiet between writes. (Go's
 // HTTP/2 server resets a stream when its deadline passes, writing or not.)
 func TestIdleHTTP2StreamOutlivesWriteTimeout(t *testing.T) {
-	s := testserver.StartWith(t, `	servers {
-		protocols h1 h2c
-	}`, `
+	s, sub := h2cSubscriber(t, `
 http://127.0.0.1:{PORT} {
 	pubsub /events*
 }
 `)
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	client := &http.Client{Transport: &http.Transport{Protocols: protocols}}
-	sub := testserver.Subscribe(t, client, s.Base+"/events?topic=h2", nil)
-	if sub.Resp.ProtoMajor != 2 {
-		t.Fatalf("stream is %s, want HTTP/2", sub.Resp.Proto)
-	}
 	id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"h2"}, "data": {"first"}})
 	if ev := sub.Next(); ev.ID != id {
 		t.Fatalf("got %+v, want %s", ev, id)
@@ -249,6 +231,23 @@ http://127.0.0.1:{PORT} {
 	if ev := sub.Next(); ev.ID != id {
 		t.Fatalf("got %+v, want %s", ev, id)
 	}
+}
+
+// h2cSubscriber starts site serving HTTP/2 without TLS too, and subscribes
+// to topic "h2" over HTTP/2.
+func h2cSubscriber(t *testing.T, site string) (*testserver.Server, *testserver.SSEStream) {
+	t.Helper()
+	s := testserver.StartWith(t, `	servers {
+		protocols h1 h2c
+	}`, site)
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: protocols}}
+	sub := testserver.Subscribe(t, client, s.Base+"/events?topic=h2", nil)
+	if sub.Resp.ProtoMajor != 2 {
+		t.Fatalf("stream is %s, want HTTP/2", sub.Resp.Proto)
+	}
+	return s, sub
 }
 
 // An HTTP/1.0 response has no chunks: such a stream is not parked (its
