@@ -138,6 +138,5 @@ func pollAnswer(msgs []*hub.Message, cursor string, gap bool) []byte {
 
 // encodeEnvelope encodes m as its JSON envelope (see envelope in sse.go).
 func encodeEnvelope(m *hub.Message) []byte {
-	b, _ := json.Marshal(newEnvelope(m))
-	return b
+	return appendEnvelope(make([]byte, 0, envelopeSize(m)), m)
 }

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -60,33 +61,57 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 // {"ids":[ID,…]}, and a newline: the bytes json.Encoder writes for them,
 // without its map, encoder and reflection for every publish.
 func appendIDs(b []byte, ids []string, batch bool) []byte {
+	b = append(b, '{')
+	return append(appendIDFields(b, ids, batch), "}\n"...)
+}
+
+// appendIDFields appends "id":ID or, for a batch, "ids":[ID,…].
+func appendIDFields(b []byte, ids []string, batch bool) []byte {
 	if !batch {
-		b = append(b, `{"id":`...)
-		return append(appendJSONString(b, ids[0]), "}\n"...)
+		b = append(b, `"id":`...)
+		return appendJSONString(b, ids[0])
 	}
-	b = append(b, `{"ids":[`...)
+	b = append(b, `"ids":[`...)
 	for i, id := range ids {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = appendJSONString(b, id)
 	}
-	return append(b, "]}\n"...)
+	return append(b, ']')
 }
 
-// appendJSONString appends s as a JSON string. IDs are printable ASCII:
-// they go as they are; anything json.Marshal would escape (a broker of
-// another module may make such IDs) takes json.Marshal's path.
+// appendJSONString appends s as a JSON string, the bytes json.Marshal
+// makes of it, without its encoder state and reflection. Quotes and
+// backslashes are escaped here; what json.Marshal escapes otherwise
+// (control and HTML characters, U+2028 and U+2029, invalid UTF-8: rare in
+// IDs, topics and data) takes json.Marshal's path.
 func appendJSONString(b []byte, s string) []byte {
-	for i := range len(s) {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
+	start := len(b)
 	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
+	plain := 0 // s[plain:i] is yet to be appended as it is
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(append(b, s[plain:i]...), '\\', c)
+				plain = i + 1
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				q, _ := json.Marshal(s)
+				return append(b[:start], q...)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && size == 1) || r == '\u2028' || r == '\u2029' {
+			q, _ := json.Marshal(s)
+			return append(b[:start], q...)
+		}
+		i += size
+	}
+	return append(append(b, s[plain:]...), '"')
 }
 
 // publish is the publish path of every transport: it gives each message
@@ -235,7 +260,10 @@ func parseJSON(body []byte, maxBatch int) ([]hub.Message, bool, error) {
 	var in []jsonMessage
 	var err error
 	if batch {
-		in, err = decodeBatch(body, maxBatch)
+		var ok bool
+		if in, ok = scanBatch(body, maxBatch); !ok {
+			in, err = decodeBatch(body, maxBatch)
+		}
 		switch {
 		case errors.Is(err, errBatchTooLong):
 			err = fmt.Errorf("JSON array longer than %d messages", maxBatch)
@@ -244,7 +272,10 @@ func parseJSON(body []byte, maxBatch int) ([]hub.Message, bool, error) {
 		}
 	} else {
 		in = make([]jsonMessage, 1)
-		err = decodeStrict(body, &in[0])
+		var ok bool
+		if in[0], ok = scanMessage(body); !ok {
+			err = decodeStrict(body, &in[0])
+		}
 	}
 	if err != nil {
 		return nil, false, err
@@ -322,7 +353,9 @@ func messages(in []jsonMessage, batch bool) ([]hub.Message, error) {
 }
 
 // message converts m: string data is kept as is, other JSON data as its
-// compact JSON text.
+// compact JSON text. m.Data is valid JSON (decoded or scanned), so a
+// string with nothing to unquote, or a value without white space, is its
+// own result.
 func (m jsonMessage) message() (hub.Message, error) {
 	msg := hub.Message{Topic: m.Topic, Event: m.Event}
 	switch {
@@ -336,6 +369,10 @@ func (m jsonMessage) message() (hub.Message, error) {
 		}
 		msg.Data, msg.Binary = string(data), true
 	case len(m.Data) == 0 || string(m.Data) == "null":
+	case m.Data[0] == '"' && plainText(m.Data[1:len(m.Data)-1]):
+		msg.Data = string(m.Data[1 : len(m.Data)-1])
+	case m.Data[0] != '"' && bytes.IndexAny(m.Data, " \t\r\n") < 0:
+		msg.Data = string(m.Data)
 	case m.Data[0] == '"':
 		if err := json.Unmarshal(m.Data, &msg.Data); err != nil {
 			return msg, fmt.Errorf("invalid JSON: %w", err)

@@ -95,7 +95,7 @@ func (ep *Endpoint) openSSE(w http.ResponseWriter, r *http.Request, rq Request) 
 		r:     r,
 		id:    id,
 		sub:   sub,
-		out:   &sseWriter{w: w, rc: http.NewResponseController(w)},
+		out:   &sseWriter{w: w, rc: http.NewResponseController(w), lift: r.ProtoMajor >= 2},
 		frame: func(m *hub.Message) []byte { return m.Frame(kind, encode) },
 	}
 
@@ -243,6 +243,11 @@ type sseWriter struct {
 	w        http.ResponseWriter
 	rc       *http.ResponseController
 	deadline time.Time // the write deadline set last
+	// lift: the deadline is lifted after every write. An HTTP/2 stream
+	// is reset when its deadline passes, writing or not, so a deadline
+	// left behind would end a stream quiet between two heartbeats; over
+	// HTTP/1.1 a deadline only fails a write under way.
+	lift bool
 }
 
 // write sends buf and flushes it, within writeTimeout.
@@ -261,7 +266,12 @@ func (s *sseWriter) write(buf []byte) error {
 	if _, err := s.w.Write(buf); err != nil {
 		return err
 	}
-	return s.rc.Flush()
+	if err := s.rc.Flush(); err != nil || !s.lift {
+		return err
+	}
+	s.deadline = time.Time{}
+	_ = s.rc.SetWriteDeadline(time.Time{}) // best effort, as when set
+	return nil
 }
 
 // encodeSSE encodes m as an SSE event: one data line per line of data. A
@@ -327,6 +337,35 @@ func newEnvelope(m *hub.Message) envelope {
 	return e
 }
 
+// envelopeSize is about the size of m's envelope, with room for a few
+// escapes: a buffer that needs no growing.
+func envelopeSize(m *hub.Message) int {
+	return len(m.ID) + len(m.Topic) + len(m.Event) + len(m.Data)*9/8 + 80
+}
+
+// appendEnvelope appends m's envelope as JSON: the bytes json.Marshal
+// makes of newEnvelope(m), without its reflection, once per message and
+// wire format. A time json.Marshal refuses (a year outside 0 to 9999)
+// takes its path, and its nothing.
+func appendEnvelope(b []byte, m *hub.Message) []byte {
+	t := m.Time.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		data, _ := json.Marshal(newEnvelope(m))
+		return append(b, data...)
+	}
+	b = append(b, '{')
+	if m.ID != "" {
+		b = append(appendJSONString(append(b, `"id":`...), m.ID), ',')
+	}
+	b = appendJSONString(append(b, `"topic":`...), m.Topic)
+	if m.Event != "" {
+		b = appendJSONString(append(b, `,"event":`...), m.Event)
+	}
+	b = appendJSONString(append(b, `,"data":`...), m.Data)
+	b = append(t.AppendFormat(append(b, `,"time":"`...), time.RFC3339Nano), '"')
+	return append(b, '}')
+}
+
 // encodeSSEJSON encodes m as an unnamed SSE event whose data is the JSON
 // envelope, so one onmessage handler sees every topic and event name. As
 // with encodeSSE, an ID with a line break encodes to nothing; the event
@@ -335,11 +374,10 @@ func encodeSSEJSON(m *hub.Message) []byte {
 	if !sseSafe(m.ID) {
 		return nil
 	}
-	data, _ := json.Marshal(newEnvelope(m))
-	b := make([]byte, 0, len(data)+len(m.ID)+16)
+	b := make([]byte, 0, envelopeSize(m)+len(m.ID)+16)
 	b = appendSSEID(b, m)
 	b = append(b, "data: "...)
-	b = append(b, data...)
+	b = appendEnvelope(b, m)
 	return append(b, "\n\n"...)
 }
 

@@ -257,7 +257,10 @@ func (c *wsConn) publish(f clientFrame) []byte {
 	in := []jsonMessage{{Topic: f.Topic, Event: f.Event, Data: f.Data, DataBase64: f.DataBase64}}
 	if batch {
 		var err error
-		in, err = decodeBatch(f.Messages, c.ep.Limits.batch())
+		var ok bool
+		if in, ok = scanBatch(f.Messages, c.ep.Limits.batch()); !ok {
+			in, err = decodeBatch(f.Messages, c.ep.Limits.batch())
+		}
 		switch {
 		case errors.Is(err, errBatchTooLong):
 			return errorFrame(f.Ref, fmt.Sprintf("more than %d messages", c.ep.Limits.batch()))
@@ -284,10 +287,30 @@ func (c *wsConn) publishMessages(f clientFrame, msgs []hub.Message, batch bool) 
 	if denied != nil {
 		return errorFrame(f.Ref, denied.reason)
 	}
-	ack := wsReply{Type: "ack", Ref: f.Ref, IDs: ids}
-	if !batch {
-		ack.ID, ack.IDs = ids[0], nil
+	return appendAck(nil, f.Ref, ids, batch)
+}
+
+// appendAck appends the ack of a publish: the bytes json.Marshal makes of
+// its wsReply, without its reflection for every publish. A ref that
+// json.Marshal would change (white space, characters it escapes) or an
+// empty ID (omitted) takes json.Marshal's path.
+func appendAck(b []byte, ref json.RawMessage, ids []string, batch bool) []byte {
+	plain := len(ids) > 0 && (batch || ids[0] != "")
+	for _, c := range ref {
+		plain = plain && c > ' ' && c < 0x7f && c != '<' && c != '>' && c != '&'
 	}
-	b, _ := json.Marshal(ack)
-	return b
+	if !plain {
+		ack := wsReply{Type: "ack", Ref: ref, IDs: ids}
+		if !batch && len(ids) > 0 {
+			ack.ID, ack.IDs = ids[0], nil
+		}
+		m, _ := json.Marshal(ack)
+		return append(b, m...)
+	}
+	b = append(b, `{"type":"ack",`...)
+	if len(ref) > 0 {
+		b = append(b, `"ref":`...)
+		b = append(append(b, ref...), ',')
+	}
+	return append(appendIDFields(b, ids, batch), '}')
 }

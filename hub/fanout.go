@@ -9,9 +9,12 @@ import (
 // The hub fans messages out on its own goroutine, so a publish returns once
 // the broker has stored the message, instead of after it was queued for
 // every subscriber (milliseconds with ten thousand of them, longer when the
-// woken subscribers' goroutines get the CPU first). A hub with few
-// subscribers and nothing pending fans out on the publisher's goroutine,
-// which is cheaper than the hand-over.
+// woken subscribers' goroutines get the CPU first). A message for few
+// subscribers, with nothing pending, is fanned out on the publisher's
+// goroutine, which is cheaper than the hand-over: what counts is the
+// subscriptions its topic matches, not the hub's size, so that with
+// thousands of topics of a few subscribers each no publish wakes the
+// fan-out goroutine.
 //
 // Order and the resume guarantees do not change: the broker hands over
 // messages in ID order; they wait in pending, and are taken from it and
@@ -33,9 +36,10 @@ const (
 	// message is fanned out), so a Subscribe or a Close waits for a few
 	// messages with few subscribers, or one with many, not a backlog.
 	fanOutWork = 1024
-	// inlineFanOut: a hub with at most this many subscribers, and nothing
-	// pending, fans a message out on the publisher's goroutine: it takes
-	// microseconds, less than handing it to the fan-out goroutine.
+	// inlineFanOut: a message whose topic matches at most this many
+	// subscriptions, with nothing pending, is fanned out on the
+	// publisher's goroutine: it takes microseconds, less than handing it
+	// to the fan-out goroutine.
 	inlineFanOut = 64
 )
 
@@ -104,7 +108,7 @@ func (h *Hub) deliver(m *Message) {
 	// With nothing pending and h.mu free, no earlier message is waiting
 	// or being fanned out: m may go now, in order.
 	if f.first == len(f.pending) && !f.stopped && h.mu.TryLock() {
-		if h.subs <= inlineFanOut {
+		if h.subs <= inlineFanOut || h.index.count(m.Topic) <= inlineFanOut {
 			f.mu.Unlock()
 			h.fanOutLocked(m)
 			h.mu.Unlock()

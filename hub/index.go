@@ -60,16 +60,29 @@ func (ix *index) remove(filter string, s *Subscriber) {
 // match calls visit for every subscriber with a filter matching topic. A
 // subscriber whose filters overlap is visited once per matching filter.
 func (ix *index) match(topic string, visit func(*Subscriber)) {
+	ix.matchNodes(topic, func(n *node) { n.visitAll(visit) })
+}
+
+// count is how many subscriptions match topic: the visits match would
+// make, found from the nodes alone, without visiting a subscriber.
+func (ix *index) count(topic string) int {
+	n := 0
+	ix.matchNodes(topic, func(m *node) { n += len(m.subs) })
+	return n
+}
+
+// matchNodes calls visit for every node whose filter matches topic.
+func (ix *index) matchNodes(topic string, visit func(*node)) {
 	reserved := strings.HasPrefix(topic, "$")
 	ix.root.match(topic, true, reserved, visit)
 }
 
-func (n *node) match(rest string, first, reserved bool, visit func(*Subscriber)) {
+func (n *node) match(rest string, first, reserved bool, visit func(*node)) {
 	level, rest, more := strings.Cut(rest, "/")
 	wildcardOK := !(first && reserved)
 	if wildcardOK {
 		if hash := n.children["#"]; hash != nil {
-			hash.visitAll(visit)
+			visit(hash)
 		}
 	}
 	if child := n.children[level]; child != nil {
@@ -82,15 +95,15 @@ func (n *node) match(rest string, first, reserved bool, visit func(*Subscriber))
 	}
 }
 
-func (n *node) descend(rest string, more, reserved bool, visit func(*Subscriber)) {
+func (n *node) descend(rest string, more, reserved bool, visit func(*node)) {
 	if more {
 		n.match(rest, false, reserved, visit)
 		return
 	}
-	n.visitAll(visit)
+	visit(n)
 	// "a/#" also matches "a" itself.
 	if hash := n.children["#"]; hash != nil {
-		hash.visitAll(visit)
+		visit(hash)
 	}
 }
 

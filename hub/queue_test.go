@@ -3,8 +3,10 @@ package hub
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -136,12 +138,13 @@ func TestSlowConsumerAfterGrowth(t *testing.T) {
 }
 
 // stallFanOut makes the fan-out of topic "stall" wait until the returned
-// release is called: Allow runs in the fan-out. It adds idle subscribers
-// enough for the fan-out to run on the hub's goroutine, not inline.
+// release is called: Allow runs in the fan-out. It adds subscribers to
+// "stall" enough for its fan-out to run on the hub's goroutine, not
+// inline.
 func stallFanOut(t *testing.T, h *Hub) (entered <-chan struct{}, release func()) {
 	t.Helper()
 	for range inlineFanOut {
-		subscribe(t, h, "idle")
+		subscribe(t, h, "stall")
 	}
 	in, out := make(chan struct{}), make(chan struct{})
 	var released bool
@@ -251,8 +254,8 @@ func TestSubscribeAfterPublishGetsOnlyLaterMessages(t *testing.T) {
 	}
 }
 
-// TestOrderAcrossInlineAndQueuedFanOut: while the subscriber count crosses
-// inlineFanOut back and forth, messages are fanned out now on the
+// TestOrderAcrossInlineAndQueuedFanOut: while the subscriptions to the
+// topic cross inlineFanOut back and forth, messages are fanned out now on the
 // publisher's goroutine, now on the hub's, and still arrive once each, in
 // order.
 func TestOrderAcrossInlineAndQueuedFanOut(t *testing.T) {
@@ -273,7 +276,7 @@ func TestOrderAcrossInlineAndQueuedFanOut(t *testing.T) {
 			default:
 			}
 			if len(idle) < inlineFanOut+8 {
-				s, _, _, err := h.Subscribe(context.Background(), []string{"idle"}, "")
+				s, _, _, err := h.Subscribe(context.Background(), []string{"t"}, "")
 				if err != nil {
 					t.Error(err)
 					return
@@ -299,6 +302,40 @@ func TestOrderAcrossInlineAndQueuedFanOut(t *testing.T) {
 		}
 	}
 	assertNoMessage(t, watcher)
+}
+
+// TestFewMatchesFanOutInline: in a hub of many subscribers, each on a
+// topic of its own, a publish is fanned out on the publisher's goroutine,
+// not handed to the hub's: what decides is the subscriptions its topic
+// matches, not the hub's size. Allow runs in the fan-out and says where.
+func TestFewMatchesFanOutInline(t *testing.T) {
+	h, _ := newTestHub(t, Options{Queue: 10})
+	for i := range 4 * inlineFanOut {
+		subscribe(t, h, "user/"+strconv.Itoa(i))
+	}
+	var onHubGoroutine []bool
+	allow := func(string) bool {
+		pcs := make([]uintptr, 64)
+		frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
+		hubs := false
+		for f, more := frames.Next(); more; f, more = frames.Next() {
+			hubs = hubs || strings.HasSuffix(f.Function, ".(*Hub).runFanOut")
+		}
+		onHubGoroutine = append(onHubGoroutine, hubs)
+		return true
+	}
+	s, _, _, err := h.Subscribe(context.Background(), []string{"user/me"}, "", Allow(allow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	publish(t, h, "user/me", "hello")
+	if m := recv(t, s); m.Data != "hello" {
+		t.Fatalf("got %q, want hello", m.Data)
+	}
+	if !slices.Equal(onHubGoroutine, []bool{false}) {
+		t.Fatalf("fanned out on the hub's goroutine: %v, want only on the publisher's", onHubGoroutine)
+	}
 }
 
 // TestOnReadyNotifiesInsteadOfReady: a subscriber whose owner set OnReady

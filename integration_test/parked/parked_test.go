@@ -202,6 +202,53 @@ func TestReloadAndParkedStreams(t *testing.T) {
 // HTTP/2 streams cannot leave net/http: they keep the goroutine path and
 // deliver as before.
 func TestHTTP2StreamsKeepTheGoroutinePath(t *testing.T) {
+	s, sub := h2cSubscriber(t, site)
+	for i := range 3 {
+		id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"h2"}, "data": {fmt.Sprint(i)}})
+		if ev := sub.Next(); ev.ID != id {
+			t.Fatalf("got %+v, want %s", ev, id)
+		}
+	}
+	if ev := sub.NextAny(); !ev.IsComment {
+		t.Fatalf("got %+v, want a heartbeat", ev)
+	}
+}
+
+// An HTTP/2 stream that stays idle longer than the write timeout (10 s),
+// between heartbeats of the default 15 s, is not reset: the write deadline
+// bounds a write that does not drain, not the quiet between writes. (Go's
+// HTTP/2 server resets a stream when its deadline passes, writing or not.)
+func TestIdleHTTP2StreamOutlivesWriteTimeout(t *testing.T) {
+	s, sub := h2cSubscriber(t, `
+http://127.0.0.1:{PORT} {
+	pubsub /events*
+}
+`)
+	id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"h2"}, "data": {"first"}})
+	if ev := sub.Next(); ev.ID != id {
+		t.Fatalf("got %+v, want %s", ev, id)
+	}
+	idle := time.Now()
+	quiet := time.NewTimer(12 * time.Second)
+	defer quiet.Stop()
+	select {
+	case ev, ok := <-sub.Events():
+		if !ok {
+			t.Fatalf("stream reset after %v idle", time.Since(idle).Round(time.Second))
+		}
+		t.Fatalf("got %+v while idle, want nothing before the heartbeat", ev)
+	case <-quiet.C:
+	}
+	id = testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"h2"}, "data": {"second"}})
+	if ev := sub.Next(); ev.ID != id {
+		t.Fatalf("got %+v, want %s", ev, id)
+	}
+}
+
+// h2cSubscriber starts site serving HTTP/2 without TLS too, and subscribes
+// to topic "h2" over HTTP/2.
+func h2cSubscriber(t *testing.T, site string) (*testserver.Server, *testserver.SSEStream) {
+	t.Helper()
 	s := testserver.StartWith(t, `	servers {
 		protocols h1 h2c
 	}`, site)
@@ -212,15 +259,7 @@ func TestHTTP2StreamsKeepTheGoroutinePath(t *testing.T) {
 	if sub.Resp.ProtoMajor != 2 {
 		t.Fatalf("stream is %s, want HTTP/2", sub.Resp.Proto)
 	}
-	for i := range 3 {
-		id := testserver.Publish(t, s.Base+"/events", url.Values{"topic": {"h2"}, "data": {fmt.Sprint(i)}})
-		if ev := sub.Next(); ev.ID != id {
-			t.Fatalf("got %+v, want %s", ev, id)
-		}
-	}
-	if ev := sub.NextAny(); !ev.IsComment {
-		t.Fatalf("got %+v, want a heartbeat", ev)
-	}
+	return s, sub
 }
 
 // An HTTP/1.0 response has no chunks: such a stream is not parked (its
