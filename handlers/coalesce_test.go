@@ -68,7 +68,7 @@ func TestParkedSSECoalescesQueuedMessages(t *testing.T) {
 func TestParkedWebSocketCoalescesQueuedMessages(t *testing.T) {
 	const n = 20
 	sub := queuedBurst(t, n)
-	out := drainWS(nil, sub)
+	out := drainWS(nil, sub, false)
 	frames := 0
 	for rest := out; len(rest) > 0; frames++ {
 		if rest[0] != 0x81 || rest[1] >= 126 {
