@@ -338,9 +338,9 @@ func newEnvelope(m *hub.Message) envelope {
 }
 
 // envelopeSize is about the size of m's envelope, with room for a few
-// escapes: a buffer that needs no growing.
+// escapes or base64: a buffer that needs no growing.
 func envelopeSize(m *hub.Message) int {
-	return len(m.ID) + len(m.Topic) + len(m.Event) + len(m.Data)*9/8 + 80
+	return len(m.ID) + len(m.Topic) + len(m.Event) + len(m.Data)*4/3 + 100
 }
 
 // appendEnvelope appends m's envelope as JSON: the bytes json.Marshal
@@ -361,7 +361,12 @@ func appendEnvelope(b []byte, m *hub.Message) []byte {
 	if m.Event != "" {
 		b = appendJSONString(append(b, `,"event":`...), m.Event)
 	}
-	b = appendJSONString(append(b, `,"data":`...), m.Data)
+	if m.Binary {
+		b = base64.StdEncoding.AppendEncode(append(b, `,"data":"`...), []byte(m.Data))
+		b = append(b, `","encoding":"base64"`...)
+	} else {
+		b = appendJSONString(append(b, `,"data":`...), m.Data)
+	}
 	b = append(t.AppendFormat(append(b, `,"time":"`...), time.RFC3339Nano), '"')
 	return append(b, '}')
 }
