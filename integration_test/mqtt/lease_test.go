@@ -42,6 +42,18 @@ type linkLease struct {
 // mqttLink returns the one MQTT link of c's stats.
 func mqttLink(t *testing.T, c *testserver.Child) linkLease {
 	t.Helper()
+	l, body := mqttLinkOf(t, c)
+	if l == nil {
+		t.Fatalf("stats %s: want one mqtt link with its lease", body)
+	}
+	return *l
+}
+
+// mqttLinkOf returns the one MQTT link of c's stats, nil while c has no
+// hub yet (its admin endpoint answers before the config's apps have
+// started), and the stats.
+func mqttLinkOf(t *testing.T, c *testserver.Child) (*linkLease, string) {
+	t.Helper()
 	code, body, _ := testserver.Request(t, "GET", c.Admin+"/pubsub/stats", "", "", nil)
 	if code != http.StatusOK {
 		t.Fatalf("stats: %d %s", code, body)
@@ -65,31 +77,39 @@ func mqttLink(t *testing.T, c *testserver.Child) linkLease {
 			}
 		}
 	}
+	if len(answer.Hubs) == 0 {
+		return nil, body
+	}
 	if len(found) != 1 || found[0].Lease == nil || found[0].Redelivered == nil {
 		t.Fatalf("stats %s: want one mqtt link with its lease", body)
 	}
-	return found[0]
+	return &found[0], body
 }
 
-// holders returns the instances of cs whose stats say they hold the link.
-func holders(t *testing.T, cs []*testserver.Child) []*testserver.Child {
+// holders returns the instances of cs whose stats say they hold the link,
+// and whether every instance has its link yet (none still starting).
+func holders(t *testing.T, cs []*testserver.Child) (out []*testserver.Child, started bool) {
 	t.Helper()
-	var out []*testserver.Child
+	started = true
 	for _, c := range cs {
-		if mqttLink(t, c).Lease.Holding {
+		l, _ := mqttLinkOf(t, c)
+		switch {
+		case l == nil:
+			started = false
+		case l.Lease.Holding:
 			out = append(out, c)
 		}
 	}
-	return out
+	return out, started
 }
 
-// awaitHolder waits until exactly one of cs holds the link, connected,
-// and returns it with how long that took.
+// awaitHolder waits until every one of cs has started and exactly one
+// holds the link, connected, and returns it with how long that took.
 func awaitHolder(t *testing.T, cs []*testserver.Child, within time.Duration) (*testserver.Child, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	for {
-		if h := holders(t, cs); len(h) == 1 && mqttLink(t, h[0]).Status == "connected" {
+		if h, started := holders(t, cs); started && len(h) == 1 && mqttLink(t, h[0]).Status == "connected" {
 			return h[0], time.Since(start)
 		}
 		if time.Since(start) > within {
