@@ -1,7 +1,6 @@
 package fanout_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -73,21 +72,9 @@ http://127.0.0.1:{PORT} {
 	// Wait until the slow client's stream is up: it gets the first message.
 	message := `{"topic":"firehose","data":"` + strings.Repeat("x", 64<<10) + `"}`
 	batch := "[" + strings.Repeat(message+",", 5) + message + "]"
-	publishAndWait := func() {
-		status, body, _ := testserver.Request(t, http.MethodPost, s.Base+"/events", "application/json", batch, nil)
-		var answer struct{ IDs []string }
-		if err := json.Unmarshal([]byte(body), &answer); status != http.StatusOK || err != nil || len(answer.IDs) != 6 {
-			t.Fatalf("batch publish answered %d %q", status, body)
-		}
-		for _, id := range answer.IDs {
-			if ev := fast.Next(); ev.ID != id {
-				t.Fatalf("fast subscriber got %s, want %s", ev.ID, id)
-			}
-		}
-	}
 publishing:
 	for range 67 {
-		publishAndWait()
+		testserver.PublishInStep(t, s.Base+"/events", batch, fast)
 		select {
 		case <-ended.Events():
 			break publishing

@@ -2,7 +2,6 @@ package parked_test
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -149,16 +148,7 @@ func slowConsumer(t *testing.T, s *testserver.Server) {
 		if i == 170 {
 			t.Fatal("1020 messages of 64 KiB published and the subscriber that reads nothing is still connected")
 		}
-		status, body, _ := testserver.Request(t, http.MethodPost, s.Base+"/events", "application/json", batch, nil)
-		var answer struct{ IDs []string }
-		if err := json.Unmarshal([]byte(body), &answer); status != http.StatusOK || err != nil || len(answer.IDs) != 6 {
-			t.Fatalf("batch publish answered %d %q", status, body)
-		}
-		for _, id := range answer.IDs {
-			if ev := fast.Next(); ev.ID != id {
-				t.Fatalf("fast subscriber got %s, want %s", ev.ID, id)
-			}
-		}
+		testserver.PublishInStep(t, s.Base+"/events", batch, fast)
 	}
 	if got := slow.expectEnd(t, ": closed: slow consumer"); !strings.Contains(got, "\nid: ") {
 		t.Fatalf("slow subscriber got no message before the reason")

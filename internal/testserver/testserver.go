@@ -178,6 +178,23 @@ func Publish(t testing.TB, endpoint string, fields url.Values) string {
 	return out.ID
 }
 
+// PublishInStep publishes batch, a JSON array of messages, to endpoint and
+// waits until sub has had each of them, in order: a publisher in step with
+// one subscriber, so that only another one can fall behind.
+func PublishInStep(t testing.TB, endpoint, batch string, sub *SSEStream) {
+	t.Helper()
+	status, body, _ := Request(t, http.MethodPost, endpoint, "application/json", batch, nil)
+	var answer struct{ IDs []string }
+	if err := json.Unmarshal([]byte(body), &answer); status != http.StatusOK || err != nil || len(answer.IDs) == 0 {
+		t.Fatalf("batch publish to %s answered %d %q", endpoint, status, body)
+	}
+	for _, id := range answer.IDs {
+		if ev := sub.Next(); ev.ID != id {
+			t.Fatalf("subscriber got %s, want %s", ev.ID, id)
+		}
+	}
+}
+
 // Request sends a request and returns status, body and headers.
 func Request(t testing.TB, method, endpoint, contentType, body string, header http.Header) (int, string, http.Header) {
 	t.Helper()
