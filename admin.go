@@ -70,6 +70,7 @@ type (
 		Delivered     uint64         `json:"delivered"`
 		Dropped       uint64         `json:"dropped"`
 		SlowConsumers uint64         `json:"slow_consumers"`
+		Gaps          uint64         `json:"gaps"`
 		Queue         int            `json:"queue"`
 		History       statsHistory   `json:"history"`
 		Presence      statsPresence  `json:"presence"`
@@ -100,6 +101,10 @@ type (
 		Reconnects uint64    `json:"reconnects"`
 		Losses     uint64    `json:"losses"`
 		LastError  string    `json:"last_error,omitempty"`
+		// Redis links only: failovers seen and the server that holds
+		// the data now.
+		Failovers *uint64 `json:"failovers,omitempty"`
+		Server    string  `json:"server,omitempty"`
 		// MQTT links only: messages received again (DUP) and who holds
 		// the link.
 		Redelivered *uint64          `json:"redelivered,omitempty"`
@@ -142,6 +147,7 @@ func hubStats(ctx context.Context, v hubView) statsHub {
 		Delivered:     st.Delivered,
 		Dropped:       st.Dropped,
 		SlowConsumers: st.SlowConsumers,
+		Gaps:          st.Gaps,
 		Queue:         st.Options.Queue,
 		History:       statsHistory{Limit: st.Options.Retention.Count},
 		Presence:      statsPresence{Enabled: st.Options.Presence, Dropped: st.PresenceDropped},
@@ -183,6 +189,9 @@ func hubStats(ctx context.Context, v hubView) statsHub {
 	for i, l := range v.links {
 		out.Links[i] = statsLink{Kind: l.Kind, Name: l.Name, Status: l.Status, Up: l.Up, Since: l.Since,
 			Reconnects: l.Reconnects, Losses: l.Losses, LastError: l.LastError}
+		if l.Kind == "redis" {
+			out.Links[i].Failovers, out.Links[i].Server = &l.Failovers, l.Server
+		}
 		if l.mqtt != nil {
 			out.Links[i].Redelivered, out.Links[i].Lease = &l.mqtt.Redelivered, &l.mqtt.Lease
 		}

@@ -66,6 +66,10 @@ var (
 		"Connections the link made after its first.", []string{"hub", "kind", "link"}, nil)
 	descLinkLosses = prometheus.NewDesc("caddy_pubsub_link_losses_total",
 		"Times the server was found to have lost messages it had acknowledged (a failover, a restart without persistence); clients were told with a gap.", []string{"hub", "kind", "link"}, nil)
+	descLinkFailovers = prometheus.NewDesc("caddy_pubsub_link_failovers_total",
+		"Times the link found the data on another server than before: Sentinel promoted a replica, a cluster moved the slot (reconnects to the same server not counted).", []string{"hub", "kind", "link"}, nil)
+	descGaps = prometheus.NewDesc("caddy_pubsub_gaps_total",
+		"Gaps told to resuming subscribers: resumes that missed messages the history no longer holds.", []string{"hub"}, nil)
 	descMQTTLeader = prometheus.NewDesc("caddy_pubsub_mqtt_link_leader",
 		"1 while this instance holds the MQTT link (the one instance sharing the hub that connects upstream), else 0.", []string{"hub", "link"}, nil)
 	descMQTTAcquired = prometheus.NewDesc("caddy_pubsub_mqtt_lease_acquisitions_total",
@@ -102,7 +106,7 @@ func newCollector(cat *catalogue) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSubscribers, descPublished, descDelivered, descDropped, descSlow,
 		descHistory, descPresenceDropped, descOccupancyLost, descRefused, descLinkUp, descLinkReconnects, descLinkLosses,
-		descMQTTLeader, descMQTTAcquired, descMQTTLost} {
+		descLinkFailovers, descGaps, descMQTTLeader, descMQTTAcquired, descMQTTLost} {
 		ch <- d
 	}
 	c.publish.Describe(ch)
@@ -135,6 +139,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descOccupancyLost, st.OccupancyLost, v.name)
 		counter(descRefused, st.Overloaded, v.name, "overloaded")
 		counter(descRefused, st.RateLimited, v.name, "rate_limited")
+		counter(descGaps, st.Gaps, v.name)
 		if r, ok := v.hub.Retained(); ok {
 			gauge(descHistory, float64(r.Messages), v.name)
 		}
@@ -146,6 +151,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descLinkUp, up, v.name, l.Kind, l.Name)
 			counter(descLinkReconnects, l.Reconnects, v.name, l.Kind, l.Name)
 			counter(descLinkLosses, l.Losses, v.name, l.Kind, l.Name)
+			if l.Kind == "redis" {
+				counter(descLinkFailovers, l.Failovers, v.name, l.Kind, l.Name)
+			}
 			if l.mqtt != nil {
 				leader := 0.0
 				if l.mqtt.Lease.Holding {

@@ -228,7 +228,9 @@ func (h *Hub) Subscribe(ctx context.Context, filters []string, lastID string, op
 // Broker.Since). A transport reads history page by page, each page's last
 // ID the next one's After, and sends each before it reads the next.
 // Replays wait for one of a bounded number of slots, so however many
-// clients resume at once, only a few read history at a time.
+// clients resume at once, only a few read history at a time. A page with a
+// Gap counts in Stats.Gaps: the caller is to hand it on to a client (a
+// query from Earliest never gets one).
 func (h *Hub) History(ctx context.Context, q Query) (Page, error) {
 	if err := h.Start(); err != nil {
 		return Page{}, err
@@ -242,6 +244,9 @@ func (h *Hub) History(ctx context.Context, q Query) (Page, error) {
 	<-h.replays
 	if err != nil {
 		return Page{}, fmt.Errorf("reading history: %w", err)
+	}
+	if page.Gap != nil {
+		h.obs.gaps.Add(1)
 	}
 	return page, nil
 }

@@ -54,6 +54,7 @@ type observed struct {
 	published, delivered, dropped, slow atomic.Uint64
 	presenceDropped                     atomic.Uint64
 	overloaded, rateLimited             atomic.Uint64 // messages refused (backpressure.go)
+	gaps                                atomic.Uint64 // pages of history handed out with a Gap
 	opts                                atomic.Pointer[Options]
 
 	// Guarded by Hub.mu.
@@ -97,8 +98,12 @@ type Stats struct {
 	// Overloaded and RateLimited count the messages of publishes refused
 	// for back-pressure: ErrOverloaded and ErrRateLimited.
 	Overloaded, RateLimited uint64
-	Head                    string // ID of the last message delivered
-	Options                 Options
+	// Gaps counts the gaps handed to subscribers: pages of history
+	// (History, Subscribe, Replay) that told a resume it missed messages
+	// the history no longer holds.
+	Gaps    uint64
+	Head    string // ID of the last message delivered
+	Options Options
 }
 
 // Stats returns the hub's current counts.
@@ -124,6 +129,7 @@ func (h *Hub) Stats() Stats {
 	st.OccupancyLost = h.obs.occupancyLost.Load()
 	st.Overloaded = h.obs.overloaded.Load()
 	st.RateLimited = h.obs.rateLimited.Load()
+	st.Gaps = h.obs.gaps.Load()
 	if o := h.obs.opts.Load(); o != nil {
 		st.Options = *o
 	}
@@ -219,7 +225,16 @@ type LinkState struct {
 	// Losses counts the times the server was found to have lost messages
 	// it had acknowledged (a failover to a replica that lagged, a restart
 	// without persistence); clients were told with a gap.
-	Losses    uint64
+	Losses uint64
+	// Failovers counts the times the server holding the data became
+	// another one (Sentinel promoted a replica, a cluster slot moved to a
+	// new master): unlike a reconnect to the same server, after one the
+	// data is only as complete as replication made it.
+	Failovers uint64
+	// Server is the server the link last found holding the data (for a
+	// broker behind Sentinel or a cluster, the current master), "" until
+	// known.
+	Server    string
 	LastError string
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"runtime"
 	"slices"
@@ -227,5 +228,38 @@ func assertClosed(t *testing.T, ch <-chan struct{}) {
 	case <-ch:
 	default:
 		t.Fatal("channel still open")
+	}
+}
+
+// Every page of history handed out with a gap counts once; resumes that
+// history covers, and reads of everything retained, do not.
+func TestStatsCountGaps(t *testing.T) {
+	h, _ := newTestHub(t, Options{Retention: Retention{Count: 3}})
+	var ids []string
+	for i := range 6 {
+		ids = append(ids, publish(t, h, "t", fmt.Sprint(i)))
+	}
+	ctx := context.Background()
+	covered, _, gap, err := h.Subscribe(ctx, []string{"t"}, ids[2])
+	if err != nil || gap != nil {
+		t.Fatalf("resume inside history: gap %v, %v", gap, err)
+	}
+	covered.Close()
+	if _, err := h.History(ctx, Query{After: Earliest}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.Stats().Gaps; n != 0 {
+		t.Fatalf("gaps = %d before any resume missed a message, want 0", n)
+	}
+	missed, _, gap, err := h.Subscribe(ctx, []string{"t"}, ids[0])
+	if err != nil || gap == nil {
+		t.Fatalf("resume before history: gap %v, %v", gap, err)
+	}
+	missed.Close()
+	if page, err := h.History(ctx, Query{After: ids[1]}); err != nil || page.Gap == nil {
+		t.Fatalf("history after a dropped message: %+v, %v", page, err)
+	}
+	if n := h.Stats().Gaps; n != 2 {
+		t.Fatalf("gaps = %d after two, want 2", n)
 	}
 }

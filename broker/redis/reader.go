@@ -32,9 +32,12 @@ func (b *Broker) read(ctx context.Context, deliver func(*hub.Message)) {
 		switch {
 		case !positioned:
 			pos, err = b.ensureStart(ctx)
-			positioned = err == nil
+			if positioned = err == nil; positioned {
+				b.locate(ctx)
+			}
 		case failing:
 			if pos, err = b.resync(ctx, pos); err == nil {
+				b.locate(ctx)
 				var epoch string
 				if epoch, err = b.checkLoss(ctx); epoch != "" {
 					b.tellLoss()
@@ -110,11 +113,13 @@ func (b *Broker) resync(ctx context.Context, pos position) (position, error) {
 		// Redis lost the stream (or never had it): read the next one from
 		// its start.
 		if pos != (position{}) {
+			b.status.lost()
 			b.logger.Warn("redis lost the stream; messages not yet delivered here are gone, resuming clients get a gap")
 		}
 		return position{}, nil
 	case pos.epoch != "" && s.epoch != "" && s.epoch != pos.epoch && !s.holds(pos.epoch):
-		b.logger.Warn("the stream was recreated (new epoch); reading it from its start")
+		b.status.lost()
+		b.logger.Warn("the stream was recreated (new epoch): what it held is gone; reading it from its start")
 		return position{epoch: s.epoch}, nil
 	case s.lastGenerated.less(pos.id):
 		// Restored from an older copy: new entries follow its last one.

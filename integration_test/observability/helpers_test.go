@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -92,69 +91,6 @@ func get(t *testing.T, u string, header http.Header) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
-}
-
-// metrics is one scrape: the value of each series, keyed by its name and
-// labels as exposed (labels sorted by name), e.g.
-// caddy_pubsub_subscribers{hub="main",transport="sse"}.
-type metrics map[string]float64
-
-// scrape reads the Prometheus text exposition at u.
-func scrape(t *testing.T, u string) metrics {
-	t.Helper()
-	code, body := get(t, u, nil)
-	if code != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", u, code, body)
-	}
-	m := make(metrics)
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		m[line[:i]] = v
-	}
-	return m
-}
-
-// want checks series against their expected values.
-func (m metrics) want(t *testing.T, series map[string]float64) {
-	t.Helper()
-	for name, v := range series {
-		got, ok := m[name]
-		if !ok {
-			t.Errorf("no series %s", name)
-		} else if got != v {
-			t.Errorf("%s = %v, want %v", name, got, v)
-		}
-	}
-}
-
-// waitMetric scrapes u until series has value v.
-func waitMetric(t *testing.T, u, series string, v float64) metrics {
-	t.Helper()
-	var m metrics
-	deadline := time.Now().Add(testserver.Wait)
-	for {
-		if m = scrape(t, u); m[series] == v {
-			return m
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v (present: %v), want %v", series, m[series], hasSeries(m, series), v)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func hasSeries(m metrics, series string) bool {
-	_, ok := m[series]
-	return ok
 }
 
 // logLine is one line of Caddy's JSON log.

@@ -3,6 +3,7 @@ package observability_test
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -36,8 +37,8 @@ http://127.0.0.1:{PORT} {
 	sse := testserver.Subscribe(t, nil, main+"?topic=news/%23", nil)
 	ws := testserver.DialWS(t, main+"?topic=news/%23", nil)
 	poll := testserver.StartPoll(main, "", "news/last")
-	m := waitMetric(t, scrapeURL, `caddy_pubsub_subscribers{hub="main",transport="poll"}`, 1)
-	m.want(t, map[string]float64{
+	m := testserver.WaitMetric(t, scrapeURL, `caddy_pubsub_subscribers{hub="main",transport="poll"}`, 1)
+	m.Want(t, map[string]float64{
 		`caddy_pubsub_subscribers{hub="main",transport="sse"}`: 1,
 		`caddy_pubsub_subscribers{hub="main",transport="ws"}`:  1,
 	})
@@ -57,6 +58,12 @@ http://127.0.0.1:{PORT} {
 	if a := poll.Wait(t); len(a.Messages) != 1 || a.Messages[0].ID != ids[4] {
 		t.Fatalf("long-poll answered %+v, want %s", a, ids[4])
 	}
+	// A resume inside history is no gap; one from an ID the hub never
+	// issued is.
+	testserver.Subscribe(t, nil, main+"?topic=news/%23", http.Header{"Last-Event-ID": {ids[1]}}).Next()
+	if ev := testserver.Subscribe(t, nil, main+"?topic=news/%23", http.Header{"Last-Event-ID": {"unknown-1"}}).Next(); ev.Event != "gap" {
+		t.Fatalf("resume from an unknown ID: got %+v, want a gap", ev)
+	}
 
 	// The slow hub: one subscriber reads nothing and overflows its queue
 	// of 8, while another keeps up.
@@ -68,7 +75,7 @@ http://127.0.0.1:{PORT} {
 	defer slow.Close()
 	fmt.Fprintf(slow, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n", slowPath)
 	fast := testserver.Subscribe(t, nil, s.Base+slowPath, nil)
-	waitMetric(t, scrapeURL, `caddy_pubsub_subscribers{hub="slow",transport="sse"}`, 2)
+	testserver.WaitMetric(t, scrapeURL, `caddy_pubsub_subscribers{hub="slow",transport="sse"}`, 2)
 	payload := strings.Repeat("x", 64<<10)
 	published := 0
 	for m[`caddy_pubsub_slow_consumer_disconnects_total{hub="slow"}`] == 0 {
@@ -81,23 +88,26 @@ http://127.0.0.1:{PORT} {
 		}
 		published++
 		if published%10 == 0 {
-			m = scrape(t, scrapeURL)
+			m = testserver.Scrape(t, scrapeURL)
 		}
 	}
 
-	m = scrape(t, scrapeURL)
-	m.want(t, map[string]float64{
-		`caddy_pubsub_subscribers{hub="main",transport="sse"}`:  1,
+	m = testserver.Scrape(t, scrapeURL)
+	m.Want(t, map[string]float64{
+		`caddy_pubsub_subscribers{hub="main",transport="sse"}`:  3,
 		`caddy_pubsub_subscribers{hub="main",transport="ws"}`:   1,
 		`caddy_pubsub_subscribers{hub="main",transport="poll"}`: 0,
 		`caddy_pubsub_messages_published_total{hub="main"}`:     5,
-		// Five to SSE, five to WebSocket, news/last to the long-poll.
+		// Five to SSE, five to WebSocket, news/last to the long-poll
+		// (replays to the resumes not counted).
 		`caddy_pubsub_messages_delivered_total{hub="main"}`:                     11,
 		`caddy_pubsub_messages_dropped_total{hub="main"}`:                       0,
 		`caddy_pubsub_slow_consumer_disconnects_total{hub="main"}`:              0,
 		`caddy_pubsub_history_messages{hub="main"}`:                             5,
 		`caddy_pubsub_publish_duration_seconds_count{hub="main"}`:               5,
 		`caddy_pubsub_presence_events_dropped_total{hub="main"}`:                0,
+		`caddy_pubsub_gaps_total{hub="main"}`:                                   1,
+		`caddy_pubsub_gaps_total{hub="slow"}`:                                   0,
 		`caddy_pubsub_messages_refused_total{hub="main",reason="overloaded"}`:   0,
 		`caddy_pubsub_messages_refused_total{hub="main",reason="rate_limited"}`: 0,
 		`caddy_pubsub_subscribers{hub="slow",transport="sse"}`:                  1,
@@ -112,7 +122,7 @@ http://127.0.0.1:{PORT} {
 		t.Errorf("slow hub dropped %v messages, want 1 to 9", d)
 	}
 	// Caddy's admin endpoint serves the same registry.
-	scrape(t, s.Admin+"/metrics").want(t, map[string]float64{
+	testserver.Scrape(t, s.Admin+"/metrics").Want(t, map[string]float64{
 		`caddy_pubsub_messages_published_total{hub="main"}`:   5,
 		`caddy_pubsub_messages_delivered_total{hub="main"}`:   11,
 		`caddy_pubsub_subscribers{hub="main",transport="ws"}`: 1,
@@ -136,19 +146,19 @@ http://127.0.0.1:{PORT} {
 `, b.URL()))
 	link := fmt.Sprintf(`{hub="default",kind="mqtt",link="127.0.0.1:%d observability-test"}`, b.LinkPort)
 	scrapeURL := s.Base + "/metrics"
-	m := waitMetric(t, scrapeURL, "caddy_pubsub_link_up"+link, 1)
-	m.want(t, map[string]float64{"caddy_pubsub_link_reconnects_total" + link: 0})
+	m := testserver.WaitMetric(t, scrapeURL, "caddy_pubsub_link_up"+link, 1)
+	m.Want(t, map[string]float64{"caddy_pubsub_link_reconnects_total" + link: 0})
 	st := stats(t, s)["default"]
 	if len(st.Links) != 1 || st.Links[0].Kind != "mqtt" || st.Links[0].Status != "connected" || !st.Links[0].Up {
 		t.Fatalf("stats links: %+v", st.Links)
 	}
 
 	b.Down()
-	waitMetric(t, scrapeURL, "caddy_pubsub_link_up"+link, 0)
+	testserver.WaitMetric(t, scrapeURL, "caddy_pubsub_link_up"+link, 0)
 	if l := stats(t, s)["default"].Links[0]; l.Up || l.Status == "connected" {
 		t.Fatalf("link down, stats say %+v", l)
 	}
 	b.Up()
-	waitMetric(t, scrapeURL, "caddy_pubsub_link_up"+link, 1).
-		want(t, map[string]float64{"caddy_pubsub_link_reconnects_total" + link: 1})
+	testserver.WaitMetric(t, scrapeURL, "caddy_pubsub_link_up"+link, 1).
+		Want(t, map[string]float64{"caddy_pubsub_link_reconnects_total" + link: 1})
 }

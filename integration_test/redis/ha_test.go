@@ -36,6 +36,10 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	expect(t, onA, ids, data)
 	expect(t, onB, ids, data)
+	testserver.Eventually(t, "b finds the stream on the master", func() bool { return linkOf(t, b.Admin, "chat").Server == s.Master.Addr })
+	if l := linkOf(t, b.Admin, "chat"); l.Failovers != 0 {
+		t.Fatalf("before the kill: %+v, want no failover", l)
+	}
 	// Acknowledged is not replicated: wait until the replica has it all.
 	master := goredis.NewClient(&goredis.Options{Addr: s.Master.Addr})
 	defer master.Close()
@@ -60,6 +64,11 @@ func TestSentinelFailover(t *testing.T) {
 	// lost that was replicated, and the new message.
 	expect(t, onA, []string{after}, []string{"after"})
 	expect(t, onB, []string{after}, []string{"after"})
+	// b saw one failover (not a mere reconnect) and no loss.
+	testserver.Eventually(t, "b finds the stream on the new master", func() bool { return linkOf(t, b.Admin, "chat").Server == s.Replica.Addr })
+	if l := linkOf(t, b.Admin, "chat"); l.Failovers != 1 || l.Losses != 0 || l.Gaps != 0 {
+		t.Fatalf("after the failover: %+v, want 1 failover, no loss, no gap", l)
+	}
 
 	// A client that saw the first message resumes on the other instance
 	// from the new master's copy of the stream.
@@ -92,6 +101,7 @@ func TestClusterSpreadsHubs(t *testing.T) {
 	}
 
 	holding := 0
+	holder := make(map[string]string) // hub: the node with its keys
 	for _, n := range c.Nodes {
 		node := goredis.NewClient(&goredis.Options{Addr: n.Addr})
 		keys, err := node.Keys(context.Background(), "pubsub:{h*}").Result()
@@ -103,6 +113,7 @@ func TestClusterSpreadsHubs(t *testing.T) {
 			if !strings.HasPrefix(k, "pubsub:{h") {
 				t.Fatalf("key %q has no hash tag", k)
 			}
+			holder[strings.SplitN(k[len("pubsub:{"):], "}", 2)[0]] = n.Addr
 		}
 		if len(keys) > 0 {
 			holding++
@@ -110,6 +121,12 @@ func TestClusterSpreadsHubs(t *testing.T) {
 	}
 	if holding < 2 {
 		t.Fatalf("the hubs' keys are on %d of %d nodes; want them spread", holding, len(c.Nodes))
+	}
+	// The stats name the master each hub's stream is on.
+	for _, h := range hubs {
+		if l := linkOf(t, b.Admin, h); l.Server != holder[h] || l.Failovers != 0 {
+			t.Errorf("hub %s: link %+v, want on %s with no failover", h, l, holder[h])
+		}
 	}
 }
 

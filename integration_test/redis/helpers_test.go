@@ -116,3 +116,50 @@ func startChild(t *testing.T, site string) *testserver.Child {
 	t.Helper()
 	return testserver.StartChild(t, testserver.BuildCaddy(t), "", site)
 }
+
+// redisLink is the state of hub's Redis link on the instance whose admin
+// endpoint is admin: from GET /pubsub/stats, and the link's series in
+// /metrics, which must agree with it.
+type redisLink struct {
+	Name       string `json:"name"`
+	Reconnects uint64 `json:"reconnects"`
+	Losses     uint64 `json:"losses"`
+	Failovers  uint64 `json:"failovers"`
+	Server     string `json:"server"`
+	Gaps       uint64 // the hub's gaps_total
+}
+
+func linkOf(t *testing.T, admin, hub string) redisLink {
+	t.Helper()
+	code, body, _ := testserver.Request(t, http.MethodGet, admin+"/pubsub/stats?hub="+hub, "", "", nil)
+	var answer struct {
+		Hubs map[string]struct {
+			Gaps  uint64
+			Links []struct {
+				Kind string
+				redisLink
+			}
+		}
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &answer) != nil {
+		t.Fatalf("stats: %d %s", code, body)
+	}
+	var l redisLink
+	for _, x := range answer.Hubs[hub].Links {
+		if x.Kind == "redis" {
+			l = x.redisLink
+		}
+	}
+	if l.Name == "" {
+		t.Fatalf("stats of hub %s show no redis link: %s", hub, body)
+	}
+	l.Gaps = answer.Hubs[hub].Gaps
+	labels := fmt.Sprintf(`{hub=%q,kind="redis",link=%q}`, hub, l.Name)
+	testserver.Scrape(t, admin+"/metrics").Want(t, map[string]float64{
+		"caddy_pubsub_link_reconnects_total" + labels:       float64(l.Reconnects),
+		"caddy_pubsub_link_losses_total" + labels:           float64(l.Losses),
+		"caddy_pubsub_link_failovers_total" + labels:        float64(l.Failovers),
+		fmt.Sprintf(`caddy_pubsub_gaps_total{hub=%q}`, hub): float64(l.Gaps),
+	})
+	return l
+}

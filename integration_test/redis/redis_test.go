@@ -122,7 +122,7 @@ func TestRedisDownAtStart(t *testing.T) {
 // end with the reason, and resuming tells them of the loss with a gap.
 func TestRedisRestartedEmptyMidStream(t *testing.T) {
 	srv := testserver.StartRedis(t)
-	s := testserver.Start(t, redisSite(srv.URL, "default", ""))
+	s := startChild(t, redisSite(srv.URL, "default", ""))
 	ep := s.Base + "/events"
 	sub := testserver.Subscribe(t, nil, ep+"?topic=t", nil)
 	before := []string{
@@ -145,6 +145,11 @@ func TestRedisRestartedEmptyMidStream(t *testing.T) {
 	resumed := testserver.Subscribe(t, nil, ep+"?topic=t", lastEventID(before[1]))
 	expectGap(t, resumed, before[1], after)
 	expect(t, resumed, []string{after}, []string{"3"})
+	// A restart of the same server is a reconnect and a loss, not a
+	// failover; the resume's gap is counted.
+	if l := linkOf(t, s.Admin, "default"); l.Reconnects != 1 || l.Losses != 1 || l.Failovers != 0 || l.Gaps != 1 || l.Server != srv.Addr {
+		t.Fatalf("after the restart: %+v, want 1 reconnect, 1 loss, no failover, 1 gap, on %s", l, srv.Addr)
+	}
 }
 
 // A resume from an ID older than history keeps gets a gap, then what is
