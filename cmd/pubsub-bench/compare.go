@@ -175,3 +175,53 @@ func dashIfEmpty(s string) string {
 	}
 	return s
 }
+
+// sizingTable is what a user sizes a deployment by, from this project's
+// reports among reports: per idle connection kind, the RSS and the
+// subscribers a GiB holds; per load, the server CPU per delivery and the
+// cores 100,000 deliveries/s take, with the latency seen there.
+func sizingTable(reports []Report) string {
+	var mem, cpu strings.Builder
+	mem.WriteString("| idle subscribers, measured at | RSS each | subscribers per GiB | file descriptors each |\n| --- | ---: | ---: | ---: |\n")
+	cpu.WriteString("| load | server CPU per delivery | cores per 100,000 deliveries/s | deliveries/s made | p99 |\n| --- | ---: | ---: | ---: | ---: |\n")
+	for _, r := range reports {
+		if (r.Peer != "" && r.Peer != peerPubsub) || r.Server == nil {
+			continue
+		}
+		s := r.Server
+		switch {
+		case r.Mode == modeIdle && s.BytesPerSubscriber > 0:
+			fds := "1"
+			if r.HTTP2 && !r.OwnConn {
+				fds = "1 per connection"
+			}
+			fmt.Fprintf(&mem, "| %s, %d | %s | %s | %s |\n", connectionKind(r), s.IdleSubscribers,
+				bytesText(s.BytesPerSubscriber), countText(float64(int64(1<<30/s.BytesPerSubscriber))), fds)
+		case r.Mode != modeIdle && s.CPUSecondsPerMillionDeliveries > 0:
+			name := r.Label
+			if name == "" {
+				name = r.Mode
+			}
+			fmt.Fprintf(&cpu, "| %s | %.1f µs | %.2f | %s | %s |\n", name, s.CPUSecondsPerMillionDeliveries,
+				s.CPUSecondsPerMillionDeliveries/10, countText(r.DeliveriesPerSec), msText(r.Latency.P99MS))
+		}
+	}
+	return mem.String() + "\n" + cpu.String()
+}
+
+// connectionKind names how the subscribers of r were connected.
+func connectionKind(r Report) string {
+	kind := "SSE"
+	if r.Transport == "ws" {
+		kind = "WebSocket"
+	}
+	switch {
+	case r.HTTP2 && r.OwnConn:
+		return kind + ", HTTP/2 over TLS, a connection each"
+	case r.HTTP2:
+		return kind + ", HTTP/2 over TLS, streams sharing connections"
+	case r.TLS:
+		return kind + ", HTTP/1.1 over TLS"
+	}
+	return kind + ", HTTP/1.1"
+}

@@ -114,7 +114,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	var cfg Config
 	var asJSON bool
 	var out string
-	var report, compare, scaleOut bool
+	var report, compare, scaleOut, sizing bool
 	fs.StringVar(&cfg.Peer, "peer", peerPubsub, "the server's kind: pubsub (this project; -url is its endpoint), nchan (nginx+nchan; -url is its base, /sub/ID and /pub/ID below it) or mercure (-url is the hub, /.well-known/mercure; JWTs signed with $"+mercureKeyEnv+")")
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8399/events", "pubsub endpoint (loopback only)")
 	fs.StringVar(&cfg.Transport, "transport", "sse", "subscriber transport: sse, ws or poll")
@@ -155,9 +155,10 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&out, "out", "", "also write the JSON report to this file")
 	fs.BoolVar(&report, "report", false, "print a Markdown table of the JSON reports named as arguments, and exit")
 	fs.BoolVar(&scaleOut, "scale-out", false, "print the JSON reports of -instances runs named as arguments as one Markdown table (servers' and redis-server's cost against instances), and exit")
+	fs.BoolVar(&sizing, "sizing", false, "print the sizing tables (memory per idle subscriber, CPU per delivery) of this project's JSON reports named as arguments, and exit")
 	fs.BoolVar(&compare, "side-by-side", false, "print the JSON reports named as arguments as one Markdown table, a row per -label and a column per -peer, and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: pubsub-bench [flags]\n       pubsub-bench -report FILE.json...\n       pubsub-bench -side-by-side FILE.json...\n       pubsub-bench -scale-out FILE.json...\n\n")
+		fmt.Fprintf(stderr, "usage: pubsub-bench [flags]\n       pubsub-bench -report FILE.json...\n       pubsub-bench -side-by-side FILE.json...\n       pubsub-bench -scale-out FILE.json...\n       pubsub-bench -sizing FILE.json...\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -176,9 +177,11 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			cfg.Rate = 0
 		}
 	}
-	if report || compare || scaleOut {
+	if report || compare || scaleOut || sizing {
 		print := printMarkdown
 		switch {
+		case sizing:
+			print = printTable(sizingTable)
 		case compare:
 			print = printTable(sideBySide)
 		case scaleOut:

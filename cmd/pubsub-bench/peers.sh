@@ -2,7 +2,9 @@
 # Runs the side-by-side suite of BENCHMARKS.md: the same scenarios against
 # caddy-pubsub, Mercure and nginx+nchan, each server started fresh by
 # pubsub-bench -start for each run from a template in cmd/pubsub-bench/peers/,
-# and prints one table, a row per scenario and a column per server.
+# and prints one table, a row per scenario and a column per server, then the
+# sizing tables of caddy-pubsub's own runs (RSS and subscribers per GiB by
+# connection kind; CPU per delivery and cores per 100,000 deliveries/s).
 #
 #   cmd/pubsub-bench/peers.sh          # the issue's sizes, about 25 minutes
 #   cmd/pubsub-bench/peers.sh quick    # a tenth of the subscribers (and topics), shorter waits
@@ -99,4 +101,8 @@ echo "Cells: RSS per idle subscriber; or p99 / server CPU-s per 1M deliveries (=
 echo "after the publishes/s the server took and the deliveries/s; loss, drops and gaps in brackets."
 echo
 "$BENCH" -side-by-side "$OUT"/[0-9]*.json
+echo
+echo "Sizing (caddy-pubsub, from the same runs):"
+echo
+"$BENCH" -sizing "$OUT"/[0-9]*-pubsub.json
 exit $failed

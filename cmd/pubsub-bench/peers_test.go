@@ -261,3 +261,27 @@ func TestPeerFlagsRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestSizingTable(t *testing.T) {
+	rs := []Report{
+		{Mode: modeIdle, Transport: "sse", Server: &ServerReport{IdleSubscribers: 10000, BytesPerSubscriber: 4300}},
+		{Peer: peerNchan, Mode: modeIdle, Transport: "sse", Server: &ServerReport{IdleSubscribers: 10000, BytesPerSubscriber: 10240}},
+		{Peer: peerPubsub, Mode: modeIdle, Transport: "sse", TLS: true, HTTP2: true, OwnConn: true, Server: &ServerReport{IdleSubscribers: 5000, BytesPerSubscriber: 77 << 10}},
+		{Peer: peerPubsub, Mode: modeIdle, Transport: "ws", TLS: true, Server: &ServerReport{IdleSubscribers: 5000, BytesPerSubscriber: 20 << 10}},
+		{Label: "one message to 10000", Mode: modeFanout, DeliveriesPerSec: 80_000, Latency: Percentiles{P99MS: 120}, Server: &ServerReport{CPUSecondsPerMillionDeliveries: 15.5}},
+		{Label: "one message to 10000", Peer: peerMercure, Mode: modeFanout, Server: &ServerReport{CPUSecondsPerMillionDeliveries: 35}},
+	}
+	want := `| idle subscribers, measured at | RSS each | subscribers per GiB | file descriptors each |
+| --- | ---: | ---: | ---: |
+| SSE, HTTP/1.1, 10000 | 4.2 KiB | 250k | 1 |
+| SSE, HTTP/2 over TLS, a connection each, 5000 | 77.0 KiB | 14k | 1 |
+| WebSocket, HTTP/1.1 over TLS, 5000 | 20.0 KiB | 52k | 1 |
+
+| load | server CPU per delivery | cores per 100,000 deliveries/s | deliveries/s made | p99 |
+| --- | ---: | ---: | ---: | ---: |
+| one message to 10000 | 15.5 µs | 1.55 | 80k | 120ms |
+`
+	if got := sizingTable(rs); got != want {
+		t.Errorf("sizing:\n%s\nwant:\n%s", got, want)
+	}
+}
