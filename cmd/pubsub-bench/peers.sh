@@ -91,6 +91,10 @@ run "$(n 1000) × 100 msg/s: p99 / CPU-s per 1M" "$all" -mode sustained -n "$(n 
 run "$(n 10000) × 30 msg/s: deliveries/s, p99 / CPU-s per 1M" "$all" -mode sustained -n "$(n 10000)" -rate 30 -duration "$(seconds 20s)"
 run "$(n 10000) subscribers × $(n 10000) topics, 5,000 publishes/s" "$all" -mode sustained -n "$(n 10000)" -topics "$(n 10000)" -rate 5000 -duration "$(seconds 20s)"
 run "$(n 10000) subscribers × $(n 1000) topics, 2,000 publishes/s" "$all" -mode sustained -n "$(n 10000)" -topics "$(n 1000)" -rate 2000 -duration "$(seconds 20s)"
+# The cheapest documented publish path (docs/operations.md, Publishing at a
+# high rate): JSON batches, which the peers do not have.
+run "$(n 10000) subscribers × $(n 10000) topics, 5,000 publishes/s in JSON batches of 100" pubsub -mode sustained -n "$(n 10000)" -topics "$(n 10000)" -rate 5000 -batch 100 -duration "$(seconds 20s)"
+run "$(n 10000) subscribers × $(n 1000) topics, 2,000 publishes/s in JSON batches of 100" pubsub -mode sustained -n "$(n 10000)" -topics "$(n 1000)" -rate 2000 -batch 100 -duration "$(seconds 20s)"
 run "TLS: RSS per idle SSE subscriber over HTTP/2, a connection each, $(n 5000)" "$all" -mode idle -tls -http2 -own-conn -n "$(n 5000)"
 run "TLS: RSS per idle SSE subscriber over HTTP/1.1, $(n 5000)" "$all" -mode idle -tls -n "$(n 5000)"
 run "TLS: RSS per idle WebSocket, $(n 5000)" "$ws" -mode idle -tls -transport ws -n "$(n 5000)"
