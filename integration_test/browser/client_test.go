@@ -157,7 +157,8 @@ const browserSecret = "browser-test-secret-browser-test-secret-0123"
 
 // The server ends a stream when its token expires; the client asks
 // getToken again before it reconnects, and goes on with the fresh token,
-// resuming where it was, on each transport.
+// resuming where it was, on each transport (the WebSocket with its
+// refresh in place turned off: refreshMargin 0).
 func TestClientGetTokenOnReconnect(t *testing.T) {
 	browser := testbrowser.New(t)
 	t.Setenv("PUBSUB_TEST_SECRET", browserSecret)
@@ -175,7 +176,7 @@ func TestClientGetTokenOnReconnect(t *testing.T) {
 			short := token(t, browserSecret, expires)
 			topic := "chat/" + transport
 			eval[bool](p, `(tokens = [`+js(short)+`, `+js(fresh)+`], tokenCalls = 0, true)`)
-			eval[bool](p, `connectAs(`+js(transport)+`, "/events/x", {transports: [`+js(transport)+`], topics: [`+js(topic)+`], lastId: "earliest", getToken})`)
+			eval[bool](p, `connectAs(`+js(transport)+`, "/events/x", {transports: [`+js(transport)+`], topics: [`+js(topic)+`], lastId: "earliest", getToken, refreshMargin: 0})`)
 			p.waitLog(transport, "open "+transport)
 			// One call per connection; the long-poll calls it before each
 			// request, and may have sent its first GET already.
