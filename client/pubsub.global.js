@@ -33,6 +33,7 @@ const TIMEOUT = 10000; // ms, default wait for a publish or a subscription chang
 const SEEN = 512; // recent message IDs remembered to drop duplicates
 const REFRESH_MARGIN = 30000; // ms before a WebSocket's token expires that a new one is sent, by default
 const REFRESH_MIN = 1000; // ms, the shortest wait for an automatic refresh: never a tight loop
+const LONGEST_TIMER = 2 ** 31 - 1; // ms: setTimeout wraps a longer delay around, even to one that fires at once
 const EVENTS = ["message", "open", "fallback", "gap", "error", "close", "state", "refresh"];
 
 const openers = { ws: openWS, sse: openSSE, poll: openPoll };
@@ -319,7 +320,8 @@ function connect(url, options) {
     const left = expires - Date.now();
     const wait = failed ? left / 2 : Math.max(left - refreshMargin, left / 2);
     if (wait < REFRESH_MIN) return;
-    refreshTimer = setTimeout(autoRefresh, wait);
+    // A token that outlives the longest timer is planned for again then.
+    refreshTimer = wait > LONGEST_TIMER ? setTimeout(() => planRefresh(failed), LONGEST_TIMER) : setTimeout(autoRefresh, wait);
   }
 
   function stopRefresh() {

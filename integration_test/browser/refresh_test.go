@@ -174,7 +174,10 @@ func TestClientRefreshesTokenInPlace(t *testing.T) {
 // A getToken that keeps handing out the expiring token is asked again a
 // few times, each closer to the expiry, and never in a tight loop; then
 // the server ends the connection at the expiry, and the client reconnects
-// with the token getToken gives then.
+// with the token getToken gives then. That one expires in 87 days, further
+// than a browser timer reaches (2^31-1 ms, about 24.8 days; a longer delay
+// wraps around, 87 days to a negative one, which fires at once): it is not
+// asked for again at once either.
 func TestClientRefreshBacksOff(t *testing.T) {
 	browser := testbrowser.New(t)
 	t.Setenv("PUBSUB_TEST_SECRET", browserSecret)
@@ -185,7 +188,7 @@ func TestClientRefreshBacksOff(t *testing.T) {
 		}
 `))
 	short := token(t, browserSecret, time.Now().Add(tokenLife))
-	fresh := token(t, browserSecret, time.Now().Add(time.Hour))
+	fresh := token(t, browserSecret, time.Now().Add(87*24*time.Hour))
 	// When the connection drops, getToken starts handing out the fresh
 	// token: set by the page itself, so the reconnect cannot outrun it.
 	eval[bool](p, `(tokens = [`+js(short)+`], tokenCalls = 0, true)`)
@@ -198,6 +201,9 @@ func TestClientRefreshBacksOff(t *testing.T) {
 	log := eval[[]string](p, `conns.b.log`)
 	failed := 0
 	for _, e := range log {
+		if strings.HasPrefix(e, "down ") {
+			break
+		}
 		if e == "refresh failed: getToken gave no new token" {
 			failed++
 		}
@@ -216,5 +222,11 @@ func TestClientRefreshBacksOff(t *testing.T) {
 	testserver.Request(t, http.MethodPost, srv.Base+"/events/x", "application/x-www-form-urlencoded",
 		url.Values{"topic": {"chat/backoff"}, "data": {"after the reconnect"}}.Encode(), map[string][]string{"Authorization": {"Bearer " + fresh}})
 	p.waitGot("b", "chat/backoff after the reconnect")
+	if n := eval[int](p, `tokenCalls - callsAtDown`); n != 1 {
+		t.Errorf("getToken called %d times since the reconnect, want once", n)
+	}
+	if got := eval[[]string](p, `conns.b.log`); len(got) != len(log) {
+		t.Errorf("more events after the reconnect: %q", got[len(log):])
+	}
 	eval[bool](p, `(conns.b.close(), true)`)
 }
