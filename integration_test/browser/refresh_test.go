@@ -106,19 +106,6 @@ func (w *wsTraffic) refreshAcked() bool {
 	return false
 }
 
-// refreshSite is the client test site with a jwt endpoint that enforces
-// expiry to the second, and the token backend behind /token.
-func refreshSite(backend string) string {
-	return clientSite(`
-	reverse_proxy /token `+backend+`
-`, `
-		jwt {
-			secret {env.PUBSUB_TEST_SECRET}
-			leeway 0s
-		}
-`)
-}
-
 // A WebSocket whose token is about to expire gets a new one from getToken
 // and keeps going on the same connection: past the first token's expiry
 // (which the server enforces, leeway 0) it is the one socket the page
@@ -126,10 +113,8 @@ func refreshSite(backend string) string {
 // frames. refresh() also takes a token by hand, and the server's refusal
 // of a bad one rejects it and leaves the connection as it was.
 func TestClientRefreshesTokenInPlace(t *testing.T) {
-	browser := testbrowser.New(t)
-	t.Setenv("PUBSUB_TEST_SECRET", browserSecret)
 	backend, addr := startTokenBackend(t)
-	srv, p := startClientPage(t, browser, refreshSite(addr))
+	srv, p := startExpiringPage(t, testbrowser.New(t), "\treverse_proxy /token "+addr)
 	traffic := watchWebSockets(t, p)
 
 	eval[bool](p, `connectAs("r", "/events/x", {transports: ["ws"], topics: ["chat/refresh"], lastId: "earliest",
@@ -179,14 +164,7 @@ func TestClientRefreshesTokenInPlace(t *testing.T) {
 // wraps around, 87 days to a negative one, which fires at once): it is not
 // asked for again at once either.
 func TestClientRefreshBacksOff(t *testing.T) {
-	browser := testbrowser.New(t)
-	t.Setenv("PUBSUB_TEST_SECRET", browserSecret)
-	srv, p := startClientPage(t, browser, clientSite("", `
-		jwt {
-			secret {env.PUBSUB_TEST_SECRET}
-			leeway 0s
-		}
-`))
+	srv, p := startExpiringPage(t, testbrowser.New(t), "")
 	short := token(t, browserSecret, time.Now().Add(tokenLife))
 	fresh := token(t, browserSecret, time.Now().Add(87*24*time.Hour))
 	// When the connection drops, getToken starts handing out the fresh
