@@ -37,6 +37,17 @@ export interface Events {
   error: { transport: Transport; reason: string; retryIn: number };
   close: Record<string, never>;
   state: { state: State; transport: Transport | ""; detail: string };
+  refresh: Refresh;
+}
+
+/** The outcome of a token refresh on a live WebSocket. */
+export interface Refresh {
+  /** Whether the server took the new token. */
+  ok: boolean;
+  /** Why not, when it did not; "" when it did. */
+  reason: string;
+  /** When the connection's token expires now, in ms since the epoch; null when it has no exp. */
+  expires: number | null;
 }
 
 export type EventType = keyof Events;
@@ -54,6 +65,8 @@ export interface RequestOptions {
    * Called before each connection attempt, each long-poll request and each
    * HTTP publish; its token goes in Authorization: Bearer (fetch) or
    * ?access_token= (WebSocket, EventSource). Cache it: it is called often.
+   * A live WebSocket also calls it before its token expires, and sends
+   * the new token in place (see refreshMargin).
    */
   getToken?: () => string | null | undefined | Promise<string | null | undefined>;
 }
@@ -65,6 +78,12 @@ export interface ConnectOptions extends RequestOptions {
   transports?: Transport[];
   /** Resume after this ID; "earliest" replays all retained history. Default: only new messages. */
   lastId?: string;
+  /**
+   * Milliseconds before a live WebSocket's token (a JWT's exp) expires at
+   * which getToken is asked for a new one, sent in place; halfway to
+   * expiry when that is later. 0 turns it off. Default 30000.
+   */
+  refreshMargin?: number;
   onMessage?: Listener<"message">;
   onOpen?: Listener<"open">;
   onFallback?: Listener<"fallback">;
@@ -72,6 +91,7 @@ export interface ConnectOptions extends RequestOptions {
   onError?: Listener<"error">;
   onClose?: Listener<"close">;
   onState?: Listener<"state">;
+  onRefresh?: Listener<"refresh">;
 }
 
 export interface PublishOptions {
@@ -103,6 +123,12 @@ export interface Connection {
   subscribe(topics: string[], options?: ChangeOptions): Promise<void>;
   /** Removes topic filters; it cannot remove them all. */
   unsubscribe(topics: string[], options?: ChangeOptions): Promise<void>;
+  /**
+   * Hands a live WebSocket a new token in place (token, else getToken's)
+   * and resolves once the server has taken it. Rejects on other
+   * transports, which take a new token when they reconnect.
+   */
+  refresh(token?: string, options?: ChangeOptions): Promise<void>;
   /** Ends the connection: transport, timers, waiting promises (rejected) and listeners. */
   close(): void;
 }

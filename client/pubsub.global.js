@@ -19,7 +19,8 @@
 // long-polling), falls back to the next when one cannot connect, reconnects
 // with capped, jittered back-off, and resumes after the last message it saw,
 // so nothing is lost or delivered twice while the server's history covers
-// the interruption. When it does not, a "gap" event says so.
+// the interruption. When it does not, a "gap" event says so. A WebSocket
+// swaps an expiring token for getToken's in place, without reconnecting.
 
 /** The version of this client; Caddy serves the client of its own module. */
 const VERSION = "0.1.0";
@@ -30,7 +31,10 @@ const STABLE = 10000; // ms a connection must last to reset the back-off
 const POLL_ABORT = 90000; // ms after which an unanswered long-poll counts as failed
 const TIMEOUT = 10000; // ms, default wait for a publish or a subscription change
 const SEEN = 512; // recent message IDs remembered to drop duplicates
-const EVENTS = ["message", "open", "fallback", "gap", "error", "close", "state"];
+const REFRESH_MARGIN = 30000; // ms before a WebSocket's token expires that a new one is sent, by default
+const REFRESH_MIN = 1000; // ms, the shortest wait for an automatic refresh: never a tight loop
+const LONGEST_TIMER = 2 ** 31 - 1; // ms: setTimeout wraps a longer delay around, even to one that fires at once
+const EVENTS = ["message", "open", "fallback", "gap", "error", "close", "state", "refresh"];
 
 const openers = { ws: openWS, sse: openSSE, poll: openPoll };
 
@@ -57,6 +61,7 @@ function connect(url, options) {
     publish,
     subscribe,
     unsubscribe,
+    refresh,
     close,
   };
   const seen = new Set();
@@ -70,6 +75,9 @@ function connect(url, options) {
   let nextRef = 0;
   const pending = new Map(); // WebSocket frame ref -> {resolve, reject, timer}
   let reopened = []; // subscription changes waiting for the next open: {resolve, reject, timer}
+  const refreshMargin = opts.refreshMargin === undefined ? REFRESH_MARGIN : opts.refreshMargin;
+  let wsToken = ""; // the token the live WebSocket holds, as far as the client knows
+  let refreshTimer = null; // the next automatic refresh
 
   for (const type of EVENTS) {
     const f = opts["on" + type[0].toUpperCase() + type.slice(1)];
@@ -123,11 +131,13 @@ function connect(url, options) {
     setState(everLive ? "reconnecting" : "connecting", name);
     if (conn.state === "closed") return; // a state listener called close()
     current = openers[name](endpoint(name), conn, request, {
-      open: ours(() => {
+      open: ours((token) => {
         since = Date.now();
         everLive = true;
         tried = 0;
         conn.transport = name;
+        wsToken = token || "";
+        planRefresh(false);
         setState("live", name);
         emit("open", { transport: name });
         settleAll(reopened.splice(0), null);
@@ -139,6 +149,7 @@ function connect(url, options) {
       down: ours((reason) => {
         current = null;
         conn.transport = null;
+        stopRefresh();
         settleAll(pending.values(), new Error("pubsub: connection lost before the server answered"));
         pending.clear();
         if (since && Date.now() - since >= STABLE) failures = 0;
@@ -167,6 +178,7 @@ function connect(url, options) {
     if (current) current.close();
     current = null;
     conn.transport = null;
+    stopRefresh();
     clearTimeout(timer);
     start();
   }
@@ -260,6 +272,84 @@ function connect(url, options) {
     }).then(() => undefined);
   }
 
+  // refresh hands the live WebSocket a new token in place (a refresh
+  // frame), token or else getToken's, and resolves once the server has
+  // taken it. Other transports cannot: they take a new token when they
+  // reconnect, which the server makes them do when theirs expires.
+  function refresh(token, options) {
+    const o = options || {};
+    const timeout = o.timeout || TIMEOUT;
+    if (conn.state === "closed") return Promise.reject(new Error("pubsub: connection closed"));
+    if (!conn.transport || !current.send) {
+      return Promise.reject(new Error("pubsub: refresh needs a live WebSocket; other transports take a new token when they reconnect"));
+    }
+    if (token === undefined && !request.getToken) return Promise.reject(new Error("pubsub: refresh without a token needs getToken"));
+    const mine = generation;
+    return new Promise((resolve) => resolve(token === undefined ? request.getToken() : token)).then((t) => {
+      if (mine !== generation) throw new Error("pubsub: connection lost before the refresh");
+      if (typeof t !== "string" || t === "") throw new Error("pubsub: refresh: no token");
+      return sendToken(t, timeout);
+    }).catch((err) => {
+      emit("refresh", { ok: false, reason: err.message, expires: expiry(wsToken) });
+      throw err;
+    });
+  }
+
+  // sendToken sends a refresh frame with token over the live WebSocket; once
+  // the server acks it, the connection holds token and the next automatic
+  // refresh is planned from its expiry.
+  function sendToken(token, timeout) {
+    return wsRequest({ type: "refresh", token }, timeout).then(() => {
+      wsToken = token;
+      planRefresh(false);
+      emit("refresh", { ok: true, reason: "", expires: expiry(token) });
+    });
+  }
+
+  // planRefresh sets the timer of the next automatic refresh of a live
+  // WebSocket's token: refreshMargin before it expires, or halfway there
+  // when that is later (a token shorter-lived than the margin), and after
+  // a failed attempt halfway to expiry again. Once less than REFRESH_MIN
+  // would be left to wait it gives up: the server closes the connection
+  // when the token expires, and the reconnect asks getToken afresh.
+  function planRefresh(failed) {
+    stopRefresh();
+    if (!refreshMargin || !request.getToken || !conn.transport || !current.send) return;
+    const expires = expiry(wsToken);
+    if (expires === null) return;
+    const left = expires - Date.now();
+    const wait = failed ? left / 2 : Math.max(left - refreshMargin, left / 2);
+    if (wait < REFRESH_MIN) return;
+    // A token that outlives the longest timer is planned for again then.
+    refreshTimer = wait > LONGEST_TIMER ? setTimeout(() => planRefresh(failed), LONGEST_TIMER) : setTimeout(autoRefresh, wait);
+  }
+
+  function stopRefresh() {
+    clearTimeout(refreshTimer);
+    refreshTimer = null;
+  }
+
+  // autoRefresh asks getToken for a newer token than the connection's and
+  // sends it; a failure (getToken throws, its token is the same one or no
+  // later, the server refuses it) is retried later by planRefresh.
+  async function autoRefresh() {
+    refreshTimer = null;
+    const mine = generation;
+    const old = wsToken;
+    try {
+      const t = await request.getToken();
+      if (mine !== generation) return; // the connection went: the next one plans its own
+      if (typeof t !== "string" || t === "" || t === old) throw new Error("getToken gave no new token");
+      const expires = expiry(t);
+      if (expires !== null && expires <= Math.max(Date.now(), expiry(old))) throw new Error("getToken gave a token that expires no later");
+      await sendToken(t, TIMEOUT);
+    } catch (err) {
+      if (mine !== generation) return;
+      emit("refresh", { ok: false, reason: err.message, expires: expiry(old) });
+      planRefresh(true);
+    }
+  }
+
   // close ends the connection for good: the running transport, every
   // timer, waiting publishes and subscription changes (rejected), and the
   // listeners (after "close" has been emitted).
@@ -268,6 +358,7 @@ function connect(url, options) {
     generation++;
     clearTimeout(timer);
     timer = null;
+    stopRefresh();
     if (current) current.close();
     current = null;
     conn.transport = null;
@@ -375,13 +466,26 @@ async function authorized(request) {
 }
 
 // withToken adds getToken's token to url as ?access_token=, for the
-// transports that cannot send headers (WebSocket, EventSource).
+// transports that cannot send headers (WebSocket, EventSource), and
+// returns the token.
 async function withToken(url, request) {
-  if (request.getToken) {
-    const token = await request.getToken();
-    if (token) url.searchParams.set("access_token", token);
+  if (!request.getToken) return "";
+  const token = await request.getToken();
+  if (token) url.searchParams.set("access_token", token);
+  return token || "";
+}
+
+// expiry returns when a JWT expires, in ms since the epoch, read from its
+// payload's exp without verifying it (the server does); null for a token
+// that is not a JWT or has no exp.
+function expiry(token) {
+  try {
+    const payload = token.split(".")[1];
+    const exp = JSON.parse(atob(payload.replace(/-/g, "+").replace(/_/g, "/"))).exp;
+    return typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : null;
+  } catch (_) {
+    return null;
   }
-  return url;
 }
 
 // post publishes msg to url and resolves to its ID, or rejects when no
@@ -410,7 +514,7 @@ async function post(url, msg, request, timeout) {
 }
 
 // Each opener starts one connection attempt and reports through h:
-// open() once it works, message(m), gap(g), cursor(id) for a resume point
+// open(token) once it works (a WebSocket: with the token it opened with), message(m), gap(g), cursor(id) for a resume point
 // that is not a message, reply(frame) for an answer to a frame sent, and
 // down(reason) once, when it ends. It returns {close()}, which ends it
 // without calling down, and, when it can send frames, send(frame).
@@ -421,11 +525,11 @@ function openWS(url, conn, request, h) {
   let closed = false;
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   if (conn.lastId) url.searchParams.set("last_id", conn.lastId);
-  withToken(url, request).then((u) => {
+  withToken(url, request).then((token) => {
     if (closed) return;
-    ws = new WebSocket(u);
+    ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => h.open();
+    ws.onopen = () => h.open(token);
     ws.onmessage = (e) => {
       let f;
       try { f = typeof e.data === "string" ? JSON.parse(e.data) : binaryMessage(e.data); } catch (_) { return; }
@@ -463,9 +567,9 @@ function openSSE(url, conn, request, h) {
   let closed = false;
   url.searchParams.set("format", "json");
   if (conn.lastId) url.searchParams.set("last_id", conn.lastId);
-  withToken(url, request).then((u) => {
+  withToken(url, request).then(() => {
     if (closed) return;
-    es = new EventSource(u, { withCredentials: request.credentials === "include" });
+    es = new EventSource(url, { withCredentials: request.credentials === "include" });
     es.onopen = () => h.open();
     es.onmessage = (e) => {
       try { h.message(JSON.parse(e.data)); } catch (_) { /* not an envelope */ }

@@ -153,6 +153,21 @@ test("getToken is called before each long-poll request and publish, its token se
   conn.close();
 });
 
+test("refresh() needs a live WebSocket: on long-poll it rejects and the connection goes on", server, async (t) => {
+  const getToken = async () => token({ sub: "node", exp: Math.floor(Date.now() / 1000) + 600, pubsub: { subscribe: ["t/#"] } });
+  const conn = connect(base + "/auth/x", { transports: ["poll"], topics: ["t/2"], getToken });
+  t.after(() => conn.close());
+  const refreshes = [];
+  conn.on("refresh", (r) => refreshes.push(r));
+  await next(conn, "open");
+  await assert.rejects(conn.refresh(), /refresh needs a live WebSocket/);
+  await assert.rejects(conn.refresh(await getToken()), /refresh needs a live WebSocket/);
+  assert.deepEqual(refreshes, [], "a refresh that was never sent has no outcome");
+  assert.equal(conn.state, "live");
+  conn.close();
+  await assert.rejects(conn.refresh(), /connection closed/);
+});
+
 test("a refused connection is an error event with the reason and the retry delay; close() stops the retry", server, async (t) => {
   const timersBefore = timers();
   const conn = connect(base + "/auth/x", { transports: ["poll"], topics: ["t/1"] });

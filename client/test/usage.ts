@@ -13,6 +13,8 @@ const conn: Connection = connect("/events/lobby", {
   credentials: "include",
   getToken: async () => "token",
   onGap: (g) => console.log(g.first_id),
+  refreshMargin: 60000,
+  onRefresh: (r) => console.log(r.ok, r.reason, r.expires),
 });
 connect(new URL("https://push.example.com/events/x"), { withCredentials: true, getToken: () => null });
 
@@ -30,6 +32,8 @@ async function use(): Promise<void> {
   const id: string = await conn.publish(null, { text: "hi" }, { event: "chat", timeout: 2000 });
   await conn.subscribe(["news/+"], { timeout: 5000 });
   await conn.unsubscribe(["chat/#"]);
+  await conn.refresh();
+  await conn.refresh("token", { timeout: 3000 });
   const other: string = await publish("/events/x", "chat/lobby", "hello", { headers: { "X-Id": id }, timeout: 1000 });
   console.log(other, conn.transport, conn.state, conn.lastId, conn.topics, version);
   conn.close();
@@ -46,5 +50,7 @@ connect("/events/x", { transports: ["http2"] });
 void conn.subscribe("chat/#");
 // @ts-expect-error: the state is read-only
 conn.state = "live";
+// @ts-expect-error: a token is a string
+void conn.refresh(42);
 // @ts-expect-error: credentials is fetch's mode
 connect("/events/x", { credentials: true });

@@ -155,18 +155,26 @@ func token(t *testing.T, secret string, exp time.Time) string {
 
 const browserSecret = "browser-test-secret-browser-test-secret-0123"
 
-// The server ends a stream when its token expires; the client asks
-// getToken again before it reconnects, and goes on with the fresh token,
-// resuming where it was, on each transport.
-func TestClientGetTokenOnReconnect(t *testing.T) {
-	browser := testbrowser.New(t)
+// startExpiringPage starts Caddy with the client test site, extra at the
+// top of its site block and /events/* taking tokens of browserSecret
+// whose expiry it enforces to the second (leeway 0), and opens the page.
+func startExpiringPage(t *testing.T, browser context.Context, extra string) (*testserver.Server, *page) {
+	t.Helper()
 	t.Setenv("PUBSUB_TEST_SECRET", browserSecret)
-	srv, p := startClientPage(t, browser, clientSite("", `
+	return startClientPage(t, browser, clientSite(extra, `
 		jwt {
 			secret {env.PUBSUB_TEST_SECRET}
 			leeway 0s
 		}
 `))
+}
+
+// The server ends a stream when its token expires; the client asks
+// getToken again before it reconnects, and goes on with the fresh token,
+// resuming where it was, on each transport (the WebSocket with its
+// refresh in place turned off: refreshMargin 0).
+func TestClientGetTokenOnReconnect(t *testing.T) {
+	srv, p := startExpiringPage(t, testbrowser.New(t), "")
 	fresh := token(t, browserSecret, time.Now().Add(time.Hour))
 	for _, transport := range transports {
 		t.Run(transport, func(t *testing.T) {
@@ -175,7 +183,7 @@ func TestClientGetTokenOnReconnect(t *testing.T) {
 			short := token(t, browserSecret, expires)
 			topic := "chat/" + transport
 			eval[bool](p, `(tokens = [`+js(short)+`, `+js(fresh)+`], tokenCalls = 0, true)`)
-			eval[bool](p, `connectAs(`+js(transport)+`, "/events/x", {transports: [`+js(transport)+`], topics: [`+js(topic)+`], lastId: "earliest", getToken})`)
+			eval[bool](p, `connectAs(`+js(transport)+`, "/events/x", {transports: [`+js(transport)+`], topics: [`+js(topic)+`], lastId: "earliest", getToken, refreshMargin: 0})`)
 			p.waitLog(transport, "open "+transport)
 			// One call per connection; the long-poll calls it before each
 			// request, and may have sent its first GET already.
