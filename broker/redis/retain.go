@@ -100,7 +100,9 @@ local function pad(id)
 	return string.rep('0', 20 - #ms) .. ms .. '-' .. string.rep('0', 20 - #sq) .. sq
 end
 local function unpad(p)
-	return string.match(string.sub(p, 1, 20), '^0*(%d+)$') .. '-' .. string.match(string.sub(p, 22, 41), '^0*(%d+)$')
+	local ms = string.match(string.sub(p, 1, 20), '^0*(%d+)$')
+	local sq = string.match(string.sub(p, 21, 41), '^%-0*(%d+)$')
+	if ms and sq then return ms .. '-' .. sq end
 end
 local function fold(m)
 	local f = redis.call('GET', KEYS[8])
@@ -135,11 +137,11 @@ local function drop(t, n, pa)
 		local old = redis.call('ZRANGEBYLEX', KEYS[5], lo, hi, 'LIMIT', 0, chunk)
 		if #old == 0 then break end
 		local ids = {}
-		for i, m in ipairs(old) do
+		for _, m in ipairs(old) do
 			last = string.sub(m, #t + 2)
-			ids[i] = unpad(last)
+			ids[#ids + 1] = unpad(last)
 		end
-		redis.call('XDEL', KEYS[4], unpack(ids))
+		if #ids > 0 then redis.call('XDEL', KEYS[4], unpack(ids)) end
 		redis.call('ZREM', KEYS[5], unpack(old))
 		if n > 0 then n = n - #old end
 	end
@@ -242,7 +244,9 @@ func (b *Broker) missedKept(ctx context.Context, q hub.Query, after, upto stream
 	if err := floor.Err(); err != nil && !errors.Is(err, goredis.Nil) {
 		return false, err
 	}
-	if m, ok := parseMark(floor.Val()); ok && m.missed(after, upto, q) {
+	// A floor that does not parse was not written by this broker: every
+	// resume is told of a gap rather than none.
+	if m, ok := parseMark(floor.Val()); floor.Val() != "" && (!ok || m.missed(after, upto, q)) {
 		return true, nil
 	}
 	for {
