@@ -61,7 +61,8 @@ func (b *Broker) snapshot(ctx context.Context) (snapshot, error) {
 		return s, err
 	}
 	s.epoch = epoch.Val()
-	s.horizon, _ = parseStreamID(horizon.Val())
+	at, _, _ := strings.Cut(horizon.Val(), " ") // then the rules' digest (retain.go)
+	s.horizon, _ = parseStreamID(at)
 	if err := info.Err(); err != nil {
 		return s, err
 	}

@@ -276,10 +276,17 @@ func (b *Broker) missedKept(ctx context.Context, q hub.Query, after, upto stream
 // the drops of before into the floor. The stream itself is not touched:
 // what it holds of topics that lost their rule is history again.
 //
+// The horizon records the rules' digest beside the stream ID: when it
+// names these rules, another instance has brought the messages under them
+// already, and what was published since by instances without them is
+// history, as for any message without k after the horizon; so the first
+// instance to reload does the work, the others nothing.
+//
 // KEYS: stream, epoch, seq, keptKeys, then the key of each rule, then
 // keys of rules no longer configured. ARGV: the drops' cap, the number of
-// rules, then pattern, count and topic cap of each, most specific first.
-// Returns the entries it kept.
+// rules, the rules' digest (hex), then pattern, count and topic cap of
+// each, most specific first. Returns the entries it kept, -1 when the
+// digest was there already.
 var refileScript = goredis.NewScript(`
 local markCap = tonumber(ARGV[1])
 ` + keptLib + `
@@ -287,6 +294,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 	redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 	return 0
 end
+local horizon = redis.call('GET', KEYS[9])
+if horizon and string.match(horizon, ' (%x+)$') == ARGV[3] then return -1 end
 local function split(s)
 	local out, i = {}, 1
 	while true do
@@ -302,7 +311,7 @@ end
 local nr = tonumber(ARGV[2])
 local rules = {}
 for i = 1, nr do
-	local b = 3 * i
+	local b = 3 * i + 1
 	rules[i] = {p = split(ARGV[b]), dollar = string.match(ARGV[b], '^[+#]') ~= nil,
 		count = tonumber(ARGV[b + 1]), cap = tonumber(ARGV[b + 2]), key = KEYS[9 + i], topics = {}}
 end
@@ -410,7 +419,7 @@ for _, e in ipairs(all) do
 		n = n + 1
 	end
 end
-redis.call('SET', KEYS[9], last.id)
+redis.call('SET', KEYS[9], last.id .. ' ' .. ARGV[3])
 return n
 `)
 
@@ -422,7 +431,7 @@ func (b *Broker) refile(r *retention, old []hub.RetentionRule) {
 	ctx, cancel := context.WithTimeout(context.Background(), refileTimeout)
 	defer cancel()
 	keys := append(b.keys(), b.keptKeys()...)
-	args := []any{r.markCap(), len(r.rules)}
+	args := []any{r.markCap(), len(r.rules), r.digest()}
 	for _, rule := range r.rules {
 		keys = append(keys, b.ruleKey(rule.Pattern))
 		args = append(args, rule.Pattern, rule.Count, r.topicCap())
@@ -439,7 +448,21 @@ func (b *Broker) refile(r *retention, old []hub.RetentionRule) {
 			zap.Error(err))
 		return
 	}
+	if n < 0 {
+		return // another instance did it
+	}
 	b.logger.Info("retain rules changed: stored messages brought under them", zap.Int64("kept", n), zap.Duration("took", time.Since(begin)))
+}
+
+// digest identifies what the kept messages depend on, as the horizon
+// records it (refileScript).
+func (r *retention) digest() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%d\n", r.topicCap())
+	for _, rule := range r.rules {
+		fmt.Fprintf(h, "%q %d\n", rule.Pattern, rule.Count)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // rulesChanged reports whether a and b differ in what the kept messages

@@ -93,7 +93,8 @@ func TestForeignKeptStream(t *testing.T) {
 // A reload that adds a rule on one instance brings what the stream holds
 // under it there; another instance that has not reloaded yet goes on
 // publishing without the rule, and what it publishes is history on the
-// first, not missing.
+// first, not missing. Once the other reloads to the same rule, it finds
+// the work done (the rules' digest at the horizon).
 func TestReloadOnOneInstance(t *testing.T) {
 	srv := testserver.StartRedis(t)
 	key := streamKey()
@@ -109,5 +110,11 @@ func TestReloadOnOneInstance(t *testing.T) {
 	}
 	if msgs, gap := sinceOn(t, b, hub.Earliest, last, "m/+"); gap != nil || !slices.Equal(ids(msgs), []string{pub[0], pub[1], pub[3], pub[4]}) {
 		t.Fatalf("on the instance without it: %v gap %+v; want every message %v", ids(msgs), gap, []string{pub[0], pub[1], pub[3], pub[4]})
+	}
+	// The other reloads to the same rule: the first did the work, and
+	// both replay the same.
+	b.SetRetention(hub.Retention{Count: 100, Rules: []hub.RetentionRule{{Pattern: "m/+", Count: 1}}})
+	if msgs, gap := sinceOn(t, b, hub.Earliest, last, "m/+"); gap != nil || !slices.Equal(ids(msgs), []string{pub[1], pub[3], pub[4]}) {
+		t.Fatalf("on the other instance, reloaded too: %v gap %+v; want what the first replays %v", ids(msgs), gap, []string{pub[1], pub[3], pub[4]})
 	}
 }
