@@ -275,7 +275,7 @@ func TestRulesDuringAnUpgrade(t *testing.T) {
 	srv := testserver.StartRedis(t)
 	raw := rawClient(t, srv)
 	key := streamKey()
-	b, s := started(t, srv.URL, key, hub.Retention{Count: 100, Rules: []hub.RetentionRule{{Pattern: "m/+", Count: 1}}})
+	b, s := started(t, srv.URL, key, lastValues)
 	published, err := b.Publish(context.Background(), []hub.Message{{Topic: "m/a", Data: "1"}, {Topic: "m/a", Data: "2"}, {Topic: "t", Data: "3"}})
 	if err != nil {
 		t.Fatal(err)

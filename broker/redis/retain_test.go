@@ -27,6 +27,9 @@ func publishTo(t *testing.T, b *redis.Broker, topics ...string) []string {
 	return out
 }
 
+// lastValues is a retention with `retain m/+ 1`.
+var lastValues = hub.Retention{Count: 100, Rules: []hub.RetentionRule{{Pattern: "m/+", Count: 1}}}
+
 // sinceOn is since for a subscriber to filters.
 func sinceOn(t *testing.T, b *redis.Broker, lastID, upto string, filters ...string) ([]*hub.Message, *hub.Gap) {
 	t.Helper()
@@ -74,7 +77,7 @@ func TestForeignKeptStream(t *testing.T) {
 	srv := testserver.StartRedis(t)
 	raw := rawClient(t, srv)
 	key := streamKey()
-	b, _ := started(t, srv.URL, key, hub.Retention{Count: 100, Rules: []hub.RetentionRule{{Pattern: "m/+", Count: 1}}})
+	b, _ := started(t, srv.URL, key, lastValues)
 	pub := publishTo(t, b, "m/a", "t")
 	if err := raw.XAdd(context.Background(), &goredis.XAddArgs{Stream: key + ":kept", ID: "99999999999999-0", Values: []any{"x", "y"}}).Err(); err != nil {
 		t.Fatal(err)
@@ -101,7 +104,7 @@ func TestReloadOnOneInstance(t *testing.T) {
 	a, _ := started(t, srv.URL, key, hub.Retention{Count: 100})
 	b, sb := started(t, srv.URL, key, hub.Retention{Count: 100})
 	pub := publishTo(t, b, "m/a", "m/a", "t")
-	a.SetRetention(hub.Retention{Count: 100, Rules: []hub.RetentionRule{{Pattern: "m/+", Count: 1}}})
+	a.SetRetention(lastValues)
 	pub = append(pub, publishTo(t, b, "m/a", "m/b")...)
 	sb.waitIDs(t, pub)
 	last := pub[len(pub)-1]
@@ -113,7 +116,7 @@ func TestReloadOnOneInstance(t *testing.T) {
 	}
 	// The other reloads to the same rule: the first did the work, and
 	// both replay the same.
-	b.SetRetention(hub.Retention{Count: 100, Rules: []hub.RetentionRule{{Pattern: "m/+", Count: 1}}})
+	b.SetRetention(lastValues)
 	if msgs, gap := sinceOn(t, b, hub.Earliest, last, "m/+"); gap != nil || !slices.Equal(ids(msgs), []string{pub[1], pub[3], pub[4]}) {
 		t.Fatalf("on the other instance, reloaded too: %v gap %+v; want what the first replays %v", ids(msgs), gap, []string{pub[1], pub[3], pub[4]})
 	}
