@@ -465,7 +465,7 @@ func (a *App) provisionHub(ctx caddy.Context, name string, c HubConfig, logger *
 	if len(c.Retain) > 0 && !hb.RetainsByRule() {
 		p := provisionedHub{hub: hb, poolKey: broker.poolKey(name)}
 		p.release()
-		return provisionedHub{}, fmt.Errorf("hub %q: its %s broker cannot retain by rule: the retain setting needs the memory or bolt broker", name, broker.kind)
+		return provisionedHub{}, fmt.Errorf("hub %q: its %s broker cannot retain by rule: the retain setting needs a broker that keeps rules (memory, bolt and redis do)", name, broker.kind)
 	}
 	p := provisionedHub{hub: hb, poolKey: broker.poolKey(name)}
 	if len(c.CaddyEvents) > 0 {

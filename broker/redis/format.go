@@ -29,6 +29,14 @@ package redis
 // release reads. An instance that reads only version 1 skips and counts a
 // binary entry as one of a newer format, never delivering bytes as text;
 // its subscribers miss binary messages until it is upgraded.
+//
+// Retain rules (retain.go) keep both versions: an entry of a topic kept by
+// rule has the field k, which readers before it ignore (they replay it
+// from the stream, as any other), and its copy in KEY:kept, a key of a new
+// name, has the fields of its version. A reader with the rule reads the
+// copy; an entry of a rule topic without k (written by an instance that
+// did not apply the rule) stays history in the stream, so neither release
+// loses the other's messages.
 
 import (
 	"strconv"

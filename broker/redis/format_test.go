@@ -264,3 +264,53 @@ func TestSignalsOfOtherReleases(t *testing.T) {
 		t.Fatalf("this release signalled %+v, want version 1 with the members of version 1", sent)
 	}
 }
+
+// During an upgrade that brings retain rules, instances of the release
+// before share the stream: they read this release's entries of rule topics
+// with the fields of version 1, as any other (the field k, kept by rule, is
+// one they ignore), and what they write of a rule topic (without k) is
+// history to an instance with the rule: more than the rule keeps, never
+// missing.
+func TestRulesDuringAnUpgrade(t *testing.T) {
+	srv := testserver.StartRedis(t)
+	raw := rawClient(t, srv)
+	key := streamKey()
+	b, s := started(t, srv.URL, key, lastValues)
+	published, err := b.Publish(context.Background(), []hub.Message{{Topic: "m/a", Data: "1"}, {Topic: "m/a", Data: "2"}, {Topic: "t", Data: "3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := epoch(published[0])
+	older := appendAs(t, raw, key, e, "epoch", e, "topic", "m/a", "event", "", "data", "older release")
+	all := append(published, older)
+	s.waitIDs(t, all)
+
+	entries, err := raw.XRange(context.Background(), key, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read []string
+	for _, x := range entries {
+		for _, name := range []string{"epoch", "topic", "event", "data", "seq"} {
+			if _, ok := x.Values[name].(string); !ok {
+				t.Fatalf("entry %s has no field %s for the release before: %v", x.ID, name, x.Values)
+			}
+		}
+		read = append(read, e+"-"+x.ID)
+	}
+	if !slices.Equal(read, all) {
+		t.Fatalf("the release before reads %v from the stream, want every message %v", read, all)
+	}
+
+	msgs, gap := since(t, b, hub.Earliest, older)
+	if want := all[1:]; gap != nil || !slices.Equal(ids(msgs), want) {
+		t.Fatalf("with the rule, Since(earliest) = %v gap %+v; want the latest m/a kept, t, and the release before's m/a %v", ids(msgs), gap, want)
+	}
+	msgs, gap = since(t, b, published[0], older)
+	if want := all[1:]; gap != nil || !slices.Equal(ids(msgs), want) {
+		t.Fatalf("with the rule, Since(first) = %v gap %+v; want %v", ids(msgs), gap, want)
+	}
+	if msgs, gap = since(t, b, e+"-0-1", older); gap == nil {
+		t.Fatalf("with the rule, a resume from before the dropped m/a: %v without a gap", ids(msgs))
+	}
+}

@@ -121,3 +121,20 @@ func FuzzSignal(f *testing.F) {
 		}
 	})
 }
+
+// Whatever a foreign writer puts in the drops of rules: parsing a mark
+// never panics, and what this broker writes parses back.
+func FuzzMark(f *testing.F) {
+	f.Add(uint64(1795307561868), uint64(0), uint64(1795307561869), uint64(3), "metrics/a")
+	f.Add(uint64(0), uint64(0), uint64(0), uint64(0), "")
+	f.Add(uint64(1<<64-1), uint64(1<<64-1), uint64(1), uint64(2), "a b/\u00e9")
+	f.Fuzz(func(t *testing.T, ms, seq, atMS, atSeq uint64, topic string) {
+		s := padID(streamID{ms, seq}) + padID(streamID{atMS, atSeq}) + topic
+		m, ok := parseMark(s)
+		if !ok || m.seq != (streamID{ms, seq}) || m.at != (streamID{atMS, atSeq}) || m.topic != topic {
+			t.Fatalf("mark %q parses as %+v, %v", s, m, ok)
+		}
+		_, _ = parseMark(topic)
+		_, _ = parseMark(s[:len(s)/2])
+	})
+}

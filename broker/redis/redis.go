@@ -58,7 +58,7 @@ type Broker struct {
 	waitFor  time.Duration
 	logger   *zap.Logger
 
-	retention atomic.Pointer[hub.Retention]
+	retention atomic.Pointer[retention]
 	skipped   atomic.Uint64 // stream entries Since left out as not valid messages or of a newer format
 
 	newestUnread atomic.Uint64 // the newest format version met and skipped (format.go)
@@ -108,7 +108,7 @@ func New(cfg Config, r hub.Retention) (*Broker, error) {
 		waitFor:   orDefault(cfg.ReplicaTimeout, DefaultReplicaTimeout),
 		logger:    logger.With(zap.String("stream", cfg.Stream), zap.String("redis", c.addr)),
 	}
-	b.SetRetention(r)
+	b.retention.Store(newRetention(r))
 	return b, nil
 }
 
@@ -138,21 +138,26 @@ func (b *Broker) Start(deliver func(*hub.Message)) error {
 // a fencing token it first refuses (FENCED) a publisher whose lease was
 // acquired again since (lease.go).
 //
-// KEYS: stream, epoch, seq[, key][, fence counter]. ARGV: epoch to use if
-// renewing, epoch, number and stream ID the publisher saw, MAXLEN ("0":
-// none), MINID ("0": none), the key's window in milliseconds ("0": no
-// key), the fencing token ("0": none), then topic, event, data and format
-// version (format.go) of each message. Returns the epoch, the number of appends lost (0: none; -1:
-// nothing stored, the key's IDs again), the last entry's number, then the
-// entries' IDs.
+// A message of a topic that a rule keeps is also kept by rule (retain.go).
+//
+// KEYS: stream, epoch, seq, keptKeys[, key][, fence counter], then the
+// keys of the rules (retain.go). ARGV: epoch to use if renewing, epoch,
+// number and stream ID the publisher saw, MAXLEN ("0": none), MINID ("0":
+// none), the key's window in milliseconds ("0": no key), the fencing token
+// ("0": none), the cap on drops told apart by topic, the rules (ruleArgs),
+// then topic, event, data, format version (format.go) and rule (0: none)
+// of each message. Returns the epoch, the number of appends lost (0: none;
+// -1: nothing stored, the key's IDs again), the last entry's number, then
+// the entries' IDs.
 var publishScript = goredis.NewScript(`
 local once
-local nk = 4
+local nk = 10
 if ARGV[7] ~= '0' then
-	once = KEYS[4]
-	nk = 5
+	once = KEYS[10]
+	nk = 11
 end
-` + fenceCheck + `
+local markCap = tonumber(ARGV[9])
+` + keptLib + fenceCheck + `
 if once then
 	local prev = redis.call('GET', once)
 	if prev then
@@ -167,13 +172,22 @@ local epoch = redis.call('GET', KEYS[2])
 if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
 	epoch = ARGV[1]
 	redis.call('SET', KEYS[2], epoch)
+	redis.call('DEL', KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 end
 ` + lossCheck + `
 local out = {epoch, lost, 0}
-for i = 9, #ARGV, 4 do
+for i = 11 + 3 * tonumber(ARGV[10]), #ARGV, 5 do
 	seq = seq + 1
-	out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'v', ARGV[i + 3], 'epoch', epoch,
-		'topic', ARGV[i], 'event', ARGV[i + 1], 'data', ARGV[i + 2], 'seq', seq)
+	local fields = {'v', ARGV[i + 3], 'epoch', epoch, 'topic', ARGV[i], 'event', ARGV[i + 1], 'data', ARGV[i + 2], 'seq', seq}
+	local r = tonumber(ARGV[i + 4])
+	if r == 0 then
+		out[#out + 1] = redis.call('XADD', KEYS[1], '*', unpack(fields))
+	else
+		local id = redis.call('XADD', KEYS[1], '*', 'k', '1', unpack(fields))
+		out[#out + 1] = id
+		local a = 8 + 3 * r
+		keep(id, ARGV[i], tonumber(ARGV[a]), tonumber(ARGV[a + 1]), KEYS[tonumber(ARGV[a + 2])], seq, fields)
+	end
 end
 redis.call('SET', KEYS[3], seq)
 out[3] = seq
@@ -205,9 +219,10 @@ func (b *Broker) publish(ctx context.Context, key string, window time.Duration, 
 	if _, err := b.ensureStart(ctx); err != nil {
 		return nil, false, b.failed("publishing to", err)
 	}
-	maxLen, minID := b.trimBounds(time.Now())
+	r := b.retention.Load()
+	maxLen, minID := b.trimBounds(r, time.Now())
 	seen := b.seen.args()
-	keys, windowMS := b.keys(), int64(0)
+	keys, windowMS := append(b.keys(), b.keptKeys()...), int64(0)
 	if key != "" {
 		sum := sha256.Sum256([]byte(key))
 		keys, windowMS = append(keys, b.stream+":once:"+hex.EncodeToString(sum[:16])), max(window.Milliseconds(), 1)
@@ -220,11 +235,14 @@ func (b *Broker) publish(ctx context.Context, key string, window time.Duration, 
 		}
 		keys, token = append(keys, fence), max(f.Token, 1)
 	}
-	args := make([]any, 0, 8+4*len(msgs))
+	rules, ruleKeys, ruleOf := b.ruleArgs(r, msgs, len(keys)+1)
+	keys = append(keys, ruleKeys...)
+	args := make([]any, 0, 9+len(rules)+5*len(msgs))
 	args = append(args, newEpoch())
-	args = append(append(args, seen...), maxLen, minID, windowMS, token)
-	for _, m := range msgs {
-		args = append(args, m.Topic, m.Event, m.Data, entryVersion(m))
+	args = append(append(args, seen...), maxLen, minID, windowMS, token, r.markCap())
+	args = append(args, rules...)
+	for i, m := range msgs {
+		args = append(args, m.Topic, m.Event, m.Data, entryVersion(m), ruleOf[i])
 	}
 	res, err := b.append(ctx, keys, args)
 	if err != nil {
@@ -306,8 +324,7 @@ func (b *Broker) append(ctx context.Context, keys []string, args []any) ([]any, 
 // trimBounds returns the XTRIM bounds for the current retention ("0" for
 // none), never below the delivery floor. Trimming is approximate: Redis
 // drops whole stream nodes, cheaply, and may keep some entries more.
-func (b *Broker) trimBounds(now time.Time) (maxLen, minID string) {
-	r := b.retention.Load()
+func (b *Broker) trimBounds(r *retention, now time.Time) (maxLen, minID string) {
 	maxLen, minID = strconv.Itoa(max(r.Count, deliveryFloor)), "0"
 	if r.MaxAge > 0 {
 		minID = strconv.FormatInt(now.Add(-max(r.MaxAge, deliveryAge)).UnixMilli(), 10)
@@ -366,8 +383,18 @@ func (b *Broker) After(id, ref string) bool {
 }
 
 // SetRetention implements hub.Broker. Redis trims the stream on the next
-// publish; Since applies the age bound at once.
-func (b *Broker) SetRetention(r hub.Retention) { b.retention.Store(&r) }
+// publish; Since applies the age bounds at once. Changed rules apply to
+// the messages stored before at once, as if each had been published under
+// them (refile, retain.go), on every instance sharing the stream.
+func (b *Broker) SetRetention(r hub.Retention) {
+	next := newRetention(r)
+	if old := b.retention.Swap(next); rulesChanged(old, next) {
+		b.refile(next, old.rules)
+	}
+}
+
+// RetainsByRule implements hub.RuleRetainer.
+func (b *Broker) RetainsByRule() {}
 
 // Close implements hub.Broker: it stops the reader and closes the
 // connections.
@@ -412,4 +439,5 @@ var (
 	_ hub.OncePublisher = (*Broker)(nil)
 	_ hub.LinkReporter  = (*Broker)(nil)
 	_ hub.Leaser        = (*Broker)(nil)
+	_ hub.RuleRetainer  = (*Broker)(nil)
 )
