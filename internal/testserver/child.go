@@ -28,6 +28,14 @@ type Child struct {
 // GlobalOptions as StartWith does, and stops it when the test ends.
 func StartChild(t testing.TB, bin, globals, site string) *Child {
 	t.Helper()
+	return StartChildEnv(t, bin, nil, globals, site)
+}
+
+// StartChildEnv is StartChild with env ("NAME=value", over this process's
+// environment; "NAME=" clears one) for the child, such as a GODEBUG
+// setting that net/http reads once at start.
+func StartChildEnv(t testing.TB, bin string, env []string, globals, site string) *Child {
+	t.Helper()
 	port, admin := FreePort(t), FreePort(t)
 	dir := t.TempDir()
 	opts := strings.Replace(GlobalOptions, "admin off", fmt.Sprintf("admin 127.0.0.1:%d", admin), 1)
@@ -45,6 +53,8 @@ func StartChild(t testing.TB, bin, globals, site string) *Child {
 	}
 	c.cmd = exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
 	c.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir, "HOME="+dir)
+	// The last of a name wins.
+	c.cmd.Env = append(c.cmd.Env, env...)
 	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
