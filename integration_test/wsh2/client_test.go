@@ -102,6 +102,9 @@ type h2WS struct {
 	frames chan frame
 	done   chan struct{} // closed when the server's side ended
 	err    error         // why it ended, once done
+
+	pings       atomic.Int64 // pings received
+	ignorePings atomic.Bool  // leave them unanswered
 }
 
 // dialH2 opens a WebSocket to base+"/events"+query by extended CONNECT,
@@ -198,7 +201,10 @@ func (w *h2WS) read() {
 			f.payload = inflated
 		}
 		if f.op == opPing {
-			w.raw(0x80|opPong, f.payload, true)
+			w.pings.Add(1)
+			if !w.ignorePings.Load() {
+				w.raw(0x80|opPong, f.payload, true)
+			}
 			continue
 		}
 		w.frames <- f

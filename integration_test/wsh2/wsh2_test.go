@@ -8,31 +8,34 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
-// site serves /events over TLS with the certificate of certFile.
-func site(certFile, keyFile string) string {
+// site serves /events over TLS with the certificate of certFile, with
+// options added to the pubsub block.
+func site(certFile, keyFile string, options ...string) string {
 	return fmt.Sprintf(`
 https://127.0.0.1:{PORT} {
 	tls %s %s
 	pubsub /events* {
 		max_message_size 16KiB
 		publish_key k
+		%s
 	}
 }
-`, certFile, keyFile)
+`, certFile, keyFile, strings.Join(options, "\n\t\t"))
 }
 
 // start runs Caddy over TLS in this process and returns its https:// base
 // and a client that trusts it.
-func start(t *testing.T) (string, *h2Client) {
+func start(t *testing.T, options ...string) (string, *h2Client) {
 	t.Helper()
 	cert, key, roots := testserver.SelfSigned(t)
-	s := testserver.Start(t, site(cert, key))
+	s := testserver.Start(t, site(cert, key, options...))
 	return strings.Replace(s.Base, "http://", "https://", 1), newH2Client(t, roots)
 }
 
@@ -225,5 +228,44 @@ func TestShutdownCloses(t *testing.T) {
 	}
 	if code, reason := ws.expectClose(); code != 1001 || reason != "server shutting down" {
 		t.Fatalf("closed with %d %q, want 1001 \"server shutting down\"", code, reason)
+	}
+}
+
+// The server pings every heartbeat; a client that answers stays, one that
+// stops answering is dropped after two heartbeats and a half: its stream
+// ends.
+func TestHeartbeat(t *testing.T) {
+	base, c := start(t, "heartbeat 1s")
+	alive := dialH2(t, c, base, "?topic=h", nil)
+	dead := dialH2(t, c, base, "?topic=h", nil)
+	dead.ignorePings.Store(true)
+	t0 := time.Now()
+	select {
+	case <-dead.done:
+	case <-time.After(testserver.Wait):
+		t.Fatal("a client that answers no ping is still connected")
+	}
+	if n := dead.pings.Load(); n < 2 {
+		t.Fatalf("dropped after %d pings, want at least 2 (%v, %s)", n, dead.err, time.Since(t0))
+	}
+	testserver.Eventually(t, "pings to the live client", func() bool { return alive.pings.Load() >= 3 })
+	id := c.publish(t, base, "h", "still here")
+	if m := alive.nextText("message"); m.ID != id {
+		t.Fatalf("live client got %s, want %s", m.Raw, id)
+	}
+}
+
+// The origin check of an HTTP/1.1 upgrade applies: a page of another site
+// not listed in cors is refused, one listed is served.
+func TestOrigin(t *testing.T) {
+	base, c := start(t, "cors https://app.example.com")
+	ws, err := tryH2(t, c, base, "?topic=o", http.Header{"Origin": {"https://evil.example.com"}})
+	if err != nil || ws.Resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a foreign page's WebSocket: %v, want 403", err)
+	}
+	ok := dialH2(t, c, base, "?topic=o", http.Header{"Origin": {"https://app.example.com"}})
+	id := c.publish(t, base, "o", "x")
+	if m := ok.nextText("message"); m.ID != id {
+		t.Fatalf("got %s, want %s", m.Raw, id)
 	}
 }
