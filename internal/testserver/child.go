@@ -79,6 +79,9 @@ func StartChildEnv(t testing.TB, bin string, env []string, globals, site string)
 	return c
 }
 
+// Pid is the child's process ID, for reading its /proc entries.
+func (c *Child) Pid() int { return c.cmd.Process.Pid }
+
 // Output is what the child wrote to stdout and stderr so far.
 func (c *Child) Output() string { return c.out.String() }
 
