@@ -27,11 +27,12 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
-// IsWebSocketConnect reports whether r opens a WebSocket over HTTP/2 or
-// HTTP/3: an extended CONNECT whose :protocol is websocket (net/http
-// hands the pseudo-header over among the headers).
+// IsWebSocketConnect reports whether r opens a WebSocket over HTTP/2: an
+// extended CONNECT whose :protocol is websocket (Go's HTTP/2 server hands
+// the pseudo-header over among the headers). HTTP/3 (RFC 9220) is not
+// served: quic-go reports :protocol elsewhere, and browsers do not use it.
 func IsWebSocketConnect(r *http.Request) bool {
-	return r.ProtoMajor >= 2 && r.Method == http.MethodConnect && r.Header.Get(":protocol") == "websocket"
+	return r.ProtoMajor == 2 && r.Method == http.MethodConnect && r.Header.Get(":protocol") == "websocket"
 }
 
 // errWSPeerClosed is the end of a stream whose client sent its close
