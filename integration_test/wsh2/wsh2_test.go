@@ -5,12 +5,16 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
@@ -266,6 +270,89 @@ func TestOrigin(t *testing.T) {
 	ok := dialH2(t, c, base, "?topic=o", http.Header{"Origin": {"https://app.example.com"}})
 	id := c.publish(t, base, "o", "x")
 	if m := ok.nextText("message"); m.ID != id {
+		t.Fatalf("got %s, want %s", m.Raw, id)
+	}
+}
+
+// testSecret signs the tokens of TestJWT and the hook calls of
+// TestConnectHook.
+const testSecret = "wsh2-test-secret-wsh2-test-secret"
+
+// token is a token of subject tester, expiring after ttl, that may
+// subscribe to filters.
+func token(t *testing.T, ttl time.Duration, filters ...string) string {
+	t.Helper()
+	claims := jwt.MapClaims{"sub": "tester", "exp": time.Now().Add(ttl).Unix(), "pubsub": map[string]any{"subscribe": filters}}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// With jwt, the extended CONNECT needs a token as an upgrade does; a
+// refresh frame replaces it in place, so the connection outlives the first
+// token's expiry, and a refresh to a token whose grant no longer covers
+// the connection's topics closes it with 1008.
+func TestJWT(t *testing.T) {
+	base, c := start(t, "jwt {\n\t\t\tsecret "+testSecret+"\n\t\t}")
+	ws, err := tryH2(t, c, base, "?topic=chat/a", http.Header{"Authorization": nil})
+	if err != nil || ws.Resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without a token: %v, want 401", err)
+	}
+
+	expires := time.Now().Add(2 * time.Second)
+	ws = dialH2(t, c, base, "?topic=chat/a", http.Header{"Authorization": {"Bearer " + token(t, time.Until(expires), "chat/#")}})
+	if ack := ws.request(map[string]any{"type": "refresh", "token": token(t, time.Hour, "chat/#"), "ref": 1}); ack.Type != "ack" {
+		t.Fatalf("refresh answered %s", ack.Raw)
+	}
+	<-time.After(time.Until(expires) + 500*time.Millisecond)
+	id := c.publish(t, base, "chat/a", "after the first token")
+	if m := ws.nextText("message"); m.ID != id {
+		t.Fatalf("after the refresh: %s, want %s", m.Raw, id)
+	}
+	ws.sendJSON(map[string]any{"type": "refresh", "token": token(t, time.Hour, "news/#"), "ref": 2})
+	if code, reason := ws.expectClose(); code != 1008 || !strings.Contains(reason, "does not allow the connection's topics") {
+		t.Fatalf("refresh to a token without the topics: closed with %d %q, want 1008", code, reason)
+	}
+}
+
+// The connect hook decides whether a WebSocket over HTTP/2 may open, as
+// it does for an upgrade, and is told the transport ws.
+func TestConnectHook(t *testing.T) {
+	var allow atomic.Bool
+	calls := make(chan string, 4)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var call struct {
+			Caller struct{ Transport string } `json:"caller"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&call)
+		calls <- call.Caller.Transport
+		if allow.Load() {
+			fmt.Fprint(w, `{"allow":true}`)
+			return
+		}
+		fmt.Fprint(w, `{"allow":false,"reason":"banned"}`)
+	}))
+	t.Cleanup(backend.Close)
+	base, c := start(t, "hooks "+backend.URL+" {\n\t\t\tsecret "+testSecret+"\n\t\t\ton connect\n\t\t}")
+
+	ws, err := tryH2(t, c, base, "?topic=k", nil)
+	if err != nil || ws.Resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied by the hook: %v, want 403", err)
+	}
+	if body, _ := io.ReadAll(ws.Resp.Body); !strings.Contains(string(body), "banned") {
+		t.Fatalf("denied with %q, want the backend's reason", body)
+	}
+	allow.Store(true)
+	ws = dialH2(t, c, base, "?topic=k", nil)
+	for range 2 {
+		if transport := <-calls; transport != "ws" {
+			t.Fatalf("the hook was told transport %q, want ws", transport)
+		}
+	}
+	id := c.publish(t, base, "k", "allowed")
+	if m := ws.nextText("message"); m.ID != id {
 		t.Fatalf("got %s, want %s", m.Raw, id)
 	}
 }
