@@ -305,6 +305,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	case http.MethodOptions:
 		h.endpoint.Options(w, r, rq)
 		return nil
+	case http.MethodConnect:
+		// A WebSocket over HTTP/2 (RFC 8441) opens with an extended
+		// CONNECT, which only subscribes; any other CONNECT is refused.
+		if handlers.IsWebSocketConnect(r) {
+			t, _ := handlers.SelectTransport(r)
+			h.serve(w, r, rq, t)
+			return nil
+		}
+		fallthrough
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST, OPTIONS")
 		http.Error(w, "method not allowed: subscribe with GET, publish with POST", http.StatusMethodNotAllowed)
@@ -323,13 +332,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return nil
 	}
+	h.serve(w, r, rq, t)
+	return nil
+}
+
+// serve serves r's subscriber on t, once the module's limits admit it.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, rq handlers.Request, t *handlers.Transport) {
 	release, ok := h.admit(w, r)
 	if !ok {
-		return nil
+		return
 	}
 	rq.Release = release
 	t.Serve(&h.endpoint, w, r, rq)
-	return nil
 }
 
 // forwardedScheme returns the scheme a trusted proxy (the server's

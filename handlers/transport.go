@@ -41,8 +41,12 @@ func Transports() []string {
 }
 
 // SelectTransport returns the transport r asks for: the one ?transport=
-// names, else the first whose rule r meets.
+// names, else the first whose rule r meets. A WebSocket's extended
+// CONNECT (wsh2.go) can be nothing else.
 func SelectTransport(r *http.Request) (*Transport, error) {
+	if IsWebSocketConnect(r) {
+		return webSocketTransport, nil
+	}
 	if name := r.URL.Query().Get("transport"); name != "" {
 		for _, t := range transports {
 			if t.Name == name {

@@ -18,7 +18,9 @@ package handlers
 //
 // That is the goroutine path. Over HTTP/1.1 on Linux, the
 // connection is parked after the handshake instead (ws_parked.go): the
-// same frame protocol runs without a goroutine per idle connection.
+// same frame protocol runs without a goroutine per idle connection. Over
+// HTTP/2 (wsh2.go) the goroutine path serves a stream with a codec of its
+// own instead of gorilla's.
 
 import (
 	"bufio"
@@ -91,7 +93,7 @@ func (ep *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, rq Re
 }
 
 func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request) {
-	if !websocket.IsWebSocketUpgrade(r) {
+	if !IsWebSocketConnect(r) && !websocket.IsWebSocketUpgrade(r) {
 		fail(w, http.StatusBadRequest, "not a WebSocket handshake: connect with a WebSocket client (Upgrade: websocket)")
 		return
 	}
@@ -140,35 +142,32 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 		return
 	}
 
-	u, offer, deflate := negotiate(r)
-	conn, err := u.Upgrade(hijacker{w}, offer, nil)
-	if err != nil {
-		// Upgrade has answered the client.
+	c := &wsConn{
+		ep:  ep,
+		r:   r,
+		id:  id,
+		rq:  rq,
+		ctx: ctx,
+		sub: sub,
+	}
+	c.token.Store(id.token)
+	if !c.accept(w, r) {
+		// The handshake failed, and the client was answered.
 		if sub != nil {
 			sub.Close()
 		}
 		return
 	}
-	c := &wsConn{
-		ep:      ep,
-		r:       r,
-		id:      id,
-		rq:      rq,
-		ctx:     ctx,
-		conn:    conn,
-		sink:    gorillaSink{conn},
-		sub:     sub,
-		deflate: deflate,
-	}
-	c.token.Store(id.token)
-	parked, release := c.park(backlog, gap)
-	if parked {
-		return
-	}
-	if release != nil {
-		defer release()
-		// What park replayed is out.
-		backlog, gap = nil, nil
+	if c.conn != nil {
+		parked, release := c.park(backlog, gap)
+		if parked {
+			return
+		}
+		if release != nil {
+			defer release()
+			// What park replayed is out.
+			backlog, gap = nil, nil
+		}
 	}
 	c.cmds = make(chan *wsCommand, wsCommands)
 	c.quit = make(chan struct{})
@@ -179,9 +178,37 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 	// socket that stopped draining.
 	close(c.quit)
 	cancel()
-	_ = conn.NetConn().SetWriteDeadline(time.Now())
+	c.stream.abort()
 	<-c.writerDone
-	_ = conn.Close()
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+}
+
+// accept completes the handshake: gorilla's upgrade over HTTP/1.1, or the
+// answer to an extended CONNECT over HTTP/2 (wsh2.go). Either negotiates
+// permessage-deflate the same way and picks no subprotocol.
+func (c *wsConn) accept(w http.ResponseWriter, r *http.Request) bool {
+	if IsWebSocketConnect(r) {
+		s, deflate := acceptStream(w, r, c.ep.MaxMessageSize)
+		if s == nil {
+			return false
+		}
+		s.onPong = func() { c.extendRead(false) }
+		c.stream, c.sink, c.deflate = s, s, deflate
+		return true
+	}
+	u, offer, deflate := negotiate(r)
+	conn, err := u.Upgrade(hijacker{w}, offer, nil)
+	if err != nil {
+		// Upgrade has answered the client.
+		return false
+	}
+	conn.SetReadLimit(c.ep.MaxMessageSize)
+	conn.SetPongHandler(func(string) error { c.extendRead(false); return nil })
+	g := gorillaSink{conn: conn, limit: c.ep.MaxMessageSize}
+	c.conn, c.stream, c.sink, c.deflate = conn, g, g, deflate
+	return true
 }
 
 // hijacker gives gorilla's Upgrader the http.Hijacker it asserts: Caddy's
@@ -202,8 +229,12 @@ type wsConn struct {
 	token atomic.Pointer[auth.Token]
 	rq    Request
 	ctx   context.Context
-	conn  *websocket.Conn
-	sink  wsSink // where frames go: conn, or the parked core once parked
+	// conn is gorilla's connection over HTTP/1.1, nil over HTTP/2 and
+	// once parked.
+	conn *websocket.Conn
+	// stream is what the goroutine path reads, pings and stops.
+	stream wsStream
+	sink   wsSink // where frames go: stream, or the parked core once parked
 	// deflate is true when permessage-deflate was negotiated (wsdeflate.go).
 	deflate bool
 
@@ -219,13 +250,11 @@ type wsConn struct {
 
 // read runs the reader until the connection ends.
 func (c *wsConn) read() {
-	c.conn.SetReadLimit(c.ep.MaxMessageSize)
 	// A live client answers every ping: without a pong for 2.5 heartbeats
 	// the peer is taken for dead.
 	c.extendRead(false)
-	c.conn.SetPongHandler(func(string) error { c.extendRead(false); return nil })
 	for {
-		kind, data, err := c.readMessage()
+		kind, data, err := c.stream.next()
 		if err != nil {
 			c.ep.Logger.Debug("WebSocket closed", zap.Error(err))
 			return
@@ -237,21 +266,6 @@ func (c *wsConn) read() {
 			return
 		}
 	}
-}
-
-// readMessage reads the client's next message, at most max_message_size
-// bytes once inflated; a larger one closes the connection with 1009, as
-// the read limit does for what comes uncompressed.
-func (c *wsConn) readMessage() (int, []byte, error) {
-	kind, r, err := c.conn.NextReader()
-	if err != nil {
-		return 0, nil, err
-	}
-	data, err := readLimited(r, c.ep.MaxMessageSize)
-	if errors.Is(err, errInflatedTooLarge) {
-		_ = c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseMessageTooBig, ""), time.Now().Add(writeTimeout))
-	}
-	return kind, data, err
 }
 
 // extendRead moves the read deadline: a pong wait ahead, or, once the
@@ -269,7 +283,7 @@ func (c *wsConn) extendRead(final bool) {
 		c.stopping = true
 		deadline = time.Now().Add(wsCloseGrace)
 	}
-	_ = c.conn.SetReadDeadline(deadline)
+	_ = c.stream.setReadDeadline(deadline)
 }
 
 // write runs the writer: first what the initial subscription replays, then
@@ -322,7 +336,7 @@ func (c *wsConn) write(backlog []*hub.Message, gap *hub.Gap) {
 			err = c.run(*cmd)
 		case <-ping.C():
 			ping.Next()
-			err = c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout))
+			err = c.stream.ping()
 		case <-expired:
 			// 1008 (policy violation): reconnect with a new token.
 			c.close(websocket.ClosePolicyViolation, errTokenExpired.Error())
@@ -381,8 +395,12 @@ func (c *wsConn) writeQueued(n int) error {
 }
 
 // writeMessage sends m with the frame bytes shared by every WebSocket
-// subscriber: a text frame, or for binary data a binary one (encodeWS).
+// subscriber: a text frame, or for binary data a binary one (encodeWS);
+// a sink that takes whole frames gets the shared frame, header and all.
 func (c *wsConn) writeMessage(m *hub.Message) error {
+	if w, ok := c.sink.(wireSink); ok {
+		return w.sendMessage(m)
+	}
 	return c.sink.send(wsOpcode(m), m.Frame(frameWebSocket, encodeWS))
 }
 
@@ -400,8 +418,53 @@ type wsSink interface {
 	close(code int, reason string) error
 }
 
-// gorillaSink writes to the socket, on the goroutine path.
-type gorillaSink struct{ conn *websocket.Conn }
+// wireSink is a wsSink that sends a message's whole shared frame.
+type wireSink interface {
+	sendMessage(m *hub.Message) error
+}
+
+// wsStream is the connection the goroutine path serves: gorilla's over
+// HTTP/1.1, or an HTTP/2 stream (h2Stream).
+type wsStream interface {
+	wsSink
+	// next reads the client's next message, answering control frames on
+	// the way.
+	next() (op int, data []byte, err error)
+	ping() error
+	// setReadDeadline ends reading at t.
+	setReadDeadline(t time.Time) error
+	// abort ends a write under way, once the reader has stopped.
+	abort()
+}
+
+// gorillaSink is gorilla's connection, on the goroutine path.
+type gorillaSink struct {
+	conn  *websocket.Conn
+	limit int64 // max_message_size
+}
+
+// next reads the client's next message, at most limit bytes once
+// inflated; a larger one closes the connection with 1009, as the read
+// limit does for what comes uncompressed.
+func (g gorillaSink) next() (int, []byte, error) {
+	kind, r, err := g.conn.NextReader()
+	if err != nil {
+		return 0, nil, err
+	}
+	data, err := readLimited(r, g.limit)
+	if errors.Is(err, errInflatedTooLarge) {
+		_ = g.close(websocket.CloseMessageTooBig, "")
+	}
+	return kind, data, err
+}
+
+func (g gorillaSink) ping() error {
+	return g.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout))
+}
+
+func (g gorillaSink) setReadDeadline(t time.Time) error { return g.conn.SetReadDeadline(t) }
+
+func (g gorillaSink) abort() { _ = g.conn.NetConn().SetWriteDeadline(time.Now()) }
 
 func (g gorillaSink) send(op int, b []byte) error {
 	_ = g.conn.SetWriteDeadline(time.Now().Add(writeTimeout))

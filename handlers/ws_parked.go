@@ -122,7 +122,7 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 	pc, err := park.Park(nc, p, writeTimeout)
 	if err != nil {
 		c.ep.Logger.Debug("WebSocket served on its goroutine", zap.Error(err))
-		c.sink = gorillaSink{c.conn}
+		c.sink = c.stream
 		cancel()
 		return false, p.release
 	}
@@ -138,7 +138,7 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 		topic, err := def()
 		c.rq.DefaultTopic = func() (string, error) { return topic, err }
 	}
-	c.conn = nil
+	c.conn, c.stream = nil, nil
 	p.handBack(nil)
 	return true, nil
 }

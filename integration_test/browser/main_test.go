@@ -9,4 +9,7 @@ import (
 	"github.com/caddy-pubsub/caddy-pubsub/internal/testserver"
 )
 
-func TestMain(m *testing.M) { testserver.Main(m) }
+// The in-process Caddy offers WebSockets over HTTP/2 to pages served over
+// TLS (wsh2_test.go); the other tests' pages are http://, where nothing
+// changes.
+func TestMain(m *testing.M) { testserver.MainGODEBUG(m, "http2xconnect=1") }

@@ -28,6 +28,14 @@ type Child struct {
 // GlobalOptions as StartWith does, and stops it when the test ends.
 func StartChild(t testing.TB, bin, globals, site string) *Child {
 	t.Helper()
+	return StartChildEnv(t, bin, nil, globals, site)
+}
+
+// StartChildEnv is StartChild with env ("NAME=value", over this process's
+// environment; "NAME=" clears one) for the child, such as a GODEBUG
+// setting that net/http reads once at start.
+func StartChildEnv(t testing.TB, bin string, env []string, globals, site string) *Child {
+	t.Helper()
 	port, admin := FreePort(t), FreePort(t)
 	dir := t.TempDir()
 	opts := strings.Replace(GlobalOptions, "admin off", fmt.Sprintf("admin 127.0.0.1:%d", admin), 1)
@@ -45,6 +53,8 @@ func StartChild(t testing.TB, bin, globals, site string) *Child {
 	}
 	c.cmd = exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
 	c.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir, "HOME="+dir)
+	// The last of a name wins.
+	c.cmd.Env = append(c.cmd.Env, env...)
 	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -68,6 +78,9 @@ func StartChild(t testing.TB, bin, globals, site string) *Child {
 	})
 	return c
 }
+
+// Pid is the child's process ID, for reading its /proc entries.
+func (c *Child) Pid() int { return c.cmd.Process.Pid }
 
 // Output is what the child wrote to stdout and stderr so far.
 func (c *Child) Output() string { return c.out.String() }

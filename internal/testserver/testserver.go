@@ -15,7 +15,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +45,26 @@ func Main(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// MainGODEBUG is Main in a process whose environment has setting in
+// GODEBUG: without it, the test binary runs itself again with it. This is
+// for settings read from the environment once, at start, that no
+// //go:debug line can set, such as net/http's http2xconnect=1 (the go
+// command refuses a //go:debug line it does not know).
+func MainGODEBUG(m *testing.M, setting string) {
+	godebug := os.Getenv("GODEBUG")
+	if !slices.Contains(strings.Split(godebug, ","), setting) {
+		if godebug != "" {
+			godebug += ","
+		}
+		exe, err := os.Executable()
+		if err == nil {
+			err = syscall.Exec(exe, os.Args, append(os.Environ(), "GODEBUG="+godebug+setting))
+		}
+		panic("running the test binary again with GODEBUG=" + setting + ": " + err.Error())
+	}
+	Main(m)
 }
 
 // FreePort returns a TCP port that was free a moment ago on every
