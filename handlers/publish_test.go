@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -26,5 +27,28 @@ func TestAnswerIsWhatJSONEncoderWrites(t *testing.T) {
 				t.Errorf("appendIDs(%q, batch %v) = %s, json.Encoder writes %s", ids, batch, got, want.Bytes())
 			}
 		}
+	}
+}
+
+// TestPublishAllocations keeps the handler's allocations per publish (its
+// share of a request's: parsing, checks, the hub's publish on a memory
+// hub, the answer) from creeping back: each one is GC work thousands of
+// times a second.
+func TestPublishAllocations(t *testing.T) {
+	data := `{"seq":42,"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}`
+	for _, tc := range []struct {
+		name, ctype, body string
+		most              float64
+	}{
+		{"json", "application/json", `{"topic":"bench/1","data":` + data + `}`, 16},
+		{"form", "application/x-www-form-urlencoded", "topic=bench%2F1&data=" + strings.ReplaceAll(data, `"`, "%22"), 25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			publish := publishLoop(t, tc.ctype, tc.body)
+			publish()
+			if n := testing.AllocsPerRun(100, publish); n > tc.most {
+				t.Errorf("%.0f allocations per publish, want at most %.0f", n, tc.most)
+			}
+		})
 	}
 }
