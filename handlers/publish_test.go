@@ -40,13 +40,16 @@ func TestPublishAllocations(t *testing.T) {
 		name, ctype, body string
 		most              float64
 	}{
-		{"json", "application/json", `{"topic":"bench/1","data":` + data + `}`, 16},
-		{"form", "application/x-www-form-urlencoded", "topic=bench%2F1&data=" + strings.ReplaceAll(data, `"`, "%22"), 25},
+		{"json", "application/json", `{"topic":"bench/1","data":` + data + `}`, 17},
+		{"form", "application/x-www-form-urlencoded", "topic=bench%2F1&data=" + strings.ReplaceAll(data, `"`, "%22"), 26},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			publish := publishLoop(t, tc.ctype, tc.body)
 			publish()
-			if n := testing.AllocsPerRun(100, publish); n > tc.most {
+			// The bounds are one above what a publish takes, for
+			// json.Valid's pooled scanner, which the race detector's
+			// sync.Pool drops at random (before: JSON 20, form 29).
+			if n := testing.AllocsPerRun(1000, publish); n > tc.most {
 				t.Errorf("%.0f allocations per publish, want at most %.0f", n, tc.most)
 			}
 		})

@@ -72,7 +72,10 @@ func TestParseFrameAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := testing.AllocsPerRun(100, parse); n > 3 {
-		t.Errorf("%.0f allocations per publish frame, want at most 3", n)
+	// Three (the topic, the ref's copy, ParseFloat's string of it), and
+	// one for json.Valid's scanner, which comes from a sync.Pool that the
+	// race detector empties at random.
+	if n := testing.AllocsPerRun(1000, parse); n > 4 {
+		t.Errorf("%.0f allocations per publish frame, want at most 4 (json.Decoder made 18)", n)
 	}
 }

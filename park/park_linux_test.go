@@ -369,7 +369,9 @@ func TestDeliveryAllocatesNothing(t *testing.T) {
 	}
 	client.SetReadDeadline(time.Now().Add(wait))
 	deliver() // the worker's buffers grow once
-	if n := testing.AllocsPerRun(200, deliver); n > 0 {
+	// Many runs: a connection of an earlier test that its worker closes
+	// meanwhile allocates, but not once per delivery.
+	if n := testing.AllocsPerRun(2000, deliver); n > 0 {
 		t.Fatalf("%.1f allocations per delivery, want 0", n)
 	}
 }
