@@ -220,14 +220,7 @@ func parseFrame(data []byte) (clientFrame, error) {
 func scanFrame(data []byte) (clientFrame, bool) {
 	var f clientFrame
 	s := jsonScanner{b: data}
-	if !s.consume('{') {
-		return f, false
-	}
-	for more := !s.consume('}'); more; {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') {
-			return f, false
-		}
+	ok := s.object(func(key []byte) bool {
 		var str *string
 		var raw *json.RawMessage
 		switch string(key) {
@@ -253,33 +246,22 @@ func scanFrame(data []byte) (clientFrame, bool) {
 		case "messages":
 			raw = &f.Messages
 		default:
-			return f, false
+			return false
 		}
+		var v []byte
+		ok := false
 		if str != nil {
-			v, ok := s.plainString()
-			if !ok {
-				return f, false
-			}
+			v, ok = s.plainString()
 			*str = frameString(v)
 		} else {
-			v, ok := s.value()
-			if !ok {
-				return f, false
-			}
-			*raw = v
+			*raw, ok = s.value()
 		}
-		switch {
-		case s.consume(','):
-		case s.consume('}'):
-			more = false
-		default:
-			return f, false
-		}
-	}
+		return ok
+	})
 	if f.Ref != nil {
 		f.Ref = bytes.Clone(f.Ref)
 	}
-	return f, s.end()
+	return f, ok && s.end()
 }
 
 // frameString returns v as a string: a frame type is one of the few
