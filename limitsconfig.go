@@ -311,6 +311,12 @@ func clientAddr(r *http.Request) string {
 		if ip, err = netip.ParseAddr(host); err != nil {
 			return ""
 		}
+		s = host
+	}
+	if ip.Is4() {
+		// ParseAddr takes an IPv4 address only in its one dotted form,
+		// so s is ip.String() already, without a string per request.
+		return s
 	}
 	ip = ip.Unmap().WithZone("")
 	if ip.Is6() {

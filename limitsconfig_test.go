@@ -119,5 +119,10 @@ func TestClientAddr(t *testing.T) {
 		if got := clientAddr(r); got != tc.want {
 			t.Errorf("%s with client_ip %q: got %q, want %q", tc.remote, tc.clientIP, got, tc.want)
 		}
+		// Every request asks, and Caddy sets client_ip on each: an IPv4
+		// address is its own answer, not a string allocated per request.
+		if n := testing.AllocsPerRun(10, func() { clientAddr(r) }); n > 0 && tc.want == tc.clientIP && tc.want != "" {
+			t.Errorf("%s with client_ip %q: %.0f allocations, want none", tc.remote, tc.clientIP, n)
+		}
 	}
 }

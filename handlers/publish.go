@@ -52,10 +52,18 @@ func (ep *Endpoint) Publish(w http.ResponseWriter, r *http.Request, rq Request) 
 		return
 	}
 
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h["Content-Type"], h["Cache-Control"] = jsonType, noStore
 	_, _ = w.Write(appendIDs(make([]byte, 0, 16+24*len(ids)), ids, batch))
 }
+
+// The publish answer's header values, shared by every answer rather than
+// a slice allocated per publish by Header.Set; net/http copies them when
+// it writes the header, and nothing after the handler changes them.
+var (
+	jsonType = []string{"application/json"}
+	noStore  = []string{"no-store"}
+)
 
 // appendIDs appends the answer to a publish, {"id":ID} or for a batch
 // {"ids":[ID,…]}, and a newline: the bytes json.Encoder writes for them,

@@ -56,43 +56,45 @@ type jsonScanner struct {
 // message reads one object of a message.
 func (s *jsonScanner) message() (jsonMessage, bool) {
 	var m jsonMessage
+	ok := s.object(func(key []byte) bool {
+		var v []byte
+		ok := false
+		switch string(key) {
+		case "topic":
+			v, ok = s.plainString()
+			m.Topic = string(v)
+		case "event":
+			v, ok = s.plainString()
+			m.Event = string(v)
+		case "data":
+			m.Data, ok = s.value()
+		}
+		return ok
+	})
+	return m, ok
+}
+
+// object reads an object whose keys are plain strings: field is called
+// with each key and s at its value, reads the value and reports whether
+// it could.
+func (s *jsonScanner) object(field func(key []byte) bool) bool {
 	if !s.consume('{') {
-		return m, false
+		return false
 	}
 	if s.consume('}') {
-		return m, true
+		return true
 	}
 	for {
 		key, ok := s.plainString()
-		if !ok || !s.consume(':') {
-			return m, false
-		}
-		switch string(key) {
-		case "topic", "event":
-			v, ok := s.plainString()
-			if !ok {
-				return m, false
-			}
-			if key[0] == 't' {
-				m.Topic = string(v)
-			} else {
-				m.Event = string(v)
-			}
-		case "data":
-			v, ok := s.value()
-			if !ok {
-				return m, false
-			}
-			m.Data = v
-		default:
-			return m, false
+		if !ok || !s.consume(':') || !field(key) {
+			return false
 		}
 		switch {
 		case s.consume(','):
 		case s.consume('}'):
-			return m, true
+			return true
 		default:
-			return m, false
+			return false
 		}
 	}
 }

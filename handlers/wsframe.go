@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -183,13 +184,20 @@ func (c *wsConn) binaryCommand(frame []byte) wsCommand {
 	return wsCommand{frame: c.publishMessages(f, []hub.Message{msg}, false)}
 }
 
+// parseFrame parses a client's text frame, or a binary frame's header.
+// Its Data and Messages are parts of data, which the caller keeps while it
+// handles the frame; its Ref, which an answer may echo later, is a copy.
 func parseFrame(data []byte) (clientFrame, error) {
-	var f clientFrame
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&f)
-	if err == nil && dec.More() {
-		err = errors.New("trailing data after JSON value")
+	f, ok := scanFrame(data)
+	var err error
+	if !ok {
+		f = clientFrame{}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&f)
+		if err == nil && dec.More() {
+			err = errors.New("trailing data after JSON value")
+		}
 	}
 	if !validRef(f.Ref) {
 		f.Ref = nil
@@ -203,12 +211,87 @@ func parseFrame(data []byte) (clientFrame, error) {
 	return f, nil
 }
 
+// scanFrame reads a frame in the shape clients send, as scanMessage reads
+// a JSON publish: an object whose keys are exactly those of clientFrame
+// but "topics", with plain string values (no escape) for its string
+// fields, and data nothing but that object. It reports false for anything
+// else, and parseFrame decodes that with json.Decoder, whose values and
+// errors are the contract (FuzzScanFrame checks that both agree).
+func scanFrame(data []byte) (clientFrame, bool) {
+	var f clientFrame
+	s := jsonScanner{b: data}
+	ok := s.object(func(key []byte) bool {
+		var str *string
+		var raw *json.RawMessage
+		switch string(key) {
+		case "type":
+			str = &f.Type
+		case "last_id":
+			str = &f.LastID
+		case "topic":
+			str = &f.Topic
+		case "event":
+			str = &f.Event
+		case "idempotency_key":
+			str = &f.IdempotencyKey
+		case "token":
+			str = &f.Token
+		case "data_base64":
+			f.DataBase64 = new(string)
+			str = f.DataBase64
+		case "ref":
+			raw = &f.Ref
+		case "data":
+			raw = &f.Data
+		case "messages":
+			raw = &f.Messages
+		default:
+			return false
+		}
+		var v []byte
+		ok := false
+		if str != nil {
+			v, ok = s.plainString()
+			*str = frameString(v)
+		} else {
+			*raw, ok = s.value()
+		}
+		return ok
+	})
+	if f.Ref != nil {
+		f.Ref = bytes.Clone(f.Ref)
+	}
+	return f, ok && s.end()
+}
+
+// frameString returns v as a string: a frame type is one of the few
+// constants, not a copy per frame.
+func frameString(v []byte) string {
+	for _, t := range frameTypes {
+		if string(v) == t {
+			return t
+		}
+	}
+	return string(v)
+}
+
+var frameTypes = [...]string{"publish", "subscribe", "unsubscribe", "refresh"}
+
 func validRef(ref json.RawMessage) bool {
 	if len(ref) == 0 {
 		return true
 	}
 	if len(ref) > maxRefLength {
 		return false
+	}
+	// ref is one JSON value: a string with nothing to unquote is valid,
+	// and a number is if it fits a float64, as json.Unmarshal says.
+	switch c := ref[0]; {
+	case c == '"' && plainText(ref[1:len(ref)-1]):
+		return true
+	case c == '-' || (c >= '0' && c <= '9'):
+		_, err := strconv.ParseFloat(string(ref), 64)
+		return err == nil
 	}
 	var v any
 	if json.Unmarshal(ref, &v) != nil {

@@ -155,7 +155,9 @@ func (m *MemoryBroker) Publish(_ context.Context, msgs []Message) ([]string, err
 	// Fresh messages, in one allocation: a copy of a delivered one must
 	// not share its encoded frames.
 	stored := make([]Message, len(msgs))
-	var id []byte
+	// The ID is built on the stack: only its string is kept.
+	var idBuf [64]byte
+	id := idBuf[:0]
 	for i := range msgs {
 		m.seq++
 		id = strconv.AppendUint(append(append(id[:0], m.epoch...), '-'), m.seq, 10)

@@ -190,7 +190,7 @@ func startCore() (*core, error) {
 	// A worker never blocks on a socket, so one per processor keeps them
 	// all busy under load, and a slow peer stalls none.
 	for range runtime.GOMAXPROCS(0) {
-		w := &worker{wake: make(chan struct{}, 1), stop: make(chan struct{}), buf: make([]byte, 0, writeBuffer)}
+		w := newWorker()
 		c.workers = append(c.workers, w)
 		go w.run()
 	}
@@ -293,6 +293,66 @@ type worker struct {
 	// Used by the worker's goroutine only.
 	timers timers
 	buf    []byte
+	io     *sockIO
+	// cur is the connection whose Receiver runs; receive and receiveTLS
+	// are its read functions, made once for the same reason as io's.
+	cur                 *Conn
+	receive, receiveTLS func(p []byte) (int, error)
+}
+
+func newWorker() *worker {
+	w := &worker{wake: make(chan struct{}, 1), stop: make(chan struct{}), buf: make([]byte, 0, writeBuffer), io: newSockIO()}
+	w.receive = func(p []byte) (int, error) { return w.cur.receive(p) }
+	w.receiveTLS = func(p []byte) (int, error) { return w.cur.receiveTLS(p) }
+	return w
+}
+
+// sockIO is a worker's non-blocking read and write on a socket, as
+// functions for syscall.RawConn made once: a closure made per call would
+// escape to the heap with what it captures, some allocations for every
+// delivery.
+type sockIO struct {
+	p     []byte
+	n     int
+	err   error
+	write func(fd uintptr) bool
+	read  func(fd uintptr) bool
+}
+
+func newSockIO() *sockIO {
+	s := &sockIO{}
+	s.write, s.read = s.writeFD, s.readFD
+	return s
+}
+
+// writeFD writes p[n:] to fd, adding what it wrote to n. A peer that
+// reads slowly but steadily would keep a loop writing for as long as it
+// reads: two calls at most, then the socket's EPOLLOUT, or the run queue,
+// brings the connection back.
+func (s *sockIO) writeFD(fd uintptr) bool {
+	for calls := 0; s.n < len(s.p) && calls < 2; {
+		n, err := unix.Write(int(fd), s.p[s.n:])
+		if err == unix.EINTR {
+			continue
+		}
+		calls++
+		if err != nil {
+			s.err = err
+			return true
+		}
+		s.n += n
+	}
+	return true
+}
+
+// readFD reads once into p, retrying when interrupted.
+func (s *sockIO) readFD(fd uintptr) bool {
+	for {
+		s.n, s.err = unix.Read(int(fd), s.p)
+		if s.err != unix.EINTR {
+			return true
+		}
+	}
 }
 
 func (w *worker) push(c *Conn) {
@@ -355,7 +415,9 @@ func (c *Conn) run(w *worker, now time.Time) {
 			c.close(ErrPeerGone)
 			return
 		}
-		read := c.receive
+		w.cur = c
+		defer func() { w.cur = nil }()
+		read := w.receive
 		if c.tls != nil {
 			// Only crypto/tls can read a TLS socket: a reader goroutine
 			// does, while the peer sends.
@@ -363,7 +425,7 @@ func (c *Conn) run(w *worker, now time.Time) {
 				c.readable = false
 				c.startReader()
 			}
-			read = c.receiveTLS
+			read = w.receiveTLS
 		}
 		if c.readable || (c.tls != nil && c.hasInbox()) {
 			if err := r.Receive(read); err != nil {
@@ -593,18 +655,14 @@ func (c *Conn) read() error {
 	return ErrPeerGone
 }
 
-// receive is a Receiver's read: one non-blocking read from the socket.
+// receive is a Receiver's read: one non-blocking read from the socket,
+// through its worker's sockIO.
 func (c *Conn) receive(p []byte) (int, error) {
-	var n int
-	var rerr error
-	err := c.raw.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = unix.Read(int(fd), p)
-			if rerr != unix.EINTR {
-				return true
-			}
-		}
-	})
+	s := c.worker.io
+	s.p, s.n, s.err = p, 0, nil
+	err := c.raw.Read(s.read)
+	n, rerr := s.n, s.err
+	s.p = nil
 	switch {
 	case err != nil:
 		return 0, ErrPeerGone
@@ -634,26 +692,11 @@ func (c *Conn) write(p []byte, now time.Time) bool {
 	if len(p) == 0 {
 		return true
 	}
-	var werr error
-	written, calls := 0, 0
-	err := c.raw.Write(func(fd uintptr) bool {
-		// A peer that reads slowly but steadily would keep a loop
-		// writing for as long as it reads: two calls at most, then the
-		// socket's EPOLLOUT, or the run queue, brings c back.
-		for written < len(p) && calls < 2 {
-			n, err := unix.Write(int(fd), p[written:])
-			if err == unix.EINTR {
-				continue
-			}
-			calls++
-			if err != nil {
-				werr = err
-				return true
-			}
-			written += n
-		}
-		return true
-	})
+	s := c.worker.io
+	s.p, s.n, s.err = p, 0, nil
+	err := c.raw.Write(s.write)
+	written, werr := s.n, s.err
+	s.p = nil
 	if err == nil && werr != nil && !errors.Is(werr, unix.EAGAIN) {
 		err = werr
 	}

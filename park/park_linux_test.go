@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -331,5 +332,78 @@ func TestTLSStreamIsWrittenThroughCryptoTLS(t *testing.T) {
 	client.Close()
 	if err := e.waitClosed(t); !errors.Is(err, io.EOF) {
 		t.Fatalf("closed with %v, want io.EOF", err)
+	}
+}
+
+// onceStream sends msg each time it is armed, without allocating.
+type onceStream struct {
+	msg   []byte
+	armed atomic.Bool
+}
+
+func (s *onceStream) Send(buf []byte, _ time.Time) ([]byte, time.Time, bool) {
+	if s.armed.Swap(false) {
+		buf = append(buf, s.msg...)
+	}
+	return buf, time.Time{}, false
+}
+
+func (s *onceStream) Closed(error) {}
+
+// A delivery (Notify, the worker's Send and its write) allocates nothing:
+// with thousands of deliveries a second, each allocation is GC work.
+func TestDeliveryAllocatesNothing(t *testing.T) {
+	server, client := pair(t)
+	s := &onceStream{msg: []byte("data: hello\n\n")}
+	c, err := Park(server, s, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(s.msg))
+	deliver := func() {
+		s.armed.Store(true)
+		c.Notify()
+		if _, err := io.ReadFull(client, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client.SetReadDeadline(time.Now().Add(wait))
+	deliver() // the worker's buffers grow once
+	// Many runs: a connection of an earlier test that its worker closes
+	// meanwhile allocates, but not once per delivery.
+	if n := testing.AllocsPerRun(2000, deliver); n > 0 {
+		t.Fatalf("%.1f allocations per delivery, want 0", n)
+	}
+}
+
+// BenchmarkDelivery is one Notify, Send and write, read by the peer.
+func BenchmarkDelivery(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	ln.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &onceStream{msg: []byte("data: hello\n\n")}
+	c, err := Park(server, s, time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, len(s.msg))
+	b.ReportAllocs()
+	for b.Loop() {
+		s.armed.Store(true)
+		c.Notify()
+		if _, err := io.ReadFull(client, buf); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
