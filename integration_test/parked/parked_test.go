@@ -100,7 +100,9 @@ func heartbeats(t *testing.T, s *testserver.Server) {
 			t.Fatalf("heartbeat %d: got %q, %v", i, c, err)
 		}
 	}
-	if took := time.Since(start); took < 1500*time.Millisecond || took > 4*time.Second {
+	// Not sooner than the interval allows; how much later depends on the
+	// load (each read above waits at most testserver.Wait).
+	if took := time.Since(start); took < 1500*time.Millisecond {
 		t.Fatalf("two heartbeats of a 1s interval took %s", took)
 	}
 }

@@ -249,8 +249,12 @@ func TestHeartbeat(t *testing.T) {
 	case <-time.After(testserver.Wait):
 		t.Fatal("a client that answers no ping is still connected")
 	}
-	if n := dead.pings.Load(); n < 2 {
-		t.Fatalf("dropped after %d pings, want at least 2 (%v, %s)", n, dead.err, time.Since(t0))
+	// Dropped for want of a pong 2.5 heartbeats after its last read: after
+	// a ping at least, and not at the first unanswered one. (How many
+	// pings it read depends on the load: a second one may be late, or lost
+	// with the reset of the stream.)
+	if n, after := dead.pings.Load(), time.Since(t0); n < 1 || after < 1500*time.Millisecond {
+		t.Fatalf("dropped after %d pings and %s (%v), want at least 1 and 1.5s", n, after, dead.err)
 	}
 	testserver.Eventually(t, "pings to the live client", func() bool { return alive.pings.Load() >= 3 })
 	id := c.publish(t, base, "h", "still here")
