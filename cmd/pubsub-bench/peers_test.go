@@ -123,7 +123,7 @@ func TestServerTemplates(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tls := range []bool{false, true} {
-		c := serverConfig{Dir: dir, Port: 4321, TLS: tls, Cert: cert, Key: key, Redis: "127.0.0.1:6390", Module: nchanModule, Files: 2000}
+		c := serverConfig{Dir: dir, Port: 4321, TLS: tls, Cert: cert, Key: key, Redis: "127.0.0.1:6390", Module: nchanModule, Files: 2000, Connections: 4000}
 		for name, want := range map[string][]string{
 			"nginx.conf":        {"listen 127.0.0.1:4321", "nchan_subscriber eventsource websocket;", "nchan_publisher;", "worker_processes 1;"},
 			"mercure.Caddyfile": {"://127.0.0.1:4321 {", "publisher_jwt {env.PUBSUB_BENCH_MERCURE_KEY} HS256", "size 1000"},
