@@ -10,7 +10,9 @@ package handlers
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 
@@ -76,28 +78,48 @@ func (ep *Endpoint) hookPublish(ctx context.Context, id *identity, r *http.Reque
 	}
 	in := make([]hooks.Message, len(msgs))
 	for i, m := range msgs {
-		if m.Binary {
-			// The hook's messages are JSON text, with no field to mark
-			// data as bytes: binary data would reach the backend
-			// garbled, and its rewrite could not say what it is.
-			return &denial{status: http.StatusBadRequest, reason: "binary data cannot be published through the publish hook: it carries text"}
-		}
 		in[i] = hooks.Message{Topic: m.Topic, Event: m.Event, Data: m.Data}
+		if m.Binary {
+			// JSON carries text: bytes go in base64, marked.
+			in[i].Data, in[i].Encoding = base64.StdEncoding.EncodeToString([]byte(m.Data)), hooks.EncodingBase64
+		}
 	}
 	d := ep.Hooks.PublishMessages(ctx, id.caller(r, rq), in)
 	if !d.Allowed {
 		return ep.hookDenial(hooks.Publish, d)
 	}
 	for i, m := range d.Messages {
-		msgs[i].Topic, msgs[i].Event, msgs[i].Data = m.Topic, m.Event, m.Data
-		if err := checkMessage(msgs[i]); err != nil {
+		rewritten, err := fromHook(m)
+		if err == nil {
+			err = checkMessage(rewritten)
+		}
+		if err != nil {
 			return &denial{status: http.StatusBadGateway, reason: "the application's rewrite is not a valid message: " + err.Error()}
 		}
-		if int64(len(m.Data)) > ep.MaxMessageSize {
+		if int64(len(rewritten.Data)) > ep.MaxMessageSize {
 			return &denial{status: http.StatusBadGateway, reason: "the application's rewrite is larger than max_message_size"}
 		}
+		msgs[i].Topic, msgs[i].Event, msgs[i].Data, msgs[i].Binary = rewritten.Topic, rewritten.Event, rewritten.Data, rewritten.Binary
 	}
 	return id.mayPublishTo(msgs)
+}
+
+// fromHook reads a message of the backend's rewrite: text, or binary data
+// in base64.
+func fromHook(m hooks.Message) (hub.Message, error) {
+	out := hub.Message{Topic: m.Topic, Event: m.Event, Data: m.Data}
+	switch m.Encoding {
+	case "":
+	case hooks.EncodingBase64:
+		b, err := base64.StdEncoding.DecodeString(m.Data)
+		if err != nil {
+			return out, errors.New("data is not valid base64")
+		}
+		out.Data, out.Binary = string(b), true
+	default:
+		return out, fmt.Errorf("unknown encoding %q (base64, or none for text)", m.Encoding)
+	}
+	return out, nil
 }
 
 // hookTag marks a subscription for the backend's subscribed and

@@ -103,7 +103,7 @@ type Options struct {
 	// Endpoint names the endpoint in requests (its Caddyfile location).
 	Endpoint string
 	// MaxMessageSize is the endpoint's: a publish answer may be this much
-	// larger than answerBase.
+	// (in base64) larger than answerBase.
 	MaxMessageSize int64
 }
 
@@ -125,7 +125,13 @@ type Message struct {
 	Topic string `json:"topic"`
 	Event string `json:"event,omitempty"`
 	Data  string `json:"data"`
+	// Encoding is EncodingBase64 when Data holds binary data in base64
+	// (standard, padded), both in a request and in a rewrite; "" for text.
+	Encoding string `json:"encoding,omitempty"`
 }
+
+// EncodingBase64 marks a Message whose Data is binary data in base64.
+const EncodingBase64 = "base64"
 
 // request is the body of every hook request.
 type request struct {
@@ -332,7 +338,8 @@ func (c *Client) call(ctx context.Context, req request, apply func(*answer, *Dec
 	defer func() { <-c.slots }()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	body, err := c.post(ctx, req, answerBase+c.opts.MaxMessageSize)
+	// A rewrite's data may come back in base64, a third larger.
+	body, err := c.post(ctx, req, answerBase+(c.opts.MaxMessageSize+2)/3*4)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			// The client went away: no fault of the backend's.

@@ -234,23 +234,69 @@ func TestConnectHookSeesIdentity(t *testing.T) {
 	b.none("subscribe")
 }
 
-// Binary data cannot go through the publish hook, whose messages are
-// text: a binary publish is refused with 400 before the backend is asked,
-// over HTTP and in a WebSocket binary frame; text goes on being asked.
-func TestPublishHookRefusesBinaryData(t *testing.T) {
-	b := startBackend(t, allowAll)
+// Binary data goes to the publish hook in base64, marked with its
+// encoding, over HTTP and in a WebSocket binary frame; the backend's
+// rewrite may give text or bytes (in base64), and a rewrite whose base64
+// or encoding is wrong answers 502.
+func TestPublishHookSeesBinaryData(t *testing.T) {
+	b := startBackend(t, func(c call) (int, string) {
+		if c.Hook != "publish" {
+			return 200, `{"allow":true}`
+		}
+		m := c.Messages[0]
+		switch {
+		case m.Encoding == "base64" && m.Data == "AP4=": // 00 fe
+			return 200, `{"allow":true,"messages":[{"topic":"chat","data":"AQID","encoding":"base64"}]}`
+		case m.Encoding == "base64":
+			return 200, `{"allow":true}`
+		case m.Data == "make binary":
+			return 200, `{"allow":true,"messages":[{"topic":"chat","data":"3q0=","encoding":"base64"}]}`
+		case m.Data == "bad base64":
+			return 200, `{"allow":true,"messages":[{"topic":"chat","data":"not base64!","encoding":"base64"}]}`
+		case m.Data == "bad encoding":
+			return 200, `{"allow":true,"messages":[{"topic":"chat","data":"x","encoding":"hex"}]}`
+		}
+		return 200, `{"allow":true}`
+	})
 	ep := start(t, site(b.URL, "on publish", ""))
+	s := testserver.Subscribe(t, nil, ep+"?topic=chat&format=json", nil)
+	delivered := func(data, encoding string) {
+		t.Helper()
+		var env testserver.Envelope
+		if err := json.Unmarshal([]byte(s.Next().Data), &env); err != nil || env.Data != data || env.Encoding != encoding {
+			t.Fatalf("delivered %+v (%v), want %q in %q", env, err, data, encoding)
+		}
+	}
+
+	// As published: the backend sees the bytes in base64.
 	code, body, _ := testserver.Request(t, "POST", ep+"?topic=chat", "application/octet-stream", "\x00\xff", nil)
-	if code != http.StatusBadRequest || !strings.Contains(body, "publish hook") {
+	if code != http.StatusOK {
 		t.Fatalf("binary publish with a publish hook: %d %q", code, body)
 	}
+	if c := b.next("publish"); c.Messages[0].Data != "AP8=" || c.Messages[0].Encoding != "base64" {
+		t.Fatalf("the backend was asked about %+v, want AP8= in base64", c.Messages)
+	}
+	delivered("AP8=", "base64")
+
+	// A WebSocket binary frame, rewritten to other bytes.
 	ws := testserver.DialWS(t, ep, nil)
 	header := `{"type":"publish","topic":"chat","ref":1}`
-	ws.SendRaw(websocket.BinaryMessage, append([]byte{0, byte(len(header))}, header+"\x00\xff"...))
-	if f := ws.Next(); f.Type != "error" || !strings.Contains(f.Reason, "publish hook") {
+	ws.SendRaw(websocket.BinaryMessage, append([]byte{0, byte(len(header))}, header+"\x00\xfe"...))
+	if f := ws.Next(); f.Type != "ack" {
 		t.Fatalf("binary frame with a publish hook: %+v", f)
 	}
-	b.none("publish")
-	testserver.Publish(t, ep, url.Values{"topic": {"chat"}, "data": {"text"}})
 	b.next("publish")
+	delivered("AQID", "base64")
+
+	// Text rewritten to bytes; rewrites that do not decode are refused.
+	testserver.Publish(t, ep, url.Values{"topic": {"chat"}, "data": {"make binary"}})
+	b.next("publish")
+	delivered("3q0=", "base64")
+	for _, data := range []string{"bad base64", "bad encoding"} {
+		code, body, _ := testserver.Request(t, "POST", ep, "application/x-www-form-urlencoded", url.Values{"topic": {"chat"}, "data": {data}}.Encode(), nil)
+		if code != http.StatusBadGateway || !strings.Contains(body, "rewrite") {
+			t.Fatalf("%s: %d %q, want 502", data, code, body)
+		}
+		b.next("publish")
+	}
 }

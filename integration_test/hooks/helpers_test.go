@@ -44,9 +44,10 @@ type call struct {
 	} `json:"caller"`
 	Topics   []string `json:"topics"`
 	Messages []struct {
-		Topic string `json:"topic"`
-		Event string `json:"event"`
-		Data  string `json:"data"`
+		Topic    string `json:"topic"`
+		Event    string `json:"event"`
+		Data     string `json:"data"`
+		Encoding string `json:"encoding"`
 	} `json:"messages"`
 	Subscription string `json:"subscription"`
 	Topic        string `json:"topic"`
