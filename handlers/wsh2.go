@@ -23,8 +23,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
 // IsWebSocketConnect reports whether r opens a WebSocket over HTTP/2: an
@@ -97,13 +95,9 @@ func (s *h2Stream) close(code int, reason string) error {
 	return s.write(appendWSFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, reason)), true)
 }
 
-// sendMessage implements wireSink: the message's whole frame, shared by
-// every subscriber, compressed when permessage-deflate was negotiated.
-func (s *h2Stream) sendMessage(m *hub.Message) error {
-	if s.in.deflate {
-		return s.write(m.Frame(frameWSDeflate, encodeWSDeflate), false)
-	}
-	return s.write(m.Frame(frameWSWire, encodeWSWire), false)
+// sendFrames implements wsSink: one write and one flush.
+func (s *h2Stream) sendFrames(frames []byte) error {
+	return s.write(frames, false)
 }
 
 // ping implements wsStream.
