@@ -213,3 +213,69 @@ func TestGoroutineWebSocketCoalescesQueuedMessages(t *testing.T) {
 		t.Fatalf("%d messages took %d writes, want 1", n, writes)
 	}
 }
+
+// The reader's pongs go between the writer's batches, never inside one:
+// a client that pings throughout a stream of bursts gets every message,
+// in order and whole, and a pong for every ping.
+func TestGoroutineWebSocketPongsBetweenBatches(t *testing.T) {
+	const n, pings = 400, 50
+	h := hub.New(hub.NewMemoryBroker(hub.Retention{}), hub.Options{Queue: n})
+	t.Cleanup(func() { _ = h.Close() })
+	sub, _, _, err := h.Subscribe(context.Background(), []string{"t"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := &Endpoint{Logger: zap.NewNop(), Heartbeat: time.Hour, Hub: h}
+	ws := serveGoroutineWS(t, ep, sub, func(c *wsConn, _ *writeLog) {
+		c.cmds = make(chan *wsCommand, wsCommands)
+		c.quit = make(chan struct{})
+		c.writerDone = make(chan struct{})
+		go c.write(nil, nil)
+		c.read()
+		close(c.quit)
+		<-c.writerDone
+	})
+	pongs := make(chan struct{}, pings)
+	ws.SetPongHandler(func(string) error { pongs <- struct{}{}; return nil })
+	go func() {
+		for i := range n {
+			if _, err := h.Publish(context.Background(), hub.Message{Topic: "t", Data: "m" + strconv.Itoa(i)}); err != nil {
+				t.Error(err)
+				return
+			}
+			if i%(n/pings) == 0 {
+				if err := ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	var got []byte
+	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for range n {
+		_, m, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m...)
+	}
+	checkBurst(t, got, n, `"data":"m`)
+	// The last pongs may follow the last message: read on, which runs the
+	// pong handler, until the connection closes at the test's end.
+	go func() {
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.After(10 * time.Second)
+	for i := range pings {
+		select {
+		case <-pongs:
+		case <-deadline:
+			t.Fatalf("%d pongs for %d pings", i, pings)
+		}
+	}
+}

@@ -495,12 +495,12 @@ func newGorillaSink(conn *websocket.Conn, limit int64) *gorillaSink {
 	conn.SetPingHandler(func(data string) error {
 		// As gorilla's: a pong that cannot go out ends nothing; the
 		// writer finds a broken connection.
-		_ = g.control(websocket.PongMessage, []byte(data), time.Now().Add(controlWait))
+		_ = g.control(websocket.PongMessage, []byte(data), controlWait)
 		return nil
 	})
 	conn.SetCloseHandler(func(code int, _ string) error {
 		// As gorilla's: the client's code echoed, no reason.
-		_ = g.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(controlWait))
+		_ = g.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), controlWait)
 		return nil
 	})
 	return g
@@ -522,7 +522,7 @@ func (g *gorillaSink) next() (int, []byte, error) {
 }
 
 func (g *gorillaSink) ping() error {
-	return g.control(websocket.PingMessage, nil, time.Now().Add(writeTimeout))
+	return g.control(websocket.PingMessage, nil, writeTimeout)
 }
 
 func (g *gorillaSink) setReadDeadline(t time.Time) error { return g.conn.SetReadDeadline(t) }
@@ -554,17 +554,20 @@ func (g *gorillaSink) sendFrames(frames []byte) error {
 }
 
 func (g *gorillaSink) close(code int, reason string) error {
-	return g.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeTimeout))
+	return g.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), writeTimeout)
 }
 
-// control writes a control frame; after a close frame nothing follows.
-func (g *gorillaSink) control(op int, data []byte, deadline time.Time) error {
+// control writes a control frame within wait; after a close frame nothing
+// follows. The deadline starts once mu is held: gorilla fails a control
+// frame whose deadline passed before it could start, which here would end
+// writing for a frame that was only queued behind another.
+func (g *gorillaSink) control(op int, data []byte, wait time.Duration) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.err != nil {
 		return g.err
 	}
-	if err := g.conn.WriteControl(op, data, deadline); err != nil {
+	if err := g.conn.WriteControl(op, data, time.Now().Add(wait)); err != nil {
 		g.err = err
 		return err
 	}
