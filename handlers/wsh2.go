@@ -105,7 +105,7 @@ func (s *h2Stream) ping() error {
 	return s.write(appendWSFrame(nil, websocket.PingMessage, nil), false)
 }
 
-// write sends one whole frame and flushes it, within writeTimeout.
+// write sends whole frames and flushes them, within writeTimeout.
 func (s *h2Stream) write(frame []byte, closing bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
