@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -306,6 +307,9 @@ func encodeWSWire(m *hub.Message) []byte {
 // appendWSFrame appends one unmasked, final frame: a server's.
 func appendWSFrame(buf []byte, op int, payload []byte) []byte {
 	n := len(payload)
+	// One allocation at most: the header alone would take one, and the
+	// payload another.
+	buf = slices.Grow(buf, 10+n)
 	buf = append(buf, 0x80|byte(op))
 	switch {
 	case n < 126:
