@@ -26,6 +26,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -206,7 +207,7 @@ func (c *wsConn) accept(w http.ResponseWriter, r *http.Request) bool {
 	}
 	conn.SetReadLimit(c.ep.MaxMessageSize)
 	conn.SetPongHandler(func(string) error { c.extendRead(false); return nil })
-	g := gorillaSink{conn: conn, limit: c.ep.MaxMessageSize}
+	g := newGorillaSink(conn, c.ep.MaxMessageSize)
 	c.conn, c.stream, c.sink, c.deflate = conn, g, g, deflate
 	return true
 }
@@ -322,11 +323,10 @@ func (c *wsConn) write(backlog []*hub.Message, gap *hub.Gap) {
 		var err error
 		select {
 		case <-ready:
-			// One message per turn, so commands and pings are not held
-			// up by a backlog: what stays queued keeps Ready signalled.
-			if m, ok := c.sub.Next(); ok {
-				err = c.writeMessage(m)
-			}
+			// One write per turn, of what is queued up to sseBatch bytes,
+			// so commands and pings are not held up by a backlog: what
+			// stays queued keeps Ready signalled.
+			_, err = c.writeBatch(math.MaxInt)
 		case cmd := <-c.cmds:
 			if cmd.kind == "refresh" {
 				// The new token's expiry replaces the old one's.
@@ -380,28 +380,63 @@ func (c *wsConn) close(code int, reason string) {
 	_ = c.sink.close(code, reason)
 }
 
-// writeQueued sends the next n queued messages (all that are, if fewer).
+// writeQueued sends the next n queued messages (all that are, if fewer),
+// a batch per write.
 func (c *wsConn) writeQueued(n int) error {
-	for range n {
-		m, ok := c.sub.Next()
-		if !ok {
-			return nil
-		}
-		if err := c.writeMessage(m); err != nil {
+	for n > 0 {
+		sent, err := c.writeBatch(n)
+		if sent == 0 || err != nil {
 			return err
 		}
+		n -= sent
 	}
 	return nil
 }
 
-// writeMessage sends m with the frame bytes shared by every WebSocket
-// subscriber: a text frame, or for binary data a binary one (encodeWS);
-// a sink that takes whole frames gets the shared frame, header and all.
-func (c *wsConn) writeMessage(m *hub.Message) error {
-	if w, ok := c.sink.(wireSink); ok {
-		return w.sendMessage(m)
+// frameBufs holds the buffers the goroutine path gathers frames in: an
+// idle connection keeps none.
+var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeBatch sends at most limit queued messages, as many as drainWS takes,
+// in one write, and returns how many it sent.
+func (c *wsConn) writeBatch(limit int) (int, error) {
+	bp := frameBufs.Get().(*[]byte)
+	buf, n := drainWS((*bp)[:0], c.sub, c.deflate, limit)
+	var err error
+	if n > 0 {
+		err = c.sink.sendFrames(buf)
 	}
-	return c.sink.send(wsOpcode(m), m.Frame(frameWebSocket, encodeWS))
+	putFrameBuf(bp, buf)
+	return n, err
+}
+
+// writeMessages sends msgs, a batch of up to sseBatch bytes per write.
+func (c *wsConn) writeMessages(msgs []*hub.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	bp := frameBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	var err error
+	for i, m := range msgs {
+		buf = appendWire(buf, m, c.deflate)
+		if len(buf) >= sseBatch || i == len(msgs)-1 {
+			if err = c.sink.sendFrames(buf); err != nil {
+				break
+			}
+			buf = buf[:0]
+		}
+	}
+	putFrameBuf(bp, buf)
+	return err
+}
+
+// putFrameBuf returns buf to frameBufs, unless a large message grew it.
+func putFrameBuf(bp *[]byte, buf []byte) {
+	if cap(buf) <= 2*sseBatch {
+		*bp = buf[:0]
+		frameBufs.Put(bp)
+	}
 }
 
 // writeFrame sends one text frame; a socket that does not take it within
@@ -414,13 +449,11 @@ func (c *wsConn) writeFrame(b []byte) error { return c.sink.send(websocket.TextM
 type wsSink interface {
 	// send sends a text or binary frame, within writeTimeout.
 	send(op int, b []byte) error
+	// sendFrames sends whole server frames (messages' shared frames,
+	// appendWire) in one write, within writeTimeout.
+	sendFrames(frames []byte) error
 	// close sends a close frame; reason fits one (maxCloseReason).
 	close(code int, reason string) error
-}
-
-// wireSink is a wsSink that sends a message's whole shared frame.
-type wireSink interface {
-	sendMessage(m *hub.Message) error
 }
 
 // wsStream is the connection the goroutine path serves: gorilla's over
@@ -437,16 +470,46 @@ type wsStream interface {
 	abort()
 }
 
-// gorillaSink is gorilla's connection, on the goroutine path.
+// gorillaSink is gorilla's connection, on the goroutine path. Messages
+// go out as their shared frames, written to the connection gorilla wraps:
+// gorilla writes each frame it sends to that connection at once and keeps
+// nothing buffered between frames (conn.go, v1.5.3), so whole frames may
+// go between two of its own. mu makes every write, gorilla's and those,
+// one at a time, the reader's answers to pings and closes included
+// (handlers set by newGorillaSink), and err ends writing as gorilla's own
+// write error does.
 type gorillaSink struct {
 	conn  *websocket.Conn
 	limit int64 // max_message_size
+
+	mu  sync.Mutex
+	err error // why writing ended: a failed write, or the close frame went
+}
+
+// controlWait bounds the write of the reader's answer to a ping or a
+// close, as gorilla's default handlers do.
+const controlWait = time.Second
+
+func newGorillaSink(conn *websocket.Conn, limit int64) *gorillaSink {
+	g := &gorillaSink{conn: conn, limit: limit}
+	conn.SetPingHandler(func(data string) error {
+		// As gorilla's: a pong that cannot go out ends nothing; the
+		// writer finds a broken connection.
+		_ = g.control(websocket.PongMessage, []byte(data), controlWait)
+		return nil
+	})
+	conn.SetCloseHandler(func(code int, _ string) error {
+		// As gorilla's: the client's code echoed, no reason.
+		_ = g.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), controlWait)
+		return nil
+	})
+	return g
 }
 
 // next reads the client's next message, at most limit bytes once
 // inflated; a larger one closes the connection with 1009, as the read
 // limit does for what comes uncompressed.
-func (g gorillaSink) next() (int, []byte, error) {
+func (g *gorillaSink) next() (int, []byte, error) {
 	kind, r, err := g.conn.NextReader()
 	if err != nil {
 		return 0, nil, err
@@ -458,19 +521,58 @@ func (g gorillaSink) next() (int, []byte, error) {
 	return kind, data, err
 }
 
-func (g gorillaSink) ping() error {
-	return g.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout))
+func (g *gorillaSink) ping() error {
+	return g.control(websocket.PingMessage, nil, writeTimeout)
 }
 
-func (g gorillaSink) setReadDeadline(t time.Time) error { return g.conn.SetReadDeadline(t) }
+func (g *gorillaSink) setReadDeadline(t time.Time) error { return g.conn.SetReadDeadline(t) }
 
-func (g gorillaSink) abort() { _ = g.conn.NetConn().SetWriteDeadline(time.Now()) }
+func (g *gorillaSink) abort() { _ = g.conn.NetConn().SetWriteDeadline(time.Now()) }
 
-func (g gorillaSink) send(op int, b []byte) error {
+func (g *gorillaSink) send(op int, b []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return g.err
+	}
 	_ = g.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return g.conn.WriteMessage(op, b)
+	g.err = g.conn.WriteMessage(op, b)
+	return g.err
 }
 
-func (g gorillaSink) close(code int, reason string) error {
-	return g.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(writeTimeout))
+// sendFrames implements wsSink: one write to the connection.
+func (g *gorillaSink) sendFrames(frames []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return g.err
+	}
+	nc := g.conn.NetConn()
+	_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, g.err = nc.Write(frames)
+	return g.err
+}
+
+func (g *gorillaSink) close(code int, reason string) error {
+	return g.control(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), writeTimeout)
+}
+
+// control writes a control frame within wait; after a close frame nothing
+// follows. The deadline starts once mu is held: gorilla fails a control
+// frame whose deadline passed before it could start, which here would end
+// writing for a frame that was only queued behind another.
+func (g *gorillaSink) control(op int, data []byte, wait time.Duration) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return g.err
+	}
+	if err := g.conn.WriteControl(op, data, time.Now().Add(wait)); err != nil {
+		g.err = err
+		return err
+	}
+	if op == websocket.CloseMessage {
+		g.err = websocket.ErrCloseSent
+	}
+	return nil
 }

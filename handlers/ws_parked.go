@@ -21,9 +21,11 @@ package handlers
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -236,13 +238,14 @@ func (p *parkedWS) deliver(buf []byte, now time.Time) []byte {
 	select {
 	case <-c.sub.Done():
 	default:
-		return drainWS(buf, c.sub, c.deflate)
+		buf, _ = drainWS(buf, c.sub, c.deflate, math.MaxInt)
+		return buf
 	}
 	reason := c.sub.Err()
 	code := websocket.CloseGoingAway
 	if errors.Is(reason, hub.ErrSlowConsumer) {
 		code = websocket.CloseTryAgainLater
-	} else if buf = drainWS(buf, c.sub, c.deflate); c.sub.Queued() > 0 {
+	} else if buf, _ = drainWS(buf, c.sub, c.deflate, math.MaxInt); c.sub.Queued() > 0 {
 		// A batch per turn: the queue notifies again.
 		return buf
 	}
@@ -269,24 +272,32 @@ func (p *parkedWS) closeFrame(buf []byte, now time.Time, code int, reason string
 	return appendWSFrame(buf, websocket.CloseMessage, websocket.FormatCloseMessage(code, reason))
 }
 
-// drainWS appends the whole frames of what is queued, up to sseBatch bytes
-// and a few messages beyond; compressed when deflate was negotiated.
-func drainWS(buf []byte, sub *hub.Subscriber, deflate bool) []byte {
-	kind, encode := frameWSWire, encodeWSWire
-	if deflate {
-		kind, encode = frameWSDeflate, encodeWSDeflate
-	}
+// drainWS appends the whole frames of at most limit queued messages, up to
+// sseBatch bytes and a few messages beyond, and returns how many it took.
+func drainWS(buf []byte, sub *hub.Subscriber, deflate bool, limit int) ([]byte, int) {
 	var batch [8]*hub.Message
-	for start := len(buf); len(buf)-start < sseBatch; {
-		msgs := sub.Take(batch[:0])
+	n := 0
+	for start := len(buf); n < limit && len(buf)-start < sseBatch; {
+		want := min(len(batch), limit-n)
+		msgs := sub.Take(batch[:0:want])
 		for _, m := range msgs {
-			buf = append(buf, m.Frame(kind, encode)...)
+			buf = appendWire(buf, m, deflate)
 		}
-		if len(msgs) < len(batch) {
+		n += len(msgs)
+		if len(msgs) < want {
 			break
 		}
 	}
-	return buf
+	return buf, n
+}
+
+// appendWire appends m's whole frame, shared by every WebSocket
+// subscriber: compressed when deflate was negotiated.
+func appendWire(buf []byte, m *hub.Message, deflate bool) []byte {
+	if deflate {
+		return append(buf, m.Frame(frameWSDeflate, encodeWSDeflate)...)
+	}
+	return append(buf, m.Frame(frameWSWire, encodeWSWire)...)
 }
 
 func encodeWSWire(m *hub.Message) []byte {
@@ -296,6 +307,9 @@ func encodeWSWire(m *hub.Message) []byte {
 // appendWSFrame appends one unmasked, final frame: a server's.
 func appendWSFrame(buf []byte, op int, payload []byte) []byte {
 	n := len(payload)
+	// One allocation at most: the header alone would take one, and the
+	// payload another.
+	buf = slices.Grow(buf, 10+n)
 	buf = append(buf, 0x80|byte(op))
 	switch {
 	case n < 126:
@@ -499,17 +513,23 @@ func (p *parkedWS) handBack(prev *hub.Subscriber) {
 
 // send implements wsSink for the frame protocol.
 func (p *parkedWS) send(op int, b []byte) error {
-	return p.queue(op, b)
+	return p.queue(op, b, false)
+}
+
+// sendFrames implements wsSink for the frame protocol.
+func (p *parkedWS) sendFrames(frames []byte) error {
+	return p.queue(0, frames, true)
 }
 
 // close implements wsSink for the frame protocol.
 func (p *parkedWS) close(code int, reason string) error {
-	return p.queue(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason))
+	return p.queue(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), false)
 }
 
-// queue queues a frame for the worker, waiting while wsOutBound bytes wait
-// already, at most writeTimeout, as a blocking write would.
-func (p *parkedWS) queue(op int, payload []byte) error {
+// queue queues a frame of op for the worker, or, when whole, the whole
+// frames payload holds, waiting while wsOutBound bytes wait already, at
+// most writeTimeout, as a blocking write would.
+func (p *parkedWS) queue(op int, payload []byte, whole bool) error {
 	var timeout *time.Timer
 	p.mu.Lock()
 	for len(p.out) >= wsOutBound && !p.closing {
@@ -531,10 +551,15 @@ func (p *parkedWS) queue(op int, payload []byte) error {
 		p.mu.Unlock()
 		return errWSClosing
 	}
-	if op == websocket.CloseMessage {
+	switch {
+	case whole:
+		p.out = append(p.out, payload...)
+	case op == websocket.CloseMessage:
 		p.closing, p.closeBy = true, time.Now().Add(wsCloseGrace)
+		fallthrough
+	default:
+		p.out = appendWSFrame(p.out, op, payload)
 	}
-	p.out = appendWSFrame(p.out, op, payload)
 	p.mu.Unlock()
 	p.notify()
 	return nil

@@ -23,8 +23,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/caddy-pubsub/caddy-pubsub/hub"
 )
 
 // IsWebSocketConnect reports whether r opens a WebSocket over HTTP/2: an
@@ -97,13 +95,9 @@ func (s *h2Stream) close(code int, reason string) error {
 	return s.write(appendWSFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, reason)), true)
 }
 
-// sendMessage implements wireSink: the message's whole frame, shared by
-// every subscriber, compressed when permessage-deflate was negotiated.
-func (s *h2Stream) sendMessage(m *hub.Message) error {
-	if s.in.deflate {
-		return s.write(m.Frame(frameWSDeflate, encodeWSDeflate), false)
-	}
-	return s.write(m.Frame(frameWSWire, encodeWSWire), false)
+// sendFrames implements wsSink: one write and one flush.
+func (s *h2Stream) sendFrames(frames []byte) error {
+	return s.write(frames, false)
 }
 
 // ping implements wsStream.
@@ -111,7 +105,7 @@ func (s *h2Stream) ping() error {
 	return s.write(appendWSFrame(nil, websocket.PingMessage, nil), false)
 }
 
-// write sends one whole frame and flushes it, within writeTimeout.
+// write sends whole frames and flushes them, within writeTimeout.
 func (s *h2Stream) write(frame []byte, closing bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -167,10 +167,5 @@ func (c *wsConn) sendPage(gap *hub.Gap, msgs []*hub.Message, head string) error 
 			return err
 		}
 	}
-	for _, m := range msgs {
-		if err := c.writeMessage(m); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.writeMessages(msgs)
 }
