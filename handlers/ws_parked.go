@@ -121,25 +121,27 @@ func (c *wsConn) park(backlog []*hub.Message, gap *hub.Gap) (parked bool, releas
 	c.sink = p
 	// This goroutine owns c.sub until it hands it to the worker.
 	p.owned = true
-	pc, err := park.Park(nc, p, writeTimeout)
-	if err != nil {
-		c.ep.Logger.Debug("WebSocket served on its goroutine", zap.Error(err))
-		c.sink = c.stream
-		cancel()
-		return false, p.release
-	}
-	p.pc.Store(pc)
 	// Keep only what the frame protocol reads of the request (ep.publish:
 	// its ?topic= and its peer's address) and of the module's answers
 	// (the default topic): the request, its context and Caddy's state in
 	// it, and gorilla's Conn with the buffers net/http lent the handshake,
-	// would stay for the connection's life.
+	// would stay for the connection's life. Set before Park: once parked,
+	// a client's frame may run a command at once.
+	ctxBefore, rBefore, defBefore := c.ctx, c.r, c.rq.DefaultTopic
 	c.ctx = ctx
 	c.r = &http.Request{URL: &url.URL{RawQuery: c.r.URL.RawQuery}, RemoteAddr: c.r.RemoteAddr}
 	if def := c.rq.DefaultTopic; def != nil {
 		topic, err := def()
 		c.rq.DefaultTopic = func() (string, error) { return topic, err }
 	}
+	pc, err := park.Park(nc, p, writeTimeout)
+	if err != nil {
+		c.ep.Logger.Debug("WebSocket served on its goroutine", zap.Error(err))
+		c.sink, c.ctx, c.r, c.rq.DefaultTopic = c.stream, ctxBefore, rBefore, defBefore
+		cancel()
+		return false, p.release
+	}
+	p.pc.Store(pc)
 	c.conn, c.stream = nil, nil
 	p.handBack(nil)
 	return true, nil
