@@ -188,13 +188,7 @@ func TestGoroutineWebSocketCoalescesQueuedMessages(t *testing.T) {
 	upgraded := make(chan upgrade, 1)
 	ws := serveGoroutineWS(t, ep, sub, func(c *wsConn, log *writeLog) {
 		upgraded <- upgrade{log, log.count()}
-		c.cmds = make(chan *wsCommand, wsCommands)
-		c.quit = make(chan struct{})
-		c.writerDone = make(chan struct{})
-		go c.write(nil, nil)
-		c.read()
-		close(c.quit)
-		<-c.writerDone
+		c.serveOnGoroutine(nil, nil, func() {})
 	})
 	up := <-upgraded
 	var got []byte
@@ -227,13 +221,7 @@ func TestGoroutineWebSocketPongsBetweenBatches(t *testing.T) {
 	}
 	ep := &Endpoint{Logger: zap.NewNop(), Heartbeat: time.Hour, Hub: h}
 	ws := serveGoroutineWS(t, ep, sub, func(c *wsConn, _ *writeLog) {
-		c.cmds = make(chan *wsCommand, wsCommands)
-		c.quit = make(chan struct{})
-		c.writerDone = make(chan struct{})
-		go c.write(nil, nil)
-		c.read()
-		close(c.quit)
-		<-c.writerDone
+		c.serveOnGoroutine(nil, nil, func() {})
 	})
 	pongs := make(chan struct{}, pings)
 	ws.SetPongHandler(func(string) error { pongs <- struct{}{}; return nil })

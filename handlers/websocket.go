@@ -170,20 +170,27 @@ func (ep *Endpoint) webSocket(w http.ResponseWriter, r *http.Request, rq Request
 			backlog, gap = nil, nil
 		}
 	}
+	c.serveOnGoroutine(backlog, gap, cancel)
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+}
+
+// serveOnGoroutine serves the connection on the goroutine path until the
+// reader stops: the writer on a goroutine of its own, sending backlog and
+// gap first, the reader on this one. Then it stops the writer at once,
+// even if it waits on the broker (cancel ends the connection's context)
+// or on a socket that stopped draining.
+func (c *wsConn) serveOnGoroutine(backlog []*hub.Message, gap *hub.Gap, cancel func()) {
 	c.cmds = make(chan *wsCommand, wsCommands)
 	c.quit = make(chan struct{})
 	c.writerDone = make(chan struct{})
 	go c.write(backlog, gap)
 	c.read()
-	// Stop the writer now, even if it is waiting on the broker or on a
-	// socket that stopped draining.
 	close(c.quit)
 	cancel()
 	c.stream.abort()
 	<-c.writerDone
-	if c.conn != nil {
-		_ = c.conn.Close()
-	}
 }
 
 // accept completes the handshake: gorilla's upgrade over HTTP/1.1, or the
