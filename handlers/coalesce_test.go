@@ -173,6 +173,22 @@ func serveGoroutineWS(tb testing.TB, ep *Endpoint, sub *hub.Subscriber, run func
 	return ws
 }
 
+// readBurst reads n messages from ws within wait and checks them as
+// checkBurst does.
+func readBurst(t *testing.T, ws *websocket.Conn, n int, wait time.Duration) {
+	t.Helper()
+	var got []byte
+	_ = ws.SetReadDeadline(time.Now().Add(wait))
+	for range n {
+		_, m, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m...)
+	}
+	checkBurst(t, got, n, `"data":"m`)
+}
+
 // On the goroutine path (gorilla's connection, not parked), the messages
 // queued when the writer wakes go out in one write to the socket.
 func TestGoroutineWebSocketCoalescesQueuedMessages(t *testing.T) {
@@ -191,16 +207,7 @@ func TestGoroutineWebSocketCoalescesQueuedMessages(t *testing.T) {
 		c.serveOnGoroutine(nil, nil, func() {})
 	})
 	up := <-upgraded
-	var got []byte
-	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for range n {
-		_, m, err := ws.ReadMessage()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, m...)
-	}
-	checkBurst(t, got, n, `"data":"m`)
+	readBurst(t, ws, n, 10*time.Second)
 	// Every message has arrived, so every write that carried one is in the
 	// log; nothing else is written (no ping within the hour).
 	if writes := up.log.count() - up.handshake; writes != 1 {
@@ -239,16 +246,7 @@ func TestGoroutineWebSocketPongsBetweenBatches(t *testing.T) {
 			}
 		}
 	}()
-	var got []byte
-	_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
-	for range n {
-		_, m, err := ws.ReadMessage()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, m...)
-	}
-	checkBurst(t, got, n, `"data":"m`)
+	readBurst(t, ws, n, 20*time.Second)
 	// The last pongs may follow the last message: read on, which runs the
 	// pong handler, until the connection closes at the test's end.
 	go func() {
