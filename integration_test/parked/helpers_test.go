@@ -2,19 +2,12 @@ package parked_test
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -333,59 +326,20 @@ type cert struct {
 var (
 	certOnce sync.Once
 	theCert  cert
-	certErr  error
 )
 
-// testCert returns the package's certificate, made once, and makes
+// testCert returns the package's certificate, made once (in
+// testserver.Main's directory, removed when the tests end), and makes
 // http.DefaultClient (which testserver.Publish uses) trust it.
 func testCert(t testing.TB) cert {
 	t.Helper()
-	certOnce.Do(func() { theCert, certErr = makeCert() })
-	if certErr != nil {
-		t.Fatal(certErr)
+	certOnce.Do(func() {
+		certFile, keyFile, roots := testserver.SelfSignedIn(t, os.Getenv("XDG_DATA_HOME"))
+		theCert = cert{certFile: certFile, keyFile: keyFile, client: &tls.Config{RootCAs: roots, NextProtos: []string{"http/1.1"}}}
+		http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
+	})
+	if theCert.client == nil {
+		t.Fatal("the package's certificate could not be made (see the first test that asked)")
 	}
 	return theCert
-}
-
-func makeCert() (cert, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return cert{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return cert{}, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return cert{}, err
-	}
-	// testserver.Main's directory, removed when the tests end.
-	dir := os.Getenv("XDG_DATA_HOME")
-	c := cert{certFile: filepath.Join(dir, "cert.pem"), keyFile: filepath.Join(dir, "key.pem")}
-	if err := os.WriteFile(c.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return cert{}, err
-	}
-	if err := os.WriteFile(c.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return cert{}, err
-	}
-	parsed, err := x509.ParseCertificate(der)
-	if err != nil {
-		return cert{}, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(parsed)
-	c.client = &tls.Config{RootCAs: pool, NextProtos: []string{"http/1.1"}}
-	http.DefaultTransport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool}
-	return c, nil
 }

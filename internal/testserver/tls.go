@@ -21,6 +21,14 @@ import (
 // the clients' RootCAs: TLS is verified, with no CA of Caddy's to trust.
 func SelfSigned(t testing.TB) (certFile, keyFile string, roots *x509.CertPool) {
 	t.Helper()
+	return SelfSignedIn(t, t.TempDir())
+}
+
+// SelfSignedIn is SelfSigned writing into dir, for a certificate that
+// outlives the test that makes it (one per package, in a directory that
+// testserver.Main removes).
+func SelfSignedIn(t testing.TB, dir string) (certFile, keyFile string, roots *x509.CertPool) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +50,6 @@ func SelfSigned(t testing.TB) (certFile, keyFile string, roots *x509.CertPool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
