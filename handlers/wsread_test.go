@@ -81,22 +81,7 @@ func FuzzWSReader(f *testing.F) {
 	f.Add(maskedFrame(false, websocket.TextMessage, bytes.Repeat([]byte("x"), 600)), 1)
 	f.Add([]byte{0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 10)
 	f.Add(maskedFrame(true, websocket.CloseMessage, []byte{0x03, 0xe8, 0xff}), 2)
-	f.Fuzz(func(t *testing.T, in []byte, n int) {
-		if n <= 0 || n > 1<<16 {
-			n = 1
-		}
-		r := &wsReader{limit: 1 << 10}
-		frames, err := feed(r, in, n)
-		var ce *wsCloseError
-		if err != nil && !errors.As(err, &ce) {
-			t.Fatal(err)
-		}
-		for _, fr := range frames {
-			if len(fr)-1 > int(r.limit) {
-				t.Fatalf("handed over %d bytes, limit %d", len(fr)-1, r.limit)
-			}
-		}
-	})
+	f.Fuzz(func(t *testing.T, in []byte, n int) { checkFeed(t, &wsReader{limit: 1 << 10}, in, n) })
 }
 
 // compressedFrame is a client's compressed message: RSV1 on its first
@@ -145,20 +130,24 @@ func FuzzWSReaderCompressed(f *testing.F) {
 	f.Add(compressedFrame(f, websocket.TextMessage, []byte(`{"type":"publish"}`)), 3)
 	f.Add(compressedFrame(f, websocket.BinaryMessage, bytes.Repeat([]byte("x"), 6000)), 100)
 	f.Add(append(compressedFrame(f, websocket.TextMessage, []byte("ab"))[:2:2], 0, 0, 0, 0, 0xff, 0xff), 1)
-	f.Fuzz(func(t *testing.T, in []byte, n int) {
-		if n <= 0 || n > 1<<16 {
-			n = 1
+	f.Fuzz(func(t *testing.T, in []byte, n int) { checkFeed(t, &wsReader{limit: 1 << 10, deflate: true}, in, n) })
+}
+
+// checkFeed feeds in to r, n bytes a read (1 when n is out of range), and
+// checks that r fails only with a close, and hands over no message larger
+// than its limit.
+func checkFeed(t *testing.T, r *wsReader, in []byte, n int) {
+	if n <= 0 || n > 1<<16 {
+		n = 1
+	}
+	frames, err := feed(r, in, n)
+	var ce *wsCloseError
+	if err != nil && !errors.As(err, &ce) {
+		t.Fatal(err)
+	}
+	for _, fr := range frames {
+		if len(fr)-1 > int(r.limit) {
+			t.Fatalf("handed over %d bytes, limit %d", len(fr)-1, r.limit)
 		}
-		r := &wsReader{limit: 1 << 10, deflate: true}
-		frames, err := feed(r, in, n)
-		var ce *wsCloseError
-		if err != nil && !errors.As(err, &ce) {
-			t.Fatal(err)
-		}
-		for _, fr := range frames {
-			if len(fr)-1 > int(r.limit) {
-				t.Fatalf("handed over %d bytes, limit %d", len(fr)-1, r.limit)
-			}
-		}
-	})
+	}
 }
